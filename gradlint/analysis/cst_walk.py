@@ -1,0 +1,100 @@
+"""Fast traversal of libcst expressions.
+
+`CSTVisitor` rebuilds every node it passes (that is why one visitor pass doubles the parse
+time). These helpers read the dataclass fields directly and skip whitespace and punctuation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import libcst as cst
+
+_TRIVIA = {
+    "lpar", "rpar", "comma", "semicolon", "equal", "colon", "dot", "star", "lbracket",
+    "rbracket", "lbrace", "rbrace", "asynchronous", "header", "footer", "leading_lines",
+    "lines_after_decorators", "newline", "indent", "operator", "whitespace_before",
+    "whitespace_after", "lines_after", "annotation_indicator",
+}
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_CLOSURES = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
+def child_fields(node_type: type) -> tuple[str, ...]:
+    names = _FIELDS.get(node_type)
+    if names is None:
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(node_type)
+            if f.name not in _TRIVIA and not f.name.startswith("whitespace")
+        )
+        _FIELDS[node_type] = names
+    return names
+
+
+def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    for name in child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
+
+
+def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cst.Call, bool]]:
+    """Calls in evaluation order (receiver, then arguments, then the call itself).
+
+    Lambda bodies are skipped (they do not run here); calls inside comprehensions are
+    yielded with `in_closure=True`.
+    """
+    if isinstance(node, cst.Lambda):
+        return
+    inner = in_closure or isinstance(node, _CLOSURES)
+    for child in children(node):
+        yield from iter_calls(child, inner)
+    if isinstance(node, cst.Call):
+        yield node, in_closure
+
+
+def iter_names(node: cst.CSTNode) -> Iterator[str]:
+    """Free-ish names an expression reads (attributes, keywords and comprehension targets left out)."""
+    bound: set[str] = set()
+    stack: list[cst.CSTNode] = [node]
+    found: list[str] = []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name):
+            found.append(current.value)
+        elif isinstance(current, cst.Attribute):
+            stack.append(current.value)
+        elif isinstance(current, cst.Arg):
+            stack.append(current.value)
+        elif isinstance(current, cst.CompFor):
+            bound.update(n.value for n in _target_names(current.target))
+            stack.append(current.iter)
+            stack.extend(current.ifs)
+            if current.inner_for_in:
+                stack.append(current.inner_for_in)
+        elif isinstance(current, cst.Lambda):
+            bound.update(p.name.value for p in current.params.params)
+            stack.append(current.body)
+        else:
+            stack.extend(children(current))
+    return iter([n for n in found if n not in bound])
+
+
+def _target_names(target: cst.BaseExpression) -> Iterator[cst.Name]:
+    if isinstance(target, cst.Name):
+        yield target
+    elif isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            yield from _target_names(element.value)
+    elif isinstance(target, cst.StarredElement):
+        yield from _target_names(target.value)
+
+
+def target_names(target: cst.BaseExpression) -> list[str]:
+    return [n.value for n in _target_names(target)]

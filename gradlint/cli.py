@@ -1,0 +1,213 @@
+"""The `gradlint` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gradlint import __version__
+from gradlint.config import ConfigError, expand, load_settings
+from gradlint.output import FORMATS
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"gradlint: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="gradlint")
+def main() -> None:
+    """Find the causes of exploding gradients in PyTorch training code."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--fix", is_flag=True, help="Apply safe fixes (and unsafe ones with --unsafe-fixes).")
+@click.option("--unsafe-fixes/--no-unsafe-fixes", default=None, help="Also apply (or show) fixes that change what the model computes.")
+@click.option("--diff", is_flag=True, help="Show the fixes as a diff; write nothing.")
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (replaces the default set); ALL for every rule.")
+@click.option("--extend-select", multiple=True, help="Rule codes or prefixes to enable on top of the selection.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--exclude", multiple=True, help="Glob patterns of files/directories to skip (replaces the defaults).")
+@click.option("--extend-exclude", multiple=True, help="Glob patterns to skip in addition to the defaults.")
+@click.option("--force-exclude", is_flag=True, help="Apply excludes to files named on the command line too (for pre-commit).")
+@click.option("--config", "config", multiple=True, help="A config file, or an inline TOML override such as 'select = [\"GL1\"]'.")
+@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--format", "--output-format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text: source lines on a terminal, one line each otherwise; concise; full; json; json-lines; sarif; github.")
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here instead of stdout.")
+@click.option("--statistics", is_flag=True, help="Print counts per rule instead of each finding.")
+@click.option("--show-fixes", is_flag=True, help="List the fixes applied by --fix.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain.")
+@click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when --fix changed any file, even if nothing remains.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
+@click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
+def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
+          config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
+          jobs, quiet) -> None:
+    """Lint PATHS (files or directories; default: the current directory)."""
+    from dataclasses import replace
+
+    from gradlint.discovery import discover
+    from gradlint.engine import FixMode, lint_paths
+
+    paths = list(paths) or ["."]
+    try:
+        settings = load_settings(paths, tuple(config), isolated)
+        overrides = {}
+        if select:
+            overrides["select"] = _split(select)
+        if extend_select:
+            overrides["extend_select"] = settings.extend_select + _split(extend_select)
+        if ignore:
+            overrides["ignore"] = settings.ignore + _split(ignore)
+        if exclude:
+            overrides["exclude"] = _split(exclude)
+        if extend_exclude:
+            overrides["extend_exclude"] = settings.extend_exclude + _split(extend_exclude)
+        if unsafe_fixes is not None:
+            overrides["unsafe_fixes"] = unsafe_fixes
+        settings = replace(settings, **overrides)
+        for name in ("select", "extend_select", "ignore"):
+            value = getattr(settings, name)
+            if value:
+                expand(value, "--" + name.replace("_", "-"))
+        settings.enabled  # noqa: B018 - validates the selection now, not in a worker
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    mode = FixMode(apply=fix and not diff, diff=diff, unsafe=settings.unsafe_fixes)
+    found = discover(paths, settings, force_exclude)
+    for missing in found.missing:
+        click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
+    results = lint_paths(found.files, settings, mode, jobs)
+
+    for result in results:
+        if result.error:
+            click.echo(f"gradlint: error: {result.error}", err=True)
+        for message in result.fix_errors:
+            click.echo(f"gradlint: error: {message}", err=True)
+
+    stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
+    try:
+        _report(results, mode, output_format, stream, statistics, show_fixes, quiet)
+    finally:
+        if stream:
+            stream.close()
+
+    remaining = sum(len(r.diagnostics) for r in results)
+    fixed = sum(r.fixed for r in results)
+    if found.missing or any(r.error or r.fix_errors for r in results):
+        sys.exit(2)
+    if diff:
+        sys.exit(1 if any(r.diff for r in results) else 0)
+    if exit_non_zero_on_fix and fixed:
+        sys.exit(1)
+    sys.exit(0 if exit_zero or remaining == 0 else 1)
+
+
+def _report(results, mode, output_format, stream, statistics, show_fixes, quiet) -> None:
+    from gradlint.output import machine, sarif, text
+
+    colour = stream is None and sys.stdout.isatty()
+
+    def emit(value: str) -> None:
+        if value:
+            click.echo(value, file=stream, nl=not value.endswith("\n"), color=colour if stream is None else False)
+
+    if mode.diff:
+        for result in results:
+            if result.diff:
+                emit(result.diff)
+        if not quiet:
+            count = sum(r.fixed for r in results)
+            click.echo(f"Would fix {count} problem{'s' if count != 1 else ''}." if count else "No fixes available.", err=True)
+        return
+    if output_format == "json":
+        emit(machine.render_json(results))
+    elif output_format == "json-lines":
+        emit(machine.render_json_lines(results))
+    elif output_format == "sarif":
+        emit(sarif.render_sarif(results))
+    elif output_format == "github":
+        emit(machine.render_github(results))
+    else:
+        if statistics:
+            emit(text.statistics(results, mode))
+        else:
+            full = output_format == "full" or (output_format == "text" and colour)
+            emit(text.render(results, mode, full, colour))
+        if show_fixes and mode.apply:
+            for result in results:
+                if result.fixed:
+                    emit(f"Fixed {result.fixed} problem{'s' if result.fixed != 1 else ''} in {result.path}")
+        if not quiet:
+            emit(text.summary(results, mode, colour))
+
+
+@main.command("rules")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="(kept for symmetry; every rule is always listed)")
+def rules_command(output_format: str, show_all: bool) -> None:
+    """List every rule: code, name, default, fix safety and summary."""
+    import json
+
+    from gradlint.rules import ALL_RULES
+
+    if output_format == "json":
+        click.echo(json.dumps([
+            {"code": r.code, "name": r.name, "summary": r.summary, "severity": r.severity.value,
+             "default": r.default_enabled, "fix": r.fix_applicability.value if r.fix_applicability else None}
+            for r in ALL_RULES
+        ], indent=2))
+        return
+    for rule in ALL_RULES:
+        fix = f"{rule.fix_applicability.value} fix" if rule.fix_applicability else "no fix"
+        default = "on" if rule.default_enabled else "off"
+        click.echo(f"{rule.code}  {rule.name:<34} {rule.severity.value:<8} {default:<4} {fix:<11} {rule.summary}")
+
+
+@main.command("rule")
+@click.argument("code")
+def rule_command(code: str) -> None:
+    """Explain one rule: why it matters, an example, what to write instead, and its fix."""
+    from gradlint.rules import RULES_BY_CODE
+
+    rule = RULES_BY_CODE.get(code.upper())
+    if rule is None:
+        _fail(f"unknown rule {code!r}; `gradlint rules` lists them")
+    click.echo(render_rule(rule))
+
+
+def render_rule(rule) -> str:
+    fix = (f"{rule.fix_applicability.value} fix: {rule.fix_description}" if rule.fix_applicability else "no automatic fix")
+    options = "".join(f"\n  {o.name} ({o.type.__name__}, default {o.default!r}): {o.help}" for o in rule.options)
+    parts = [
+        f"{rule.code} {rule.name}",
+        f"{rule.summary}.",
+        f"Severity: {rule.severity.value}. Enabled by default: {'yes' if rule.default_enabled else 'no'}.",
+        "",
+        "Why is this bad?",
+        rule.rationale,
+        "",
+        "Example:",
+        _indent(rule.bad_example),
+        "Use instead:",
+        _indent(rule.good_example),
+        f"Fix: {fix}",
+    ]
+    if options:
+        parts.append(f"Options ([tool.gradlint.options.{rule.code}]):{options}")
+    if rule.references:
+        parts.append("References:\n" + "\n".join(f"  - {r}" for r in rule.references))
+    return "\n".join(parts)
+
+
+def _indent(code: str) -> str:
+    return "".join(f"    {line}\n" for line in code.splitlines())

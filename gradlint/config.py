@@ -1,0 +1,258 @@
+"""`[tool.gradlint]` settings: loading, validation, rule selection and CLI overrides."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from gradlint.rules import ALL_RULES, RULES_BY_CODE
+
+DEFAULT_EXCLUDE = (
+    ".git", ".hg", ".svn", ".bzr", ".venv", "venv", ".tox", ".nox", "__pycache__", "build",
+    "dist", "node_modules", "site-packages", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+    ".gradlint_cache", ".eggs", "*.egg-info", ".ipynb_checkpoints", "__pypackages__",
+    ".direnv", "_build", "buck-out",
+)
+KNOWN_KEYS = {
+    "select", "extend-select", "ignore", "per-file-ignores", "exclude", "extend-exclude",
+    "unsafe-fixes", "options",
+}
+
+
+class ConfigError(Exception):
+    """A configuration or selection mistake; the CLI prints it on one line and exits 2."""
+
+
+@dataclass
+class Settings:
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    extend_exclude: tuple[str, ...] = ()
+    unsafe_fixes: bool = False
+    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    root: str = "."
+    config_path: str | None = None
+
+    # selection ------------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        cached = self.__dict__.get("_enabled")
+        if cached is None:
+            if self.select is None:
+                chosen = {r.code for r in ALL_RULES if r.default_enabled}
+            else:
+                chosen = expand(self.select, "select", explicit=True)
+            chosen |= expand(self.extend_select, "extend-select", explicit=True)
+            chosen -= expand(self.ignore, "ignore", explicit=True)
+            cached = frozenset(chosen)
+            self.__dict__["_enabled"] = cached
+        return cached
+
+    def is_enabled(self, code: str) -> bool:
+        return code in self.enabled
+
+    def enabled_for(self, path: str) -> frozenset[str]:
+        codes = self.enabled
+        if not self.per_file_ignores:
+            return codes
+        relative = _relative(path, self.root)
+        for pattern, ignored in self.per_file_ignores.items():
+            if _glob_match(relative, pattern):
+                codes = codes - expand(ignored, "per-file-ignores", explicit=True)
+        return codes
+
+    def options_for(self, code: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for selector in sorted(self.rule_options, key=len):  # prefixes first, exact code last
+            if code.startswith(selector):
+                declared = {o.name for o in RULES_BY_CODE[code].options}
+                merged.update({k: v for k, v in self.rule_options[selector].items() if k in declared})
+        return merged
+
+    def is_excluded(self, path: str) -> bool:
+        relative = _relative(path, self.root)
+        parts = Path(relative).parts
+        for pattern in (*self.exclude, *self.extend_exclude):
+            if any(fnmatch.fnmatch(part, pattern) for part in parts) or _glob_match(relative, pattern):
+                return True
+        return False
+
+    def fingerprint(self) -> str:
+        """What the results of a file depend on, for caches."""
+        return repr((sorted(self.enabled), sorted(self.per_file_ignores.items()),
+                     sorted((k, sorted(v.items())) for k, v in self.rule_options.items())))
+
+
+def expand(selectors: tuple[str, ...] | list[str], where: str, explicit: bool = False) -> set[str]:
+    """`ALL`, a full code or a prefix (`GL1`) -> the rule codes it selects."""
+    codes: set[str] = set()
+    for raw in selectors:
+        selector = raw.strip().upper()
+        if not selector:
+            continue
+        if selector == "ALL":
+            codes.update(RULES_BY_CODE)
+            continue
+        matched = {code for code in RULES_BY_CODE if code.startswith(selector)}
+        if not matched:
+            known = ", ".join(sorted(RULES_BY_CODE))
+            raise ConfigError(f"unknown rule code or prefix {raw!r} in {where} (known: ALL, {known})")
+        codes |= matched
+    return codes
+
+
+def _relative(path: str, root: str) -> str:
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).as_posix()
+
+
+def _glob_match(relative: str, pattern: str) -> bool:
+    pattern = pattern.rstrip("/")
+    if "/" not in pattern:
+        return fnmatch.fnmatch(Path(relative).name, pattern) or fnmatch.fnmatch(relative, pattern)
+    return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern + "/*")
+
+
+# loading ------------------------------------------------------------------------------------
+
+
+def find_config(start: str) -> Path | None:
+    """The nearest `pyproject.toml` with a `[tool.gradlint]` table, or `gradlint.toml`."""
+    here = Path(start).resolve()
+    if here.is_file():
+        here = here.parent
+    for directory in (here, *here.parents):
+        for name in (".gradlint.toml", "gradlint.toml"):
+            if (directory / name).is_file():
+                return directory / name
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+                continue
+            if "gradlint" in data.get("tool", {}):
+                return candidate
+    return None
+
+
+def load_table(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.name == "pyproject.toml":
+        return data.get("tool", {}).get("gradlint", {})
+    return data
+
+
+def settings_from_table(table: dict[str, Any], where: str, base: Settings | None = None) -> Settings:
+    """Validate a `[tool.gradlint]` table and apply it on top of `base`."""
+    settings = base or Settings()
+    unknown = set(table) - KNOWN_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {sorted(unknown)[0]!r} in [tool.gradlint] "
+            f"(known: {', '.join(sorted(KNOWN_KEYS))})"
+        )
+    changes: dict[str, Any] = {}
+    for key, attr in (("select", "select"), ("extend-select", "extend_select"), ("ignore", "ignore"),
+                      ("exclude", "exclude"), ("extend-exclude", "extend_exclude")):
+        if key in table:
+            value = _string_list(table[key], key, where)
+            if key in {"select", "extend-select", "ignore"}:
+                expand(value, f"{where} {key}")
+            changes[attr] = tuple(value)
+    if "per-file-ignores" in table:
+        raw = table["per-file-ignores"]
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: per-file-ignores must be a table of glob = [codes]")
+        pfi = {}
+        for pattern, codes in raw.items():
+            value = _string_list(codes, f"per-file-ignores {pattern!r}", where)
+            expand(value, f"{where} per-file-ignores")
+            pfi[pattern] = tuple(value)
+        changes["per_file_ignores"] = pfi
+    if "unsafe-fixes" in table:
+        if not isinstance(table["unsafe-fixes"], bool):
+            raise ConfigError(f"{where}: unsafe-fixes must be true or false")
+        changes["unsafe_fixes"] = table["unsafe-fixes"]
+    if "options" in table:
+        changes["rule_options"] = {**settings.rule_options, **_rule_options(table["options"], where)}
+    return replace(settings, **changes)
+
+
+def _string_list(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return value
+
+
+def _rule_options(raw: Any, where: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: options must be a table of [options.<CODE>] tables")
+    result = {}
+    for selector, values in raw.items():
+        codes = expand([selector], f"{where} options")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: options.{selector} must be a table")
+        declared = {o.name: o for code in codes for o in RULES_BY_CODE[code].options}
+        for name, value in values.items():
+            option = declared.get(name)
+            if option is None:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ConfigError(f"{where}: unknown option {name!r} for {selector} (known: {known})")
+            if option.type is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, option.type) or isinstance(value, bool) and option.type is not bool:
+                raise ConfigError(f"{where}: options.{selector}.{name} must be a {option.type.__name__}")
+            if option.type is float and not value > 0:
+                raise ConfigError(f"{where}: options.{selector}.{name} must be positive")
+        result[selector.upper()] = dict(values)
+    return result
+
+
+def load_settings(paths: list[str], config: tuple[str, ...] = (), isolated: bool = False) -> Settings:
+    """Settings for a run: the nearest config file (or `--config FILE`), then inline
+    `--config "key = value"` overrides."""
+    settings = Settings()
+    files = [c for c in config if "=" not in c]
+    inline = [c for c in config if "=" in c]
+    if len(files) > 1:
+        raise ConfigError("--config FILE given more than once")
+    path: Path | None = None
+    if files:
+        path = Path(files[0])
+        if not path.is_file():
+            raise ConfigError(f"--config {files[0]}: no such file")
+    elif not isolated:
+        path = find_config(paths[0] if paths else ".")
+    if path is not None:
+        settings = replace(settings, root=str(path.resolve().parent), config_path=str(path))
+        settings = settings_from_table(load_table(path), str(path), settings)
+    for override in inline:
+        try:
+            table = tomllib.loads(override)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config {override!r}: not a file and not valid TOML ({exc})") from None
+        settings = settings_from_table(table, f"--config {override!r}", settings)
+    return settings

@@ -1,0 +1,68 @@
+"""Text edits that fixes are made of. Edits are spliced into the original text, so nothing
+outside them changes (libcst's own round trip is not byte-exact on every file)."""
+
+from __future__ import annotations
+
+import ast
+
+import libcst as cst
+
+from gradlint.context import FileContext
+from gradlint.diagnostics import Edit
+from gradlint.prepass import Segment
+
+
+def insert_statement_before(ctx: FileContext, segment: Segment, stmt: cst.BaseSmallStatement,
+                            *code: str) -> Edit:
+    """Insert the statements `code` so that they run right before `stmt`.
+
+    On its own line, with the same indentation, when `stmt` starts its line; otherwise
+    inline, `code; stmt` (for `a(); opt.step()` or `if x: opt.step()`).
+    """
+    line, col, _, _ = ctx.span(segment, stmt)
+    before = ctx.source.line_text(line)[:col]
+    if before.strip() == "":
+        at = ctx.source.offset(line, 0)
+        return ctx.edit(at, at, "".join(f"{before}{c}{ctx.source.newline}" for c in code))
+    at = ctx.source.offset(line, col)
+    return ctx.edit(at, at, "".join(f"{c}; " for c in code))
+
+
+def delete_statement(ctx: FileContext, segment: Segment, stmt: cst.BaseSmallStatement) -> Edit | None:
+    """Remove `stmt`: its whole line when it is alone there, else the statement and its `;`."""
+    line, col, end_line, end_col = ctx.span(segment, stmt)
+    source = ctx.source
+    first = source.line_text(line)
+    last = source.line_text(end_line)
+    rest = last[end_col:].strip()
+    if first[:col].strip() == "" and (rest == "" or rest.startswith("#")):
+        return ctx.edit(source.offset(line, 0), source.offset(end_line + 1, 0), "")
+    if rest.startswith(";"):
+        after = end_col + (len(last[end_col:]) - len(last[end_col:].lstrip())) + 1
+        while after < len(last) and last[after] == " ":
+            after += 1
+        return ctx.edit(source.offset(line, col), source.offset(end_line, after), "")
+    return None
+
+
+def import_edit(ctx: FileContext, statement: str) -> Edit:
+    """Add an import after the module docstring and `from __future__` imports."""
+    tree = ctx.index.tree
+    body = list(tree.body)
+    position = 0
+    while position < len(body):
+        node = body[position]
+        docstring = position == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (docstring or future):
+            break
+        position += 1
+    if position < len(body):
+        node = body[position]
+        line = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        at = ctx.source.offset(line, 0)
+    else:
+        at = len(ctx.source.text)
+        if ctx.source.text and not ctx.source.text.endswith(("\n", "\r")):
+            return ctx.edit(at, at, f"{ctx.source.newline}{statement}{ctx.source.newline}")
+    return ctx.edit(at, at, f"{statement}{ctx.source.newline}")

@@ -1,0 +1,158 @@
+"""Linting files: read, pre-pass, rules, suppressions; fixing; many files in parallel."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from gradlint.config import Settings
+from gradlint.context import FileContext
+from gradlint.diagnostics import Applicability, Diagnostic, FileError
+from gradlint.fixing import apply_fixes, unified_diff, write_atomically
+from gradlint.prepass import index_file, parse_ast
+from gradlint.rules import RULES_BY_CODE, Rule
+from gradlint.source import SourceError, SourceFile, decode_source, read_source
+from gradlint.suppressions import filter_suppressed, skips_file
+
+MAX_FIX_ROUNDS = 10
+PARALLEL_THRESHOLD = 8  # below this many files a process pool costs more than it saves
+
+
+@dataclass
+class FileResult:
+    path: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    error: FileError | None = None
+    fixed: int = 0
+    diff: str | None = None
+    fix_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FixMode:
+    """What to do with fixes: nothing, write them (`--fix`), or show them (`--diff`)."""
+
+    apply: bool = False
+    diff: bool = False
+    unsafe: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.apply or self.diff
+
+    def allows(self, applicability: Applicability) -> bool:
+        return applicability is Applicability.SAFE or self.unsafe
+
+
+def rules_for(settings: Settings, path: str) -> list[Rule]:
+    codes = settings.enabled_for(path)
+    return [RULES_BY_CODE[code](settings.options_for(code)) for code in sorted(codes)]
+
+
+def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None = None) -> list[Diagnostic]:
+    """All findings of the enabled rules on one decoded file. Raises SourceError for bad input."""
+    if rules is None:
+        rules = rules_for(settings, source.path)
+    text = source.text
+    if skips_file(text):
+        return []
+    wanted = [rule for rule in rules if rule.wants(text)]
+    if not wanted:
+        parse_ast(source)  # still report syntax errors in files no rule wants
+        return []
+    ctx = FileContext(source, index_file(source), settings)
+    diagnostics: list[Diagnostic] = []
+    for rule in wanted:
+        try:
+            diagnostics.extend(rule.check(ctx))
+        except SourceError:
+            raise
+        except RecursionError:
+            raise SourceError("too deeply nested to analyse") from None
+        except Exception as exc:  # one rule's bug must not lose the other rules' findings
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            raise SourceError(
+                f"internal error in {rule.code} ({type(exc).__name__}: {exc} at "
+                f"{os.path.basename(where.filename)}:{where.lineno}); please report it"
+            ) from None
+    diagnostics = filter_suppressed(source, diagnostics)
+    diagnostics.sort(key=Diagnostic.sort_key)
+    return diagnostics
+
+
+def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileResult:
+    """Lint one file (and fix it when asked). Never raises for bad input."""
+    result = FileResult(path)
+    try:
+        source = read_source(path)
+        rules = rules_for(settings, path)
+        if mode.active:
+            fix_file(source, settings, rules, mode, result)
+        else:
+            result.diagnostics = lint_source(source, settings, rules)
+    except SourceError as exc:
+        result.error = FileError(path, exc.message, exc.line, exc.column)
+        result.diagnostics = []
+    return result
+
+
+def fix_file(source: SourceFile, settings: Settings, rules: list[Rule], mode: FixMode, result: FileResult) -> str:
+    """Apply fixes round by round (a fix can make room for another) until none is left.
+
+    Records the remaining findings, the diff and write errors in `result`; returns the new text.
+    """
+    current = source
+    failed: set[tuple] = set()
+    diagnostics = lint_source(current, settings, rules)
+    for _ in range(MAX_FIX_ROUNDS):
+        fixable = [
+            d for d in diagnostics
+            if d.fix is not None and mode.allows(d.fix.applicability)
+            and (d.code, d.line, d.column) not in failed
+        ]
+        if not fixable:
+            break
+        text, applied, rejected = apply_fixes(current.text, fixable)
+        for diagnostic in rejected:
+            failed.add((diagnostic.code, diagnostic.line, diagnostic.column))
+            result.fix_errors.append(
+                f"{source.path}:{diagnostic.line}:{diagnostic.column}: {diagnostic.code} fix not "
+                "applied: the result would not parse"
+            )
+        if not applied:
+            break
+        current = decode_source(source.path, current.encode(text))
+        result.fixed += applied
+        diagnostics = lint_source(current, settings, rules)
+    result.diagnostics = diagnostics
+    if current.text == source.text:
+        return current.text
+    if mode.diff:
+        result.diff = unified_diff(source.path, source.text, current.text)
+    if mode.apply:
+        error = write_atomically(source, current.encode(current.text))
+        if error:
+            result.fix_errors.append(f"{source.path}: {error}")
+            result.fixed = 0
+    return current.text
+
+
+def _lint_one(args: tuple[str, Settings, FixMode]) -> FileResult:
+    return lint_file(*args)
+
+
+def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode(), jobs: int | None = None) -> list[FileResult]:
+    """Lint many files; in a process pool when there are enough of them. Output order is the
+    order of `files`, whatever order the workers finish in."""
+    files = list(files)
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    jobs = max(1, min(jobs, len(files)))
+    if jobs == 1 or len(files) < PARALLEL_THRESHOLD:
+        return [lint_file(path, settings, mode) for path in files]
+    chunksize = max(1, len(files) // (jobs * 8))
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_lint_one, [(p, settings, mode) for p in files], chunksize=chunksize))

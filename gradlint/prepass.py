@@ -1,0 +1,168 @@
+"""The cheap pass before libcst: syntax check, imports, and which top-level statements matter.
+
+`ast.parse` costs about a sixth of `libcst.parse_module`. It gives CPython's own syntax-error
+messages (the ones users recognise), the import table, and the line span of every top-level
+statement. Only the statements that a rule may care about are then parsed with libcst, as
+"segments" of whole lines, so files full of utilities cost little.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from gradlint.analysis.imports import ImportTable, collect_module_imports
+from gradlint.source import SourceError, SourceFile
+
+
+@dataclass
+class TopLevel:
+    """One top-level statement of a file and its whole-line span."""
+
+    index: int
+    node: ast.stmt
+    start_line: int
+    end_line: int
+
+    @property
+    def is_definition(self) -> bool:
+        return isinstance(self.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+
+    @property
+    def is_import(self) -> bool:
+        return isinstance(self.node, (ast.Import, ast.ImportFrom))
+
+
+@dataclass
+class Segment:
+    """A run of whole top-level lines parsed with libcst; positions are relative to `start_line`."""
+
+    start_line: int
+    end_line: int
+    module: cst.Module
+    _positions: dict | None = field(default=None, repr=False)
+
+    def positions(self):
+        """libcst positions for this segment, computed on first need only."""
+        if self._positions is None:
+            from libcst.metadata import MetadataWrapper, PositionProvider
+
+            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+            self._positions = wrapper.resolve(PositionProvider)
+        return self._positions
+
+
+@dataclass
+class FileIndex:
+    tree: ast.Module
+    imports: ImportTable
+    statements: list[TopLevel]
+
+
+def parse_ast(source: SourceFile) -> ast.Module:
+    try:
+        return ast.parse(source.text, filename=source.path)
+    except SyntaxError as exc:
+        line = exc.lineno or 0
+        # CPython counts the offset from 1 (in characters for str input)
+        column = max((exc.offset or 1) - 1, 0)
+        raise SourceError(f"SyntaxError: {exc.msg}", line, column) from None
+    except (RecursionError, MemoryError):
+        raise SourceError("too deeply nested for Python's parser") from None
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def index_file(source: SourceFile) -> FileIndex:
+    tree = parse_ast(source)
+    statements = []
+    for i, node in enumerate(tree.body):
+        start = node.lineno
+        decorators = getattr(node, "decorator_list", None)
+        if decorators:
+            start = min(start, *(d.lineno for d in decorators))
+        statements.append(TopLevel(i, node, start, node.end_lineno or node.lineno))
+    return FileIndex(tree=tree, imports=collect_module_imports(tree), statements=statements)
+
+
+def statement_text(source: SourceFile, stmt: TopLevel) -> str:
+    starts = source.line_starts
+    end = starts[stmt.end_line] if stmt.end_line < len(starts) else len(source.text)
+    return source.text[starts[stmt.start_line - 1] : end]
+
+
+def select_statements(source: SourceFile, index: FileIndex, trigger: re.Pattern[str]) -> list[int]:
+    """Indices of the top-level statements a rule must see.
+
+    Class definitions are always kept (models live there). Other statements are kept when their
+    text matches `trigger`. If any module-level (non-definition) statement is kept, all of
+    them are, so that a script's top-level training loop is analysed with its bindings.
+    """
+    keep: set[int] = set()
+    script: list[int] = []
+    for stmt in index.statements:
+        if stmt.is_import:
+            continue
+        if isinstance(stmt.node, ast.ClassDef) or trigger.search(statement_text(source, stmt)):
+            keep.add(stmt.index)
+            if not stmt.is_definition:
+                script.append(stmt.index)
+    if script:  # the script's other module-level code holds its bindings (`model = Net()`)
+        keep.update(s.index for s in index.statements if not s.is_import and not s.is_definition)
+    return sorted(keep)
+
+
+def parse_segments(source: SourceFile, index: FileIndex, chosen: list[int]) -> list[Segment]:
+    """libcst-parse each run of consecutive chosen statements (whole lines) once."""
+    runs: list[tuple[int, int]] = []
+    for i in chosen:
+        stmt = index.statements[i]
+        if runs and (runs[-1][1] == i - 1 or index.statements[runs[-1][1]].end_line >= stmt.start_line):
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    segments = []
+    starts = source.line_starts
+    for first, last in runs:
+        start_line = index.statements[first].start_line
+        end_line = index.statements[last].end_line
+        # statements that share a line (`a = 1; b = 2`) are pulled in whole
+        end = starts[end_line] if end_line < len(starts) else len(source.text)
+        text = source.text[starts[start_line - 1] : end]
+        try:
+            module = cst.parse_module(text)
+        except cst.ParserSyntaxError as exc:
+            raise SourceError(
+                f"libcst cannot parse this (newer syntax than the installed libcst supports?): "
+                f"{exc.message}",
+                exc.raw_line + start_line - 1,
+                exc.raw_column,
+            ) from None
+        except RecursionError:
+            raise SourceError("too deeply nested for libcst's parser", start_line) from None
+        segments.append(Segment(start_line, end_line, module))
+    return segments
+
+
+def function_names(tree: ast.Module) -> set[str]:
+    """Names of the file's functions and methods (and functions nested one level), cheaply."""
+    names: set[str] = set()
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        inner = []
+        if isinstance(node, defs):
+            names.add(node.name)
+            inner = node.body
+        elif isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, defs):
+                    names.add(member.name)
+        elif isinstance(node, ast.If):  # `if __name__ == "__main__":` helpers
+            inner = node.body
+        for child in inner:
+            if isinstance(child, defs):
+                names.add(child.name)
+    return names

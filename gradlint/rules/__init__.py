@@ -1,0 +1,18 @@
+"""The rule registry: every rule class, in code order. Adding a rule = one module + one line here."""
+
+from __future__ import annotations
+
+from gradlint.rules.base import Rule
+from gradlint.rules.gl101_missing_clip import MissingGradientClipping
+from gradlint.rules.gl102_clip_before_unscale import ClipBeforeUnscale
+from gradlint.rules.gl103_recurrent_without_clip import RecurrentWithoutClipping
+
+ALL_RULES: tuple[type[Rule], ...] = (
+    MissingGradientClipping,
+    ClipBeforeUnscale,
+    RecurrentWithoutClipping,
+)
+
+RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
+
+__all__ = ["ALL_RULES", "RULES_BY_CODE", "Rule"]

@@ -1,0 +1,55 @@
+"""What a rule is: a small class with its code, its documentation, its examples and `check`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gradlint.context import FileContext
+from gradlint.diagnostics import Applicability, Diagnostic, Severity
+
+
+@dataclass(frozen=True)
+class Option:
+    """A per-rule setting, read from `[tool.gradlint.options.<CODE>]`."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+class Rule:
+    """Base class of every rule.
+
+    Subclasses set the class attributes below and implement `check`, which reads the shared
+    analyses from the `FileContext` (never walks the tree itself) and yields Diagnostics.
+    `bad_example` must be flagged and `good_example` must not: the test suite checks both, and
+    `gradlint rule CODE` prints them.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    rationale: ClassVar[str]
+    bad_example: ClassVar[str]
+    good_example: ClassVar[str]
+    severity: ClassVar[Severity] = Severity.WARNING
+    fix_applicability: ClassVar[Applicability | None] = None
+    fix_description: ClassVar[str] = ""
+    default_enabled: ClassVar[bool] = True
+    references: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.settings = {option.name: option.default for option in self.options}
+        self.settings.update(settings or {})
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        """Cheap test on the whole file text: False means the rule cannot fire on this file."""
+        return True
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.context import FileContext, file_may_train
+from gradlint.diagnostics import Applicability, Diagnostic, Severity
+from gradlint.rules._clipping import clip_fix, describe_call, where
+from gradlint.rules.base import Rule
+from gradlint.rules.gl101_missing_clip import MAX_NORM
+
+
+class RecurrentWithoutClipping(Rule):
+    code = "GL103"
+    name = "recurrent-model-without-clipping"
+    summary = "Recurrent model (RNN/LSTM/GRU or a hand-written recurrence) trained without gradient clipping"
+    rationale = (
+        "Back-propagation through time multiplies one Jacobian per time step, "
+        "W_rec^T diag(sigma'(h_t)). When the largest singular value of W_rec exceeds 1/gamma "
+        "(gamma = 1 for tanh) the gradient can grow like that value to the power of the sequence "
+        "length; Pascanu, Mikolov and Bengio (2013) show this is the regime where training "
+        "diverges and introduce norm clipping as the remedy. LSTM and GRU gates damp this but do "
+        "not remove it, which is why recurrent reference code clips (PyTorch's word language "
+        "model: 0.25; MAPPO's recurrent policies: 10).\n\n"
+        "The model is found from the optimizer's parameters: `Adam(model.parameters())` where "
+        "`model` is built from `nn.LSTM`/`nn.GRU`/`nn.RNN` (or their cells), from a class of the "
+        "file that contains one or a hand-written loop `h = f(W h + U x)`, or from an imported "
+        "class whose name says RNN/LSTM/GRU. When GL103 is disabled these steps are reported "
+        "as GL101."
+    )
+    bad_example = """\
+model = nn.LSTM(32, 64)
+optimizer = torch.optim.Adam(model.parameters())
+loss.backward()
+optimizer.step()
+"""
+    good_example = """\
+model = nn.LSTM(32, 64)
+optimizer = torch.optim.Adam(model.parameters())
+loss.backward()
+torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+optimizer.step()
+"""
+    severity = Severity.ERROR
+    fix_applicability = Applicability.SAFE
+    fix_description = "Same fix as GL101: insert `clip_grad_norm_` before the step."
+    references = (
+        "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
+    )
+    options = (MAX_NORM,)
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_train(text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        analysis = ctx.training
+        for finding in analysis.missing_clip:
+            model = analysis.recurrent_model(finding.event)
+            if not model:
+                continue
+            step = finding.event
+            message = (
+                f"`{describe_call(ctx, step)}` updates a recurrent model ({model}) after "
+                f"{where(ctx, finding.backward)} with no gradient clipping: gradients through "
+                "time can grow exponentially with sequence length"
+            )
+            fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
+            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix)
