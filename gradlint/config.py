@@ -143,8 +143,14 @@ def find_config(start: str) -> Path | None:
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
             try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+                text = candidate.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                if "tool.gradlint" in text:
+                    raise ConfigError(f"{candidate}: invalid TOML: {exc}") from None
                 continue
             if "gradlint" in data.get("tool", {}):
                 return candidate

@@ -77,8 +77,10 @@ class FileError:
     path: str
     message: str
     line: int = 0
-    column: int = 0
+    column: int | None = None  # 0-based; None when only the line is known
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}:{self.column + 1}" if self.line else self.path
+        where = self.path
+        if self.line:
+            where += f":{self.line}" + (f":{self.column + 1}" if self.column is not None else "")
         return f"{where}: {self.message}"

@@ -19,7 +19,7 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 class SourceError(Exception):
     """A file that cannot be read or parsed; carries the line to point at (1-based, or 0)."""
 
-    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+    def __init__(self, message: str, line: int = 0, column: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
@@ -80,8 +80,10 @@ def decode_source(path: str, raw: bytes) -> SourceFile:
     """Decode raw bytes as Python source, honouring a BOM or an encoding cookie."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-    except SyntaxError as exc:  # unknown codec in the cookie, or BOM + other cookie
-        raise SourceError(f"cannot read the file's encoding: {exc.msg}", 1) from None
+    except SyntaxError as exc:
+        if "invalid or missing" not in str(exc):  # unknown codec in the cookie, BOM + other cookie
+            raise SourceError(f"cannot read the file's encoding: {exc}", 1) from None
+        encoding = "utf-8"  # not UTF-8 in the first lines: the decode below says where
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:

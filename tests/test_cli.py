@@ -1,0 +1,256 @@
+"""The command line end to end: exit codes, formats, config, suppressions, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from gradlint.cli import main
+from tests.conftest import ROOT
+
+BAD = "import torch\nfor x in loader:\n    loss = model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
+GOOD = BAD.replace("    optimizer.step()", "    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n    optimizer.step()")
+
+
+def run(*args: str, cwd: Path | None = None):
+    runner = CliRunner()
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "bad.py").write_text(BAD)
+    (tmp_path / "good.py").write_text(GOOD)
+    return tmp_path
+
+
+def test_exit_codes_and_text_output(project: Path) -> None:
+    result = run("check", "bad.py", "good.py", cwd=project)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "bad.py:5:5: GL101 [*] `optimizer.step()` runs after `loss.backward()` (line 4) with no "
+        "gradient clipping in between: one exploding gradient becomes one huge update"
+    )
+    assert "Found 1 problem in 1 file (1 warning)." in result.output
+    assert "[*] 1 fixable with the `--fix` option." in result.output
+    clean = run("check", "good.py", cwd=project)
+    assert clean.exit_code == 0 and clean.output.strip() == "All checks passed!"
+    assert run("check", "--exit-zero", "bad.py", cwd=project).exit_code == 0
+
+
+def test_full_format_shows_source_and_caret(project: Path) -> None:
+    out = run("check", "--format", "full", "bad.py", cwd=project).output
+    assert "5 |     optimizer.step()\n  |     ^^^^^^^^^^^^^^^^\n" in out
+    assert "= help: Clip the gradient norm of optimizer.param_groups to 1.0 before the step" in out
+
+
+def test_fix_writes_and_second_run_changes_nothing(project: Path) -> None:
+    untouched = (project / "good.py").read_bytes()
+    first = run("check", "--fix", ".", cwd=project)
+    assert first.exit_code == 0, first.output
+    assert "Found 1 problem (1 fixed, 0 remaining)." in first.output
+    fixed = (project / "bad.py").read_text()
+    assert "clip_grad_norm_((p for group in optimizer.param_groups" in fixed
+    assert (project / "good.py").read_bytes() == untouched
+    second = run("check", "--fix", ".", cwd=project)
+    assert second.exit_code == 0 and (project / "bad.py").read_text() == fixed
+    assert second.output.strip() == "All checks passed!"
+
+
+def test_diff_shows_and_writes_nothing(project: Path) -> None:
+    result = run("check", "--diff", "bad.py", cwd=project)
+    assert result.exit_code == 1
+    assert "--- a/bad.py\n+++ b/bad.py\n" in result.output
+    assert "+    torch.nn.utils.clip_grad_norm_(" in result.output
+    assert (project / "bad.py").read_text() == BAD
+    assert run("check", "--diff", "good.py", cwd=project).exit_code == 0
+
+
+def test_exit_non_zero_on_fix(project: Path) -> None:
+    assert run("check", "--fix", "--exit-non-zero-on-fix", "bad.py", cwd=project).exit_code == 1
+
+
+def test_json_format(project: Path) -> None:
+    data = json.loads(run("check", "--format", "json", "bad.py", cwd=project).output)
+    [item] = data
+    assert item["code"] == "GL101" and item["name"] == "missing-gradient-clipping"
+    assert item["filename"] == "bad.py"
+    assert item["location"] == {"row": 5, "column": 5}
+    assert item["end_location"] == {"row": 5, "column": 21}
+    assert item["severity"] == "warning"
+    assert item["fix"]["applicability"] == "safe"
+    [edit] = item["fix"]["edits"]
+    assert edit["location"] == edit["end_location"] == {"row": 5, "column": 1}
+    assert edit["content"].startswith("    torch.nn.utils.clip_grad_norm_(")
+
+
+def test_sarif_is_valid_against_the_2_1_0_schema(project: Path) -> None:
+    (project / "broken.py").write_text("def f(:\n")
+    result = run("check", "--format", "sarif", ".", cwd=project)
+    document = json.loads(result.stdout)
+    schema = json.loads((ROOT / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.validate(document, schema)
+    run_ = document["runs"][0]
+    [finding] = run_["results"]
+    assert finding["ruleId"] == "GL101" and finding["level"] == "warning"
+    region = finding["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 5, "startColumn": 5, "endLine": 5, "endColumn": 21}
+    assert {r["id"] for r in run_["tool"]["driver"]["rules"]} >= {"GL101", "GL102", "GL103"}
+    [notification] = run_["invocations"][0]["toolExecutionNotifications"]
+    assert "broken.py:1" in notification["message"]["text"]
+
+
+def test_github_annotations(project: Path) -> None:
+    out = run("check", "--format", "github", "bad.py", cwd=project).output
+    assert out.startswith("::warning title=gradlint (GL101),file=bad.py,line=5,col=5,endLine=5,endColumn=21::bad.py:5:5: GL101 ")
+
+
+def test_output_file(project: Path) -> None:
+    result = run("check", "--format", "json", "-o", "report.json", "bad.py", cwd=project)
+    assert result.output == ""
+    assert json.loads((project / "report.json").read_text())[0]["code"] == "GL101"
+
+
+def test_statistics(project: Path) -> None:
+    out = run("check", "--statistics", "bad.py", cwd=project).output
+    assert out.splitlines()[0] == "    1\tGL101\t[*] missing-gradient-clipping"
+
+
+def test_select_and_ignore(project: Path) -> None:
+    assert run("check", "--select", "GL102", "bad.py", cwd=project).exit_code == 0
+    assert run("check", "--ignore", "GL1", "bad.py", cwd=project).exit_code == 0
+    assert run("check", "--select", "GL1", "--ignore", "GL103", "bad.py", cwd=project).exit_code == 1
+
+
+def test_unknown_code_is_a_usage_error(project: Path) -> None:
+    result = run("check", "--select", "GL999", "bad.py", cwd=project)
+    assert result.exit_code == 2
+    assert "unknown rule code or prefix 'GL999' in --select" in result.output
+
+
+def test_config_from_pyproject(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        '[tool.gradlint]\nignore = ["GL101"]\n[tool.gradlint.options.GL1]\nmax-norm = 0.5\n'
+    )
+    assert run("check", "bad.py", cwd=project).exit_code == 0
+    (project / "pyproject.toml").write_text('[tool.gradlint.options.GL101]\nmax-norm = 0.5\n')
+    assert "max_norm=0.5" in run("check", "--diff", "bad.py", cwd=project).output
+    (project / "pyproject.toml").write_text('[tool.gradlint]\nper-file-ignores = {"bad.py" = ["GL101"]}\n')
+    assert run("check", ".", cwd=project).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ('[tool.gradlint]\nselct = ["GL1"]\n', "unknown key 'selct' in [tool.gradlint]"),
+        ('[tool.gradlint]\nselect = ["GL7"]\n', "unknown rule code or prefix 'GL7'"),
+        ('[tool.gradlint.options.GL101]\nmax_norm = 1\n', "unknown option 'max_norm' for GL101"),
+        ('[tool.gradlint.options.GL101]\nmax-norm = "big"\n', "max-norm must be a float"),
+        ('[tool.gradlint\n', "invalid TOML"),
+    ],
+)
+def test_config_errors_are_one_clear_line(project: Path, config: str, message: str) -> None:
+    (project / "pyproject.toml").write_text(config)
+    result = run("check", "bad.py", cwd=project)
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("gradlint: error: ") and message in line
+
+
+def test_inline_config_override(project: Path) -> None:
+    assert run("check", "--config", 'ignore = ["GL101"]', "bad.py", cwd=project).exit_code == 0
+
+
+def test_suppressions(project: Path) -> None:
+    (project / "noqa.py").write_text(BAD.replace("optimizer.step()", "optimizer.step()  # noqa: GL101"))
+    (project / "ignore.py").write_text(BAD.replace("optimizer.step()", "optimizer.step()  # gradlint: ignore[GL101]"))
+    (project / "blanket.py").write_text(BAD.replace("optimizer.step()", "optimizer.step()  # noqa"))
+    (project / "other.py").write_text(BAD.replace("optimizer.step()", "optimizer.step()  # noqa: GL102"))
+    (project / "skip.py").write_text("# gradlint: skip-file\n" + BAD)
+    assert run("check", "noqa.py", "ignore.py", "blanket.py", "skip.py", cwd=project).exit_code == 0
+    assert run("check", "other.py", cwd=project).exit_code == 1
+
+
+def test_bad_input_is_one_line_each_and_the_rest_is_linted(project: Path) -> None:
+    (project / "syntax.py").write_text("import torch\nx = (1,\n")
+    (project / "latin.py").write_bytes(b"x = '\xe9'\n")
+    (project / "empty.py").write_text("")
+    (project / "nul.py").write_bytes(b"x = 1\x00\n")
+    (project / "dir.py").mkdir()  # a directory named like a file is walked, not read
+    (project / "dir.py" / "inner.py").write_text(BAD)
+    result = run("check", "syntax.py", "latin.py", "empty.py", "nul.py", "dir.py", "missing.py", "bad.py", cwd=project)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    errors = [line for line in lines if line.startswith("gradlint: error:")]
+    assert sorted(errors) == sorted([
+        "gradlint: error: missing.py: no such file or directory",
+        "gradlint: error: syntax.py:2:5: SyntaxError: '(' was never closed",
+        "gradlint: error: latin.py:1: not valid utf-8 text (byte 0xe9 at offset 5); declare the encoding with a `# -*- coding: ... -*-` line",
+        "gradlint: error: nul.py:1: the file contains NUL bytes (binary data?)",
+    ])
+    assert any(line.startswith("bad.py:5:5: GL101") for line in lines)
+    assert any(line.startswith("dir.py/inner.py:5:5: GL101") for line in lines)
+    assert "Traceback" not in result.output
+
+
+def test_syntax_error_file_is_left_untouched_by_fix(project: Path) -> None:
+    broken = b"import torch\nloss.backward()\noptimizer.step(\n"
+    (project / "broken.py").write_bytes(broken)
+    result = run("check", "--fix", ".", cwd=project)
+    assert result.exit_code == 2
+    assert (project / "broken.py").read_bytes() == broken
+    assert "clip_grad_norm_" in (project / "bad.py").read_text()
+
+
+def test_discovery_skips_virtualenvs_and_excludes(project: Path) -> None:
+    for folder in (".venv/lib", "build", "node_modules/x", "data"):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "t.py").write_text(BAD)
+    result = run("check", "--format", "json", ".", cwd=project)
+    assert sorted({d["filename"] for d in json.loads(result.output)}) == ["./bad.py", "./data/t.py"]
+    result = run("check", "--format", "json", "--extend-exclude", "data", ".", cwd=project)
+    assert sorted({d["filename"] for d in json.loads(result.output)}) == ["./bad.py"]
+    # named explicitly: linted unless --force-exclude (pre-commit passes file names)
+    assert run("check", "build/t.py", cwd=project).exit_code == 1
+    assert run("check", "--force-exclude", "build/t.py", cwd=project).exit_code == 0
+
+
+def test_empty_input_exits_zero(tmp_path: Path) -> None:
+    result = run("check", str(tmp_path))
+    assert result.exit_code == 0 and "All checks passed!" in result.output
+
+
+def test_rules_and_rule_commands() -> None:
+    listing = run("rules").output
+    assert [line.split()[0] for line in listing.splitlines()] == ["GL101", "GL102", "GL103"]
+    doc = run("rule", "gl101").output
+    assert doc.startswith("GL101 missing-gradient-clipping\n")
+    for heading in ("Why is this bad?", "Example:", "Use instead:", "Fix: safe fix", "Options ([tool.gradlint.options.GL101])", "Pascanu"):
+        assert heading in doc
+    assert run("rule", "GL999").exit_code == 2
+
+
+def test_python_dash_m_and_no_torch_import(project: Path) -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['gradlint', 'check', 'bad.py']\n"
+        "try:\n    runpy.run_module('gradlint', run_name='__main__')\n"
+        "except SystemExit as e:\n    print('exit', e.code)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines()[-2:] == ["exit 1", "False"], proc.stdout + proc.stderr
+    assert "GL101" in proc.stdout
