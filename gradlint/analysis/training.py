@@ -36,6 +36,7 @@ CLIP_FUNCTIONS = {
 }
 BACKWARD_METHODS = {"backward", "manual_backward"}
 _BUILTINS = set(dir(builtins))
+_MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "share_memory"}
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
@@ -123,10 +124,22 @@ class Binding:
     function: "FunctionInfo"
     segment: Segment
 
+    @property
+    def constructed(self) -> cst.Call | None:
+        """The constructor call, seen through `.to(device)`, `.cuda()`, `.float()` chains."""
+        value = self.value
+        while (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Attribute)
+            and value.func.attr.value in _MODULE_CHAIN_METHODS
+            and isinstance(value.func.value, cst.Call)
+        ):
+            value = value.func.value
+        return value if isinstance(value, cst.Call) else None
+
     def call_name(self, imports: ImportTable) -> str | None:
-        if isinstance(self.value, cst.Call):
-            return imports.resolve(dotted(self.value.func))
-        return None
+        call = self.constructed
+        return imports.resolve(dotted(call.func)) if call is not None else None
 
 
 @dataclass(eq=False, repr=False)
@@ -136,8 +149,10 @@ class FunctionInfo:
     segment: Segment | None
     parent: "FunctionInfo | None" = None
     body: Block = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
     locals: set[str] = field(default_factory=set)
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    call_events: list[Event] = field(default_factory=list)
     event_kinds: set[str] = field(default_factory=set)
 
     @property
@@ -268,6 +283,7 @@ class _Builder:
         params = node.params
         for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
             info.locals.add(param.name.value)
+            info.params.append(param.name.value)
         for star in (params.star_arg, params.star_kwarg):
             if isinstance(star, cst.Param):
                 info.locals.add(star.name.value)
@@ -349,6 +365,8 @@ class _Builder:
             ev = Event(kind, call, stmt, self.segment, func, in_closure, receiver, optimizer,  # type: ignore[arg-type]
                        scaled, roots)
             func.event_kinds.add(kind)
+            if kind == "call":
+                func.call_events.append(ev)
             items.append(ev)
         return items
 
@@ -470,6 +488,7 @@ class TrainingAnalysis:
         self.findings: dict[tuple[str, int], Finding] = {}
         self._summaries: dict[tuple[int, bool, bool], State | None] = {}
         self._in_progress: set[int] = set()
+        self._binding_in_progress: set[tuple[int, str]] = set()
         self._recurrent_classes: dict[str, str | None] = {}
         self._run()
 
@@ -613,8 +632,8 @@ class TrainingAnalysis:
             return self.find_method(context.class_name, method)
         owner_text = ".".join(parts[:-1])
         for binding in self.lookup(owner_text, context):  # `agent = Agent(...)`
-            if isinstance(binding.value, cst.Call):
-                built = (dotted(binding.value.func) or "").rsplit(".", 1)[-1]
+            if binding.constructed is not None:
+                built = (dotted(binding.constructed.func) or "").rsplit(".", 1)[-1]
                 if built in self.classes:
                     return self.find_method(built, method)
         # `agent.update()` / `self.agents[i].update()` with one class of the file, named like
@@ -656,10 +675,47 @@ class TrainingAnalysis:
         while scope is not None:
             if text in scope.bindings:
                 return scope.bindings[text]
+            if text in scope.params:
+                return self._argument_bindings(scope, text)
             if text in scope.locals:
                 return []
             scope = scope.parent
         return self.module.bindings.get(text, [])
+
+    def _argument_bindings(self, func: FunctionInfo, param: str) -> list[Binding]:
+        """A parameter takes its values from the file's calls of the function:
+        `train_epoch(model, data, optimizer)` binds `optimizer` to the caller's `optimizer`."""
+        key = (id(func), param)
+        if key in self._binding_in_progress:
+            return []
+        self._binding_in_progress.add(key)
+        try:
+            return self._collect_arguments(func, param)
+        finally:
+            self._binding_in_progress.discard(key)
+
+    def _collect_arguments(self, func: FunctionInfo, param: str) -> list[Binding]:
+        index = func.params.index(param)
+        found = []
+        for caller in (self.module, *self.functions):
+            for event in caller.call_events:
+                if self.resolve_function(event.receiver or "", caller) is not func:
+                    continue
+                position = index
+                if func.class_name and func.params[:1] in (["self"], ["cls"]) and "." in (event.receiver or ""):
+                    position -= 1
+                value = None
+                for i, arg in enumerate(event.call.args):
+                    if arg.keyword is not None:
+                        if arg.keyword.value == param:
+                            value = arg.value
+                    elif arg.star:
+                        break
+                    elif i == position:
+                        value = arg.value
+                if value is not None:
+                    found.append(Binding(value, caller, event.segment))
+        return found
 
     def _class_chain(self, name: str) -> list[ClassInfo]:
         chain, todo, seen = [], [name], set()
@@ -687,7 +743,7 @@ class TrainingAnalysis:
                 continue
             seen.add((name, id(context)))
             for binding in self.lookup(name, context):
-                value = binding.value
+                value = binding.constructed or binding.value
                 if isinstance(value, cst.Call):
                     if is_optimizer_class(binding.call_name(self.imports) or "") and value.args:
                         return value, binding
@@ -757,7 +813,7 @@ class TrainingAnalysis:
 
     def _recurrent_value(self, text: str, context: FunctionInfo) -> str | None:
         for binding in self.lookup(text, context):
-            if isinstance(binding.value, cst.Call):
+            if binding.constructed is not None:
                 qualified = binding.call_name(self.imports) or ""
                 described = self._recurrent_constructor(qualified)
                 if described:

@@ -67,6 +67,23 @@ RECURRENT = {
         loss.backward()
         opt.step()  # <-
     """,
+    "optimizer_passed_to_the_training_function": """
+        class CharLSTM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(8, 16)
+
+        def train_epoch(model, data, optimizer, clip=None):
+            for x in data:
+                loss = model(x).sum()
+                loss.backward()
+                optimizer.step()  # <-
+
+        def main():
+            model = CharLSTM().to("cuda")
+            opt = torch.optim.SGD(model.parameters(), lr=20)
+            train_epoch(model, [], optimizer=opt)
+    """,
     "imported_rnn_model": """
         import model as m
         net = m.RNNModel("LSTM", 100, 200, 200, 2)
