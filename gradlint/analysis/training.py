@@ -601,7 +601,11 @@ class TrainingAnalysis:
             return False
         if "*" in clipped:
             return True
-        roots = self.optimizer_roots(step)
+        params = self.optimizer_params(step)
+        # roots are names: compare them only where they mean the same thing as at the step
+        if params is None or not self.params_valid_at(params[0], params[1], step):
+            return True
+        roots = parameter_roots(params[0])
         return not roots or bool(roots & clipped)
 
     # resolution ---------------------------------------------------------------------------
@@ -766,12 +770,9 @@ class TrainingAnalysis:
             return first.value, binding
         return None
 
-    def optimizer_roots(self, step: Event) -> set[str]:
-        params = self.optimizer_params(step)
-        return parameter_roots(params[0]) if params else set()
-
     def params_valid_at(self, params: cst.BaseExpression, binding: Binding, step: Event) -> bool:
-        """Can the optimizer's `params` expression be written again where the step is?"""
+        """Can the optimizer's `params` expression be written again where the step is, meaning
+        the same thing? Yes in the same function, or for `self.` in methods of one class."""
         here = step.function
         for name in iter_names(params):
             if name in _BUILTINS and name not in here.locals:
@@ -784,18 +785,10 @@ class TrainingAnalysis:
                 ):
                     continue
                 return False
-            if binding.function is self.module and not self._bound_between(name, here):
-                continue
+            # a module-level name read inside a function may be a caller's object passed under
+            # another name (`fit(regressor, opt)`): not the same text, so not trusted
             return False
         return True
-
-    def _bound_between(self, name: str, func: FunctionInfo) -> bool:
-        scope: FunctionInfo | None = func
-        while scope is not None:
-            if name in scope.locals:
-                return True
-            scope = scope.parent
-        return False
 
     # recurrence ---------------------------------------------------------------------------
 

@@ -335,6 +335,17 @@ CLEAN = {
                 optimizer.step()
                 optimizer.zero_grad()
     """,
+    "clip_of_a_parameter_named_differently_from_the_callers_variable": """
+        def fit(model, loader, optimizer):
+            for x in loader:
+                model(x).sum().backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+
+        regressor = nn.Linear(3, 1)
+        opt = optim.Adam(regressor.parameters())
+        fit(regressor, [], opt)
+    """,
     "scaler_update_is_not_agent_update": """
         class Agent:
             def update(self):
