@@ -799,7 +799,11 @@ class TrainingAnalysis:
             return None
         expr, binding = params
         for root in parameter_roots(expr):
-            found = self._recurrent_value(root, binding.function)
+            owner = binding.function.class_name
+            if root == "self" and owner in self.classes:  # `optim.Adam(self.parameters())`
+                found = self._recurrent_class(owner)
+            else:
+                found = self._recurrent_value(root, binding.function)
             if found:
                 return found
         return None

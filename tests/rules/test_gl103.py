@@ -84,6 +84,18 @@ RECURRENT = {
             opt = torch.optim.SGD(model.parameters(), lr=20)
             train_epoch(model, [], optimizer=opt)
     """,
+    "model_that_owns_its_optimizer": """
+        class PPO(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(64, 32)
+                self.optimizer = torch.optim.Adam(self.parameters(), lr=3e-4)
+
+            def train_net(self, loss):
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()  # <-
+    """,
     "imported_rnn_model": """
         import model as m
         net = m.RNNModel("LSTM", 100, 200, 200, 2)
