@@ -1,0 +1,60 @@
+"""The rule registry and each rule's own documentation examples (Fixit-style: docs are tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gradlint.config import ConfigError, Settings, expand
+from gradlint.engine import lint_paths
+from gradlint.rules import ALL_RULES, RULES_BY_CODE
+from tests.conftest import lint
+
+
+def test_codes_are_unique_well_formed_and_in_order() -> None:
+    codes = [rule.code for rule in ALL_RULES]
+    assert len(set(codes)) == len(codes)
+    assert codes == sorted(codes)
+    assert all(re.fullmatch(r"GL[1-9]\d\d", code) for code in codes)
+    names = [rule.name for rule in ALL_RULES]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.code)
+def test_rule_is_documented(rule) -> None:
+    assert rule.summary and rule.rationale and rule.bad_example and rule.good_example
+    assert len(rule.rationale) > 200  # says why, not only what
+    if rule.fix_applicability is not None:
+        assert rule.fix_description
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.code)
+def test_bad_example_is_flagged_and_good_example_is_not(rule) -> None:
+    header = "import torch\nimport torch.nn as nn\nscaler = torch.amp.GradScaler()\n"
+    assert rule.code in {d.code for d in lint(header + rule.bad_example, select=rule.code)}
+    assert lint(header + rule.good_example, select=rule.code) == []
+
+
+def test_selection_by_prefix_and_all() -> None:
+    assert expand(["GL1"], "t") == {"GL101", "GL102", "GL103"}
+    assert expand(["all"], "t") == set(RULES_BY_CODE)
+    assert Settings(select=("GL1",), ignore=("GL102",)).enabled == {"GL101", "GL103"}
+    with pytest.raises(ConfigError, match="unknown rule code or prefix 'GL4'"):
+        expand(["GL4"], "t")
+
+
+def test_parallel_run_gives_the_same_results_in_the_same_order(tmp_path) -> None:
+    files = []
+    for i in range(24):
+        path = tmp_path / f"m{i:02d}.py"
+        body = "import torch\nloss.backward()\noptimizer.step()\n" if i % 3 else "x = 1\n"
+        path.write_text(body)
+        files.append(str(path))
+    serial = lint_paths(files, Settings(), jobs=1)
+    parallel = lint_paths(files, Settings(), jobs=2)
+    assert [r.path for r in parallel] == files
+    assert [(r.path, [d.to_dict() for d in r.diagnostics]) for r in serial] == [
+        (r.path, [d.to_dict() for d in r.diagnostics]) for r in parallel
+    ]
+    assert sum(len(r.diagnostics) for r in parallel) == 16
