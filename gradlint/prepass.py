@@ -38,21 +38,110 @@ class TopLevel:
 
 @dataclass
 class Segment:
-    """A run of whole top-level lines parsed with libcst; positions are relative to `start_line`."""
+    """A run of whole top-level lines parsed with libcst, and the same statements in `ast`.
+
+    Positions come from the `ast` twin of each libcst statement (matched by structure, once per
+    segment, only when something is reported); libcst's PositionProvider, which costs about two
+    parses, is only the fallback.
+    """
 
     start_line: int
     end_line: int
     module: cst.Module
+    ast_statements: list = field(default_factory=list, repr=False)
+    _twins: dict | None = field(default=None, repr=False)
     _positions: dict | None = field(default=None, repr=False)
 
+    def ast_twin(self, statement: cst.CSTNode) -> ast.stmt | None:
+        """The `ast` statement for a libcst statement (small or compound) of this segment."""
+        if self._twins is None:
+            twins: dict[int, tuple] = {}
+            if not _pair_bodies(self.module.body, self.ast_statements, twins):
+                twins = {}
+            self._twins = twins
+        pair = self._twins.get(id(statement))
+        return pair[1] if pair else None
+
     def positions(self):
-        """libcst positions for this segment, computed on first need only."""
+        """libcst positions for this segment (the slow fallback), computed on first need."""
         if self._positions is None:
             from libcst.metadata import MetadataWrapper, PositionProvider
 
             wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
             self._positions = wrapper.resolve(PositionProvider)
         return self._positions
+
+
+_COMPOUND_TWINS = (
+    (cst.FunctionDef, (ast.FunctionDef, ast.AsyncFunctionDef)),
+    (cst.ClassDef, (ast.ClassDef,)),
+    (cst.If, (ast.If,)),
+    (cst.For, (ast.For, ast.AsyncFor)),
+    (cst.While, (ast.While,)),
+    (cst.With, (ast.With, ast.AsyncWith)),
+    (cst.Try, (ast.Try,)),
+    (cst.TryStar, (getattr(ast, "TryStar", ast.Try),)),
+    (cst.Match, (ast.Match,)),
+)
+
+
+def _flatten(body) -> list:
+    flat = []
+    for statement in body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            flat.extend(statement.body)
+        else:
+            flat.append(statement)
+    return flat
+
+
+def _pair_bodies(cst_body, ast_body, twins: dict) -> bool:
+    """Pair statements of a libcst body with those of the ast body, recursively."""
+    flat = _flatten(cst_body)
+    if len(flat) != len(ast_body):
+        return False
+    for node, twin in zip(flat, ast_body):
+        twins[id(node)] = (node, twin)
+        if isinstance(node, cst.BaseSmallStatement):
+            if isinstance(twin, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.FunctionDef, ast.ClassDef)):
+                return False
+            continue
+        expected = next((kinds for kind, kinds in _COMPOUND_TWINS if isinstance(node, kind)), None)
+        if expected is None or not isinstance(twin, expected):
+            return False
+        if not _pair_children(node, twin, twins):
+            return False
+    return True
+
+
+def _pair_children(node, twin, twins: dict) -> bool:
+    if isinstance(node, cst.If):
+        if not _pair_bodies(node.body.body, twin.body, twins):
+            return False
+        if isinstance(node.orelse, cst.If):
+            return _pair_bodies([node.orelse], twin.orelse, twins)
+        if isinstance(node.orelse, cst.Else):
+            return _pair_bodies(node.orelse.body.body, twin.orelse, twins)
+        return not twin.orelse
+    if isinstance(node, (cst.For, cst.While)):
+        orelse = node.orelse.body.body if node.orelse else []
+        return _pair_bodies(node.body.body, twin.body, twins) and _pair_bodies(orelse, twin.orelse, twins)
+    if isinstance(node, (cst.Try, cst.TryStar)):
+        if len(node.handlers) != len(twin.handlers):
+            return False
+        orelse = node.orelse.body.body if node.orelse else []
+        final = node.finalbody.body.body if node.finalbody else []
+        return (
+            _pair_bodies(node.body.body, twin.body, twins)
+            and all(_pair_bodies(h.body.body, t.body, twins) for h, t in zip(node.handlers, twin.handlers))
+            and _pair_bodies(orelse, twin.orelse, twins)
+            and _pair_bodies(final, twin.finalbody, twins)
+        )
+    if isinstance(node, cst.Match):
+        return len(node.cases) == len(twin.cases) and all(
+            _pair_bodies(c.body.body, t.body, twins) for c, t in zip(node.cases, twin.cases)
+        )
+    return _pair_bodies(node.body.body, twin.body, twins)
 
 
 @dataclass
@@ -143,7 +232,8 @@ def parse_segments(source: SourceFile, index: FileIndex, chosen: list[int]) -> l
             ) from None
         except RecursionError:
             raise SourceError("too deeply nested for libcst's parser", start_line) from None
-        segments.append(Segment(start_line, end_line, module))
+        twins = [s.node for s in index.statements if start_line <= s.start_line and s.end_line <= end_line]
+        segments.append(Segment(start_line, end_line, module, twins))
     return segments
 
 

@@ -79,6 +79,7 @@ class Event:
     kind: str  # backward | step | clip | unscale | call
     call: cst.Call
     stmt: cst.BaseSmallStatement | None  # the small statement holding the call, if simple
+    anchor: cst.CSTNode  # the statement holding the call (a compound one for `if opt.step():`)
     segment: Segment
     function: "FunctionInfo"
     in_closure: bool = False
@@ -123,6 +124,7 @@ class Binding:
     value: cst.BaseExpression
     function: "FunctionInfo"
     segment: Segment
+    anchor: cst.CSTNode | None = None  # the statement the value is written in
 
     @property
     def constructed(self) -> cst.Call | None:
@@ -182,6 +184,7 @@ class _Builder:
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
         self.segment: Segment | None = None
+        self.current_statement: cst.CSTNode | None = None
 
     def build(self, segments: list[Segment]) -> None:
         for segment in segments:
@@ -211,7 +214,7 @@ class _Builder:
             self.class_def(stmt, func)
             return []
         if isinstance(stmt, cst.If):
-            items = self.events(stmt.test, None, func, cls)
+            items = self.events(stmt.test, None, func, cls, stmt)
             orelse = stmt.orelse
             if isinstance(orelse, cst.If):
                 other = self.statement(orelse, func, cls, in_loop)
@@ -223,11 +226,11 @@ class _Builder:
             return items
         if isinstance(stmt, (cst.For, cst.While)):
             if isinstance(stmt, cst.For):
-                items = self.events(stmt.iter, None, func, cls)
+                items = self.events(stmt.iter, None, func, cls, stmt)
                 func.locals.update(target_names(stmt.target))
                 self.bind_targets(stmt.target, stmt.iter, func, cls, loop_variable=True)
             else:
-                items = self.events(stmt.test, None, func, cls)
+                items = self.events(stmt.test, None, func, cls, stmt)
             body = self.block(stmt.body.body, func, cls, True)
             orelse = self.block(stmt.orelse.body.body, func, cls, in_loop) if stmt.orelse else []
             items.append(Loop(body, orelse))
@@ -244,22 +247,23 @@ class _Builder:
         if isinstance(stmt, cst.With):
             items = []
             for item in stmt.items:
-                items.extend(self.events(item.item, None, func, cls))
+                items.extend(self.events(item.item, None, func, cls, stmt))
                 if item.asname is not None:
                     func.locals.update(target_names(item.asname.name))
             items.extend(self.block(stmt.body.body, func, cls, in_loop))
             return items
         if isinstance(stmt, cst.Match):
-            items = self.events(stmt.subject, None, func, cls)
+            items = self.events(stmt.subject, None, func, cls, stmt)
             items.append(Branch([self.block(case.body.body, func, cls, in_loop) for case in stmt.cases] + [[]]))
             return items
         return []
 
     def small_statement(self, small, func, cls, in_loop) -> Block:
+        self.current_statement = small
         if isinstance(small, (cst.Import, cst.ImportFrom)):
             self.imports.add_cst(small)
             return []
-        items = self.events(small, small, func, cls)
+        items = self.events(small, small, func, cls, small)
         if isinstance(small, cst.Assign):
             for target in small.targets:
                 self.bind_targets(target.target, small.value, func, cls)
@@ -325,7 +329,7 @@ class _Builder:
             return
         if loop_variable:  # `for opt in optimizers` - the element of a collection, not the collection
             return
-        binding = Binding(value, func, self.segment)  # type: ignore[arg-type]
+        binding = Binding(value, func, self.segment, self.current_statement)  # type: ignore[arg-type]
         if isinstance(target, cst.Name):
             func.locals.add(target.value)
             func.bindings.setdefault(target.value, []).append(binding)
@@ -350,7 +354,7 @@ class _Builder:
 
     # events -------------------------------------------------------------------------------
 
-    def events(self, node, stmt, func: FunctionInfo, cls: ClassInfo | None) -> Block:
+    def events(self, node, stmt, func: FunctionInfo, cls: ClassInfo | None, anchor: cst.CSTNode) -> Block:
         items: Block = []
         for call, in_closure in iter_calls(node):
             name = dotted(call.func)
@@ -362,8 +366,8 @@ class _Builder:
             if event is None:
                 continue
             kind, receiver, optimizer, scaled, roots = event
-            ev = Event(kind, call, stmt, self.segment, func, in_closure, receiver, optimizer,  # type: ignore[arg-type]
-                       scaled, roots)
+            ev = Event(kind, call, stmt, anchor, self.segment, func, in_closure, receiver,  # type: ignore[arg-type]
+                       optimizer, scaled, roots)
             func.event_kinds.add(kind)
             if kind == "call":
                 func.call_events.append(ev)
@@ -718,7 +722,7 @@ class TrainingAnalysis:
                     elif i == position:
                         value = arg.value
                 if value is not None:
-                    found.append(Binding(value, caller, event.segment))
+                    found.append(Binding(value, caller, event.segment, event.anchor))
         return found
 
     def _class_chain(self, name: str) -> list[ClassInfo]:

@@ -13,14 +13,14 @@ CLIP_NORM = "torch.nn.utils.clip_grad_norm_"
 
 
 def describe_call(ctx: FileContext, event: Event, limit: int = 60) -> str:
-    text = " ".join(ctx.code(event.segment, event.call).split())
+    text = " ".join(ctx.code(event.call).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def where(ctx: FileContext, event: Event | None) -> str:
     if event is None:
         return "a backward pass"
-    line = ctx.span(event.segment, event.call)[0]
+    line = ctx.span(event.segment, event.call, event.anchor)[0]
     return f"`{describe_call(ctx, event, 40)}` (line {line})"
 
 
@@ -38,12 +38,12 @@ def clip_fix(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, max
     step = finding.event
     if step.stmt is None or step.in_closure or step.optimizer is None:
         return None
-    optimizer_code = ctx.code(step.segment, step.optimizer)
+    optimizer_code = ctx.code(step.optimizer)
     if "\n" in optimizer_code or "\r" in optimizer_code:
         return None
     params = analysis.optimizer_params(step)
     if params is not None and analysis.params_valid_at(params[0], params[1], step):
-        params_code = ctx.code(params[1].segment, params[0])
+        params_code = ctx.code(params[0])
         described = params_code
     else:
         params_code = f'(p for group in {optimizer_code}.param_groups for p in group["params"])'

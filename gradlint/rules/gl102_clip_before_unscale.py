@@ -57,7 +57,7 @@ scaler.update()
                 "AMP loss scale: call `scaler.unscale_(optimizer)` before clipping"
             )
             yield ctx.diagnostic(self.code, clip.segment, clip.call, message, self.severity,
-                                 self._fix(ctx, analysis, finding))
+                                 self._fix(ctx, analysis, finding), clip.anchor)
 
     def _fix(self, ctx: FileContext, analysis: TrainingAnalysis, finding: Finding) -> Fix | None:
         clip = finding.event
@@ -68,13 +68,13 @@ scaler.update()
         step = next((e for e in after if e.kind == "step" and e.call.args), None)
         if step is None or step.optimizer is None:
             return None
-        optimizer = ctx.code(step.segment, step.optimizer)
+        optimizer = ctx.code(step.optimizer)
         if "\n" in optimizer:
             return None
         later: list[Event] = [
             e for e in after[: after.index(step)]
             if e.kind == "unscale" and e.receiver == step.receiver and e.optimizer is not None
-            and ctx.code(e.segment, e.optimizer) == optimizer
+            and ctx.code(e.optimizer) == optimizer
         ]
         edits = [insert_statement_before(ctx, clip.segment, clip.stmt, f"{step.receiver}.unscale_({optimizer})")]
         for event in later:

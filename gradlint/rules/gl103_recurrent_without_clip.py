@@ -65,4 +65,4 @@ optimizer.step()
                 "time can grow exponentially with sequence length"
             )
             fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
-            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix)
+            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor)
