@@ -204,3 +204,14 @@ def test_fix_is_idempotent_and_leaves_no_fixable_finding() -> None:
     assert second.fixed == 0
     assert [d for d in first.diagnostics if d.fix] == []
     ast.parse(once)
+
+
+def test_accelerate_loops_get_accelerators_own_clip() -> None:
+    fixed, result = fix("""
+        model, optimizer = accelerator.prepare(model, optimizer)
+        for batch in loader:
+            accelerator.backward(model(**batch).loss)
+            optimizer.step()
+    """)
+    assert "    accelerator.clip_grad_norm_(" in fixed and "import torch" not in fixed
+    assert result.diagnostics == []

@@ -48,7 +48,12 @@ def clip_fix(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, max
     else:
         params_code = f'(p for group in {optimizer_code}.param_groups for p in group["params"])'
         described = f"{optimizer_code}.param_groups"
-    name, extra = clip_function_name(ctx)
+    backward = finding.backward
+    if backward is not None and backward.receiver and "accelerator" in backward.receiver.lower():
+        # Accelerate: its own clip knows about DeepSpeed/FSDP and unscales mixed precision
+        name, extra = f"{backward.receiver}.clip_grad_norm_", []
+    else:
+        name, extra = clip_function_name(ctx)
     statements = []
     if step.call.args and finding.scaled and not finding.unscaled:  # scaler.step(opt)
         statements.append(f"{step.receiver}.unscale_({optimizer_code})")
