@@ -211,3 +211,68 @@ def render_rule(rule) -> str:
 
 def _indent(code: str) -> str:
     return "".join(f"    {line}\n" for line in code.splitlines())
+
+
+@main.command("explain-model")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_model(paths, output_format: str) -> None:
+    """Print what gradlint believes each model of PATHS is: layers, forward path, init, gain."""
+    import json
+
+    from gradlint.config import Settings
+    from gradlint.context import FileContext
+    from gradlint.discovery import discover
+    from gradlint.prepass import index_file
+    from gradlint.source import SourceError, read_source
+
+    documents = []
+    failed = False
+    for path in discover(list(paths), Settings()).files:
+        try:
+            source = read_source(path)
+            ctx = FileContext(source, index_file(source), Settings())
+            models = ctx.models.models
+        except SourceError as exc:
+            click.echo(f"gradlint: error: {path}: {exc.message}", err=True)
+            failed = True
+            continue
+        for model in models:
+            line = ctx.span(model.segment, model.node, model.anchor)[0]
+            data = {"file": path, "line": line, **model.to_dict()}
+            documents.append(data)
+    if output_format == "json":
+        click.echo(json.dumps(documents, indent=2))
+    else:
+        for data in documents:
+            click.echo(render_model(data))
+    sys.exit(2 if failed else 0)
+
+
+def render_model(data: dict) -> str:
+    def show(value) -> str:
+        if value is None:
+            return "?"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = [f"{data['file']}:{data['line']}: {data['name']} ({data['kind']})"]
+    if data["init_params"]:
+        lines.append("  constructor: " + ", ".join(f"{k}={show(v)}" for k, v in data["init_params"].items()))
+    if data["inputs"]:
+        lines.append("  inputs: " + ", ".join(data["inputs"]))
+    for layer in data["layers"]:
+        args = ", ".join(f"{k}={show(v)}" for k, v in layer["args"].items())
+        extra = f"  fan_in={show(layer['fan_in'])}" if layer["category"] in ("weight", "param") else ""
+        if layer["gain"] is not None or layer["category"] in ("weight", "param"):
+            extra += f"  gain c={show(layer['gain'])}"
+        inits = f"  init: {'; '.join(layer['inits'])}" if layer["inits"] else ""
+        lines.append(f"  {layer['name']:<14} {layer['kind']}({args}){extra}{inits}")
+    if data["path"] is None:
+        lines.append("  forward: unknown")
+    else:
+        lines.append("  forward: " + " -> ".join(data["path"]))
+    if data["bound"]:
+        lines.append(f"  action bound: {data['bound']}")
+    for recurrence in data["recurrences"]:
+        lines.append(f"  recurrence: {recurrence}")
+    return "\n".join(lines) + "\n"

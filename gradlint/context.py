@@ -15,15 +15,50 @@ from gradlint.prepass import FileIndex, Segment, function_names, parse_segments,
 from gradlint.source import SourceFile
 
 if TYPE_CHECKING:
+    from gradlint.analysis.models import ModelAnalysis
     from gradlint.analysis.training import TrainingAnalysis
     from gradlint.config import Settings
 
 _EMPTY_MODULE = cst.Module(body=[])
 
-# Top-level statements whose text matches this are parsed with libcst for the training analysis.
-TRAINING_TRIGGER = re.compile(
+
+def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
+    """Which of the nodes of `holder` with the same text as `node` it is, in source order
+    (nodes with equal text never nest, so pre-order is source order)."""
+    from gradlint.analysis.cst_walk import children
+
+    index = 0
+    stack = [holder]
+    while stack:
+        current = stack.pop()
+        if current is node:
+            return index
+        if type(current) is type(node) and _EMPTY_MODULE.code_for_node(current) == code:
+            index += 1
+            continue
+        stack.extend(reversed(list(children(current))))
+    return 0
+
+
+def _nth(text: str, code: str, n: int) -> int:
+    found = text.find(code)
+    while n > 0 and found >= 0:
+        found = text.find(code, found + len(code))
+        n -= 1
+    return found
+
+# Top-level statements whose text matches this are parsed with libcst (classes always are):
+# training steps for GL1xx, and models, init calls and activations for GL2xx/GL3xx.
+SEGMENT_TRIGGER = re.compile(
     r"backward|\.step\(|clip|unscale_|optim|Optim|Adam|SGD|RMSprop|Adagrad|LBFGS|Scaler|RNN|LSTM|GRU"
+    r"|init|normal_|uniform_|fill_|Sequential|Parameter|oftsign"
 )
+
+
+def file_may_model(text: str) -> bool:
+    """The documented skip criterion of the model rules: the file mentions torch's `nn`
+    (`nn.Module`, `nn.Linear`, `torch.nn`, `from torch import nn`) or a `Module` base."""
+    return "nn" in text and ("torch" in text or "Module" in text)
 
 
 def file_may_train(text: str) -> bool:
@@ -40,7 +75,7 @@ class FileContext:
 
     @cached_property
     def segments(self) -> list[Segment]:
-        chosen = select_statements(self.source, self.index, TRAINING_TRIGGER)
+        chosen = select_statements(self.source, self.index, SEGMENT_TRIGGER)
         return parse_segments(self.source, self.index, chosen)
 
     @cached_property
@@ -48,6 +83,17 @@ class FileContext:
         from gradlint.analysis.training import TrainingAnalysis
 
         return TrainingAnalysis(self.index.imports, self.segments, function_names(self.index.tree))
+
+    @cached_property
+    def models(self) -> "ModelAnalysis":
+        from gradlint.analysis.models import ModelAnalysis
+        from gradlint.analysis.values import module_constants
+
+        return ModelAnalysis(self.index.imports, self.segments, module_constants(self.index.tree))
+
+    def analysis_name(self, node: cst.BaseExpression) -> str | None:
+        """torch's short name for a callee (`nn.Softsign` -> `Softsign`), as the models see it."""
+        return self.models.torch_name(node)
 
     # positions ----------------------------------------------------------------------------
 
@@ -67,11 +113,14 @@ class FileContext:
                 line, col, end_line, end_col = self._ast_span(holder)
                 start = self.source.offset(line, col)
                 text = self.source.text[start : self.source.offset(end_line, end_col)]
-                found = text.find(self.code(node))
+                code = self.code(node)
+                found = text.find(code)
+                if found >= 0 and text.find(code, found + 1) >= 0:
+                    found = _nth(text, code, _occurrence(within, node, code))
                 if found >= 0:
                     begin = start + found
                     line, col = self.source.line_col(begin)
-                    end_line, end_col = self.source.line_col(begin + len(self.code(node)))
+                    end_line, end_col = self.source.line_col(begin + len(code))
                     return line, col, end_line, end_col
         code_range = segment.positions()[node]
         shift = segment.start_line - 1
@@ -104,3 +153,18 @@ class FileContext:
         line, col = self.source.line_col(start)
         end_line, end_col = self.source.line_col(end)
         return Edit(start, end, content, (line, col + 1), (end_line, end_col + 1))
+
+    def header_diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, anchor: cst.CSTNode | None,
+                          message: str, severity: Severity, fix: Fix | None = None) -> Diagnostic:
+        """A finding about a whole model: on `class Name` for a class, on the call for an
+        `nn.Sequential(...)` expression."""
+        if isinstance(node, cst.ClassDef):
+            twin = segment.ast_twin(node)
+            if twin is not None:
+                line = twin.lineno
+                text = self.source.line_text(line)
+                column = text.find(node.name.value, self._chars(line, twin.col_offset))
+                if column >= 0:
+                    end = column + len(node.name.value)
+                    return Diagnostic(self.source.path, line, column + 1, line, end + 1, code, message, severity, fix)
+        return self.diagnostic(code, segment, node, message, severity, fix, anchor)

@@ -66,3 +66,23 @@ def import_edit(ctx: FileContext, statement: str) -> Edit:
         if ctx.source.text and not ctx.source.text.endswith(("\n", "\r")):
             return ctx.edit(at, at, f"{ctx.source.newline}{statement}{ctx.source.newline}")
     return ctx.edit(at, at, f"{statement}{ctx.source.newline}")
+
+
+def insert_statement_after(ctx: FileContext, segment: Segment, stmt: cst.CSTNode, *code: str) -> Edit | None:
+    """Insert statements on the lines right after `stmt`, with its indentation; None when
+    `stmt` shares its last line with other code."""
+    line, col, end_line, end_col = ctx.span(segment, stmt)
+    source = ctx.source
+    first = source.line_text(line)
+    if first[:col].strip() != "":
+        return None
+    rest = source.line_text(end_line)[end_col:].strip()
+    if rest and not rest.startswith("#"):
+        return None
+    indent = first[:col]
+    if end_line >= len(source.line_starts):  # last line of the file, maybe without a newline
+        at = len(source.text)
+        prefix = "" if source.text.endswith(("\n", "\r")) else source.newline
+        return ctx.edit(at, at, prefix + "".join(f"{indent}{c}{source.newline}" for c in code))
+    at = source.offset(end_line + 1, 0)
+    return ctx.edit(at, at, "".join(f"{indent}{c}{source.newline}" for c in code))

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradlint.cli import main
+from gradlint.rules import ALL_RULES
 from tests.conftest import ROOT
 
 BAD = "import torch\nfor x in loader:\n    loss = model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
@@ -235,7 +236,7 @@ def test_empty_input_exits_zero(tmp_path: Path) -> None:
 
 def test_rules_and_rule_commands() -> None:
     listing = run("rules").output
-    assert [line.split()[0] for line in listing.splitlines()] == ["GL101", "GL102", "GL103"]
+    assert [line.split()[0] for line in listing.splitlines()] == [r.code for r in ALL_RULES]
     doc = run("rule", "gl101").output
     assert doc.startswith("GL101 missing-gradient-clipping\n")
     for heading in ("Why is this bad?", "Example:", "Use instead:", "Fix: safe fix", "Options ([tool.gradlint.options.GL101])", "Pascanu"):

@@ -796,6 +796,22 @@ class TrainingAnalysis:
 
     # recurrence ---------------------------------------------------------------------------
 
+    def model_classes(self, step: Event) -> set[str]:
+        """Names of the classes whose parameters the stepped optimizer updates, where visible."""
+        params = self.optimizer_params(step)
+        if params is None:
+            return set()
+        expr, binding = params
+        found: set[str] = set()
+        for root in parameter_roots(expr):
+            if root == "self" and binding.function.class_name:
+                found.add(binding.function.class_name)
+                continue
+            for candidate in self.lookup(root, binding.function):
+                if candidate.constructed is not None:
+                    found.add((dotted(candidate.constructed.func) or "").rsplit(".", 1)[-1])
+        return found
+
     def recurrent_model(self, step: Event) -> str | None:
         """Describe the recurrent module the stepped optimizer updates, if one can be seen."""
         params = self.optimizer_params(step)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis.models import UNBOUNDED_ACTIVATIONS
+from gradlint.context import FileContext, file_may_model
+from gradlint.diagnostics import Diagnostic, Severity
+from gradlint.rules.base import Rule
+
+
+class UnboundedRecurrence(Rule):
+    code = "GL202"
+    name = "recurrence-with-unbounded-activation"
+    summary = "Recurrent layer with an unbounded nonlinearity (ReLU RNN, hand-written h = relu(W h + U x))"
+    rationale = (
+        "A recurrence applies the same weights at every time step, so the gradient through T "
+        "steps is a product of T Jacobians W_rec^T diag(sigma'(h_t)). With tanh, sigma' <= 1 and the "
+        "states saturate, which bounds the forward pass and lets the gradient explode only when "
+        "the largest singular value of W_rec exceeds 1 (Pascanu et al. 2013). With ReLU nothing "
+        "saturates: states can grow without bound forward, and whenever W_rec's spectral radius "
+        "is above 1 both states and gradients grow geometrically with sequence length. "
+        "ReLU RNNs can work (IRNN: identity init, small learning rate, clipping) but need those "
+        "precautions; prefer tanh, or LSTM/GRU, and clip gradients."
+    )
+    bad_example = """\
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(16, 64, nonlinearity="relu")
+"""
+    good_example = """\
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(16, 64, nonlinearity="tanh")
+"""
+    severity = Severity.WARNING
+    references = (
+        "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
+        "Le, Jaitly, Hinton. A Simple Way to Initialize Recurrent Networks of Rectified Linear Units. 2015.",
+    )
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_model(text) and ("relu" in text or "elu" in text or "softplus" in text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        for model in ctx.models.models:
+            for layer in model.all_layers():
+                if layer.category == "recurrent" and layer.args.get("nonlinearity") == "relu" and layer.call is not None:
+                    message = (
+                        f"{model.name}.{layer.name}: nn.{layer.kind} with nonlinearity=\"relu\": "
+                        "nothing bounds the hidden state, so states and gradients grow geometrically "
+                        "with sequence length once the recurrent weights' spectral radius exceeds 1; "
+                        "use tanh (or LSTM/GRU) and clip gradients"
+                    )
+                    yield ctx.diagnostic(self.code, layer.segment, layer.call, message, self.severity,
+                                         within=layer.anchor)
+            for recurrence in model.recurrences:
+                if recurrence.activation in UNBOUNDED_ACTIVATIONS:
+                    message = (
+                        f"{model.name}: hand-written recurrence `{recurrence.variable} = "
+                        f"{recurrence.activation}(...)` in a loop: an unbounded activation on a state fed "
+                        "back every step lets it and its gradient grow geometrically with sequence "
+                        "length; use tanh, or a gated cell (nn.GRUCell/nn.LSTMCell)"
+                    )
+                    yield ctx.diagnostic(self.code, recurrence.segment, recurrence.statement, message, self.severity)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.context import FileContext
+from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from gradlint.rules._models import func_edit, spelled
+from gradlint.rules.base import Rule
+
+
+class SoftsignActivation(Rule):
+    code = "GL203"
+    name = "softsign-activation"
+    summary = "Softsign where Tanh serves: Softsign passes more gradient once inputs leave [-1.5, 1.5]"
+    rationale = (
+        "Softsign x/(1+|x|) and tanh both have derivative 1 at 0, so near zero they behave the "
+        "same (the same gamma = 1 in Pascanu et al.'s bound). They differ in the tails: "
+        "softsign'(x) = 1/(1+|x|)^2 decays polynomially, tanh'(x) = 1 - tanh(x)^2 exponentially. "
+        "At x = 1 softsign passes less gradient (0.25 vs 0.42), but from |x| of about 1.5 on it passes "
+        "more: 0.11 vs 0.07 at x = 2, 0.063 vs 0.0099 at x = 3, 0.028 vs 0.00018 at x = 5. In a "
+        "network whose pre-activations have grown large, tanh damps the backward pass more. This "
+        "is a mild damping, not a cure: the background advice is to prefer tanh, and to fix the "
+        "cause (clipping, init, normalization).\n\n"
+        "The fix changes what the model computes, so it is unsafe and needs --unsafe-fixes."
+    )
+    bad_example = """\
+policy = nn.Sequential(nn.Linear(10, 64), nn.Softsign(), nn.Linear(64, 2))
+"""
+    good_example = """\
+policy = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 2))
+"""
+    severity = Severity.INFO
+    fix_applicability = Applicability.UNSAFE
+    fix_description = "`nn.Softsign()` -> `nn.Tanh()`, `F.softsign(x)` -> `torch.tanh(x)`."
+    references = (
+        "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
+    )
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return "oftsign" in text
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        for call, segment, anchor in ctx.models.softsign:
+            module = ctx.analysis_name(call.func) == "Softsign"
+            if module:
+                callee = ctx.code(call.func)
+                replacement = callee[: -len("Softsign")] + "Tanh" if callee.endswith(".Softsign") else None
+                extra = []
+                if replacement is None:
+                    replacement, extra = spelled(ctx, "torch.nn.Tanh")
+                message = "nn.Softsign: tanh has the same slope at 0 and damps gradients more once |x| > ~1.5; prefer nn.Tanh"
+                title = f"Replace `{callee}` with `{replacement}`"
+            else:
+                replacement, extra = spelled(ctx, "torch.tanh")
+                callee = ctx.code(call.func)
+                message = "softsign: tanh has the same slope at 0 and damps gradients more once |x| > ~1.5; prefer torch.tanh"
+                title = f"Replace `{callee}` with `{replacement}`"
+            edits = (*extra, func_edit(ctx, segment, call, anchor, replacement))
+            fix = Fix(title, edits, Applicability.UNSAFE)
+            yield ctx.diagnostic(self.code, segment, call, message, self.severity, fix, anchor)

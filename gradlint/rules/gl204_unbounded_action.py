@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.analysis.models import SQUASHING, ModelDescription
+from gradlint.context import FileContext, file_may_model
+from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from gradlint.rules._models import is_actor, spelled
+from gradlint.rules.base import Rule
+
+
+def output_tail(path) -> list:
+    """The ops after the last weight layer of a path."""
+    for index in range(len(path) - 1, -1, -1):
+        if path[index].kind == "layer":
+            return path[index + 1 :]
+    return list(path)
+
+
+class UnboundedActorOutput(Rule):
+    code = "GL204"
+    name = "unbounded-action-output"
+    summary = "Actor output is unbounded although the code shows a bounded action range"
+    rationale = (
+        "An actor whose last layer is linear can output any value, while the environment only "
+        "accepts actions in [-max_action, max_action]. The critic is then trained on actions the "
+        "environment clipped, the actor's gradient keeps pushing the pre-activation further out "
+        "(the Q gradient does not vanish outside the range), and outputs and gradients grow "
+        "without bound. DDPG/TD3 squash with tanh and scale to the range: "
+        "`max_action * torch.tanh(self.out(x))`. The rule fires when a class that looks like an "
+        "actor (by name, or because it keeps `max_action`/`action_bound`/`action_scale`) returns "
+        "a linear layer's output with no tanh/sigmoid/clamp after it, and squashes nowhere else "
+        "(SAC-style actors that squash in a separate method are not reported).\n\n"
+        "The fix changes what the model computes, so it is unsafe and needs --unsafe-fixes."
+    )
+    bad_example = """\
+class Actor(nn.Module):
+    def __init__(self, state_dim=3, action_dim=1, max_action=2.0):
+        super().__init__()
+        self.fc = nn.Linear(state_dim, action_dim)
+        self.max_action = max_action
+
+    def forward(self, state):
+        return self.fc(state)
+"""
+    good_example = """\
+class Actor(nn.Module):
+    def __init__(self, state_dim=3, action_dim=1, max_action=2.0):
+        super().__init__()
+        self.fc = nn.Linear(state_dim, action_dim)
+        self.max_action = max_action
+
+    def forward(self, state):
+        return self.max_action * torch.tanh(self.fc(state))
+"""
+    severity = Severity.WARNING
+    fix_applicability = Applicability.UNSAFE
+    fix_description = "Wraps the returned value: `torch.tanh(<value>) * self.max_action` (the attribute the class keeps)."
+    references = ("Lillicrap et al. Continuous control with deep reinforcement learning (DDPG). ICLR 2016.",
+                  "Fujimoto, van Hoof, Meger. Addressing Function Approximation Error in Actor-Critic Methods (TD3). ICML 2018.")
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_model(text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        for model in ctx.models.models:
+            if model.kind != "module" or model.tuple_output or model.squashes_somewhere:
+                continue
+            if not (model.bound or (model.bound_hint and is_actor(model))):
+                continue
+            for statement, path in model.returns:
+                if not path or not any(op.kind == "layer" for op in path):
+                    continue
+                tail = output_tail(path)
+                if any(op.kind == "act" and op.name in SQUASHING for op in tail):
+                    continue
+                message = (
+                    f"{model.name} returns an unbounded output although the action range is bounded "
+                    f"({model.bound or model.bound_hint}): squash and scale it, e.g. "
+                    f"`torch.tanh(x) * {model.bound or 'max_action'}`"
+                )
+                fix = self._fix(ctx, model, statement, tail)
+                yield ctx.diagnostic(self.code, model.segment, statement, message, self.severity, fix)
+
+    def _fix(self, ctx: FileContext, model: ModelDescription, statement, tail) -> Fix | None:
+        if model.bound is None or tail or statement.value is None:
+            return None
+        value = ctx.code(statement.value)
+        if "\n" in value:
+            return None
+        tanh, extra = spelled(ctx, "torch.tanh")
+        line, col, end_line, end_col = ctx.span(model.segment, statement)
+        start = ctx.source.offset(line, col)
+        text = ctx.source.text[start : ctx.source.offset(end_line, end_col)]
+        offset = text.find(value, len("return"))
+        if offset < 0:
+            return None
+        edit = ctx.edit(start + offset, start + offset + len(value), f"{tanh}({value}) * {model.bound}")
+        return Fix(f"Return `{tanh}({value}) * {model.bound}`", (*extra, edit), Applicability.UNSAFE)

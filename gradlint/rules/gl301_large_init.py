@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from gradlint.analysis.models import Init, Layer, ModelDescription
+from gradlint.analysis.values import known
+from gradlint.context import FileContext, file_may_model
+from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
+from gradlint.rules._models import call_edit, spelled
+from gradlint.rules.base import Option, Rule
+
+STD_CEILING = 0.5  # where fan-in is unknown: c > 2 for any layer with more than 16 inputs
+EXEMPT_KINDS = {"Embedding", "EmbeddingBag"}
+
+
+def layer_inits(models: list[ModelDescription]) -> dict[int, tuple[Init, list[tuple[ModelDescription, Layer]]]]:
+    """Each weight-init call, with the layers it sets last (an init applied by `self.apply` can
+    set many)."""
+    found: dict[int, tuple[Init, list[tuple[ModelDescription, Layer]]]] = {}
+    for model in models:
+        for layer in model.all_layers():
+            if not layer.is_weight or layer.kind in EXEMPT_KINDS:
+                continue
+            init = layer.last_weight_init()
+            if init is None or init.call is None:
+                continue
+            entry = found.setdefault(id(init.call), (init, []))
+            if all(existing is not layer for _, existing in entry[1]):
+                entry[1].append((model, layer))
+    return found
+
+
+def too_large_without_fan(init: Init) -> str | None:
+    """Why an init is large whatever the layer's width, or None."""
+    p = init.params
+    if init.method in ("normal", "trunc_normal", "randn"):
+        std = p.get("std", 1.0)
+        if known(std) and abs(std) >= STD_CEILING:
+            return f"weight std {std:.3g}"
+    if init.method == "uniform":
+        low, high = p.get("a", 0.0), p.get("b", 1.0)
+        if known(low) and known(high) and (high - low) / 12**0.5 >= STD_CEILING:
+            return f"uniform({low:.3g}, {high:.3g}) has std {(high - low) / 12 ** 0.5:.3g}"
+    if init.method in ("orthogonal", "xavier_normal", "xavier_uniform"):
+        gain = p.get("gain", 1.0)
+        if known(gain) and abs(gain) > 2:
+            return f"gain {gain:.3g}"
+    return None
+
+
+def large_layers(model: ModelDescription, max_gain: float) -> list[Layer]:
+    return [
+        layer for layer in model.all_layers()
+        if layer.is_weight and layer.kind not in EXEMPT_KINDS
+        and known(layer.gain()) and layer.gain() > max_gain
+    ]
+
+
+class LargeInitialization(Rule):
+    code = "GL301"
+    name = "large-weight-initialization"
+    summary = "Weight initialisation larger than He's: activations and gradients grow by c per layer"
+    rationale = (
+        "For a layer y = W x followed by ReLU, the variance of activations (forward) and gradients "
+        "(backward) is multiplied by c = 1/2 * fan_in * Var[w] (He et al. 2015). He init makes "
+        "c = 1; PyTorch's default nn.Linear init gives 1/6. `normal_(w, std=1)` on a 256-input "
+        "layer gives c = 128: a few such layers turn unit inputs into overflow. The rule computes "
+        "c for every init call whose layer width resolves (normal_: Var = std^2, uniform_(a, b): "
+        "(b-a)^2/12, orthogonal_(gain): c = gain^2/2, xavier_*(gain): gain^2 * 2/(fan_in+fan_out), "
+        "kaiming_*: from its mode and nonlinearity, `.data.normal_()`: std 1, "
+        "`nn.Parameter(torch.randn(n, m))`: std 1) and reports c > 2 (more than twice He's "
+        "variance; option max-gain). Where the width is unknown it reports a weight std of 0.5 "
+        "or more (c > 2 for any layer with more than 16 inputs), orthogonal/xavier gains above 2, "
+        "and non-zero constant_ weights, whose units start identical. Embedding weights "
+        "(std 1 is their standard init) are not reported; scaled forms such as "
+        "`randn(n, n) / sqrt(n)`, `orthogonal_(w, sqrt(2))` and `uniform_(w, -3e-3, 3e-3)` are fine.\n\n"
+        "The fix changes what the model computes, so it is unsafe and needs --unsafe-fixes."
+    )
+    bad_example = """\
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(256, 256)
+        nn.init.normal_(self.fc.weight, std=1.0)
+"""
+    good_example = """\
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(256, 256)
+        nn.init.kaiming_normal_(self.fc.weight, nonlinearity="relu")
+"""
+    severity = Severity.WARNING
+    fix_applicability = Applicability.UNSAFE
+    fix_description = (
+        "Replaces the init with He's (`kaiming_normal_(w, nonlinearity=\"relu\")`, or `xavier_normal_` "
+        "before tanh/sigmoid), drops an oversized gain (orthogonal_ gets `2 ** 0.5`), and divides an "
+        "unscaled square `torch.randn(n, n)` Parameter by `n ** 0.5`."
+    )
+    references = ("He, Zhang, Ren, Sun. Delving Deep into Rectifiers. ICCV 2015 (arXiv 1502.01852).",
+                  "Glorot, Bengio. Understanding the difficulty of training deep feedforward neural networks. AISTATS 2010.")
+    options = (Option("max-gain", float, 2.0, "report a layer whose c = 1/2 * fan_in * Var[w] is above this"),)
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_model(text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        max_gain = self.settings["max-gain"]
+        models = ctx.models
+        seen: set[int] = set()
+        for key, (init, users) in layer_inits(models.models).items():
+            seen.add(key)
+            message = self._message(init, users, max_gain)
+            if message:
+                yield ctx.diagnostic(self.code, init.segment, init.call, message, self.severity,
+                                     self._fix(ctx, init, users), init.anchor)
+        for init, where in models.free_inits:
+            if init.call is None or id(init.call) in seen or init.target != "weight":
+                continue
+            seen.add(id(init.call))
+            reason = too_large_without_fan(init) or self._constant(init)
+            if reason:
+                message = (f"{init.describe()} in {where}: {reason}, more than twice He's variance 2/fan_in "
+                           "for any layer wider than 16 inputs; activations and gradients grow per layer")
+                yield ctx.diagnostic(self.code, init.segment, init.call, message, self.severity,
+                                     self._fix(ctx, init, []), init.anchor)
+
+    def _constant(self, init: Init) -> str | None:
+        if init.method == "constant" and init.target == "weight":
+            return f"constant {init.params.get('val')}"
+        return None
+
+    def _message(self, init: Init, users, max_gain: float) -> str | None:
+        names = ", ".join(f"{m.name}.{layer.name}" for m, layer in users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+        if init.method == "constant":
+            value = init.params.get("val")
+            return (f"{init.describe()} on {names}: constant weights make every unit identical (the "
+                    f"symmetry is never broken) and scale outputs by fan_in*{value}; use kaiming/xavier init")
+        gains = [layer.gain() for _, layer in users]
+        known_gains = [g for g in gains if known(g)]
+        if known_gains:
+            worst = max(known_gains)
+            if worst <= max_gain:
+                return None
+            layer = users[gains.index(worst)][1]
+            return (f"{init.describe()} on {names}: c = 1/2 * fan_in * Var[w] = {worst:.3g} "
+                    f"(fan_in {layer.fan_in}), {worst:.3g}x He's variance: activations and gradients "
+                    f"grow about {worst:.3g}x per layer")
+        reason = too_large_without_fan(init)
+        if reason:
+            return (f"{init.describe()} on {names}: {reason}, more than twice He's variance for any "
+                    "layer wider than 16 inputs")
+        return None
+
+    def _fix(self, ctx: FileContext, init: Init, users) -> Fix | None:
+        if init.call is None:
+            return None
+        call = init.call
+        func = ctx.code(call.func)
+        if init.method == "randn":
+            return self._fix_randn(ctx, init, users)
+        if init.method in ("orthogonal", "xavier_normal", "xavier_uniform"):
+            target = ctx.code(call.args[0].value)
+            replacement = f"{func}({target}, 2 ** 0.5)" if init.method == "orthogonal" else f"{func}({target})"
+            edit = call_edit(ctx, init, replacement)
+            return Fix(f"Use `{replacement}`", (edit,), Applicability.UNSAFE) if edit else None
+        squashing = any(self._followed_by_squash(model, layer) for model, layer in users)
+        method = "xavier_normal_" if squashing else "kaiming_normal_"
+        qualified = ctx.models.qualified(call.func)
+        extra: list = []
+        if qualified.startswith("torch.nn.init.") and call.args:  # nn.init.normal_(w, ...)
+            target = ctx.code(call.args[0].value)
+            if "." in func:
+                name = func.rsplit(".", 1)[0] + "." + method
+            else:
+                name, extra = spelled(ctx, f"torch.nn.init.{method}")
+        elif isinstance(call.func, cst.Attribute):  # w.data.normal_() and other tensor methods
+            target = ctx.code(call.func.value)
+            name, extra = spelled(ctx, f"torch.nn.init.{method}")
+        else:
+            return None
+        replacement = f"{name}({target})" if squashing else f'{name}({target}, nonlinearity="relu")'
+        edit = call_edit(ctx, init, replacement)
+        if edit is None:
+            return None
+        return Fix(f"Use He/Xavier scale: `{replacement}`", (*extra, edit), Applicability.UNSAFE)
+
+    def _fix_randn(self, ctx: FileContext, init: Init, users) -> Fix | None:
+        call = init.call
+        shape = [a.value for a in call.args if a.keyword is None]
+        if len(shape) != 2 or ctx.code(shape[0]) != ctx.code(shape[1]):
+            return None  # which side is fan-in depends on how the weight is used
+        if not users or not all(known(layer.gain()) for _, layer in users):
+            return None
+        if abs(init.params.get("std", 0) - 1.0) > 1e-9:
+            return None
+        line, col, end_line, end_col = ctx.span(init.segment, call, init.anchor)
+        at = ctx.source.offset(end_line, end_col)
+        dimension = ctx.code(shape[0])
+        if not all(ch.isalnum() or ch in "._" for ch in dimension):
+            dimension = f"({dimension})"
+        edit = ctx.edit(at, at, f" / {dimension} ** 0.5")
+        return Fix(f"Scale the weight: `/ {dimension} ** 0.5`", (edit,), Applicability.UNSAFE)
+
+    @staticmethod
+    def _followed_by_squash(model: ModelDescription, layer: Layer) -> bool:
+        path = model.path or []
+        for index, op in enumerate(path):
+            if op.kind == "layer" and op.layer is layer:
+                for later in path[index + 1 :]:
+                    if later.kind == "act":
+                        return later.name in ("tanh", "sigmoid", "softsign", "hardtanh")
+                    if later.kind == "layer":
+                        return False
+        return False
