@@ -1,0 +1,382 @@
+"""GL201-GL204, GL301, GL302 on what they must flag and close look-alikes; their unsafe fixes."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+
+from tests.conftest import fix, lint
+
+HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+
+def found(code: str, select: str) -> list[tuple[str, int]]:
+    return [(d.code, d.line) for d in lint(HEADER + textwrap.dedent(code), select=select)]
+
+
+def marked(code: str) -> list[int]:
+    return [i + 1 for i, line in enumerate((HEADER + textwrap.dedent(code)).splitlines()) if "# <-" in line]
+
+
+DEEP = """
+    class Deep(nn.Module):  # <-
+        def __init__(self, hidden=256, depth={depth}):
+            super().__init__()
+            layers = []
+            for _ in range(depth):
+                layers += [nn.Linear(hidden, hidden), {between}nn.{act}()]
+            self.net = nn.Sequential(*layers)
+            {init}
+
+        def forward(self, x):
+            return self.net(x)
+"""
+
+
+# --- GL201 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act", ["ReLU", "LeakyReLU", "GELU", "SiLU", "ELU", "Softplus"])
+def test_gl201_flags_deep_unbounded_stacks(act: str) -> None:
+    code = DEEP.format(depth=8, between="", act=act, init="")
+    [diagnostic] = lint(HEADER + textwrap.dedent(code), select="GL201")
+    assert (diagnostic.code, diagnostic.line) == ("GL201", marked(code)[0])
+    assert "Deep: 8 weight layers (net.0 ... net.14)" in diagnostic.message
+    assert "gradients shrink with depth" in diagnostic.message and diagnostic.severity.value == "warning"
+
+
+def test_gl201_error_when_the_init_makes_gradients_grow() -> None:
+    code = DEEP.format(depth=6, between="", act="ReLU",
+                       init="for m in self.modules():\n                if isinstance(m, nn.Linear):\n                    nn.init.normal_(m.weight, std=1.0)")
+    [diagnostic] = lint(HEADER + textwrap.dedent(code), select="GL201")
+    assert diagnostic.severity.value == "error"
+    assert "c = 128 per layer" in diagnostic.message and "grows about" in diagnostic.message
+
+
+@pytest.mark.parametrize(
+    "depth, between, act",
+    [
+        (5, "", "ReLU"),  # shallower than the default minimum of 6
+        (8, "nn.LayerNorm(hidden), ", "ReLU"),  # normalized
+        (8, "nn.BatchNorm1d(hidden), ", "ReLU"),
+        (8, "", "Tanh"),  # saturating
+    ],
+)
+def test_gl201_look_alikes(depth: int, between: str, act: str) -> None:
+    assert found(DEEP.format(depth=depth, between=between, act=act, init=""), "GL201") == []
+
+
+def test_gl201_residual_blocks_and_unknown_depth_are_not_flagged() -> None:
+    assert found("""
+        class Block(nn.Module):
+            def __init__(self, d=64):
+                super().__init__()
+                self.a, self.b = nn.Linear(d, d), nn.Linear(d, d)
+                self.fc1 = nn.Linear(d, d)
+                self.fc2 = nn.Linear(d, d)
+
+            def forward(self, x):
+                return x + self.fc2(F.relu(self.fc1(x)))
+
+        class ResNet(nn.Module):
+            def __init__(self, n=10):
+                super().__init__()
+                self.blocks = nn.Sequential(*[Block() for _ in range(n)])
+
+            def forward(self, x):
+                return F.relu(self.blocks(x))
+
+        class FromConfig(nn.Module):
+            def __init__(self, cfg):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.Linear(8, 8) for _ in range(cfg.n_layers)])
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = F.relu(layer(x))
+                return x
+    """, "GL201") == []
+
+
+def test_gl201_min_depth_option() -> None:
+    code = HEADER + textwrap.dedent(DEEP.format(depth=4, between="", act="ReLU", init=""))
+    assert [d.code for d in lint(code, "GL201", **{"GL201": {"min-depth": 4}})] == ["GL201"]
+
+
+# --- GL202 ---------------------------------------------------------------------------------
+
+
+def test_gl202_relu_rnn_and_hand_written_relu_recurrence() -> None:
+    code = """
+        class A(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.RNN(16, 64, nonlinearity="relu")  # <-
+
+        class B(nn.Module):
+            def __init__(self, n=32):
+                super().__init__()
+                self.W = nn.Linear(n, n)
+                self.U = nn.Linear(n, n)
+
+            def forward(self, xs, h):
+                for x in xs:
+                    h = F.relu(self.W(h) + self.U(x))  # <-
+                return h
+    """
+    assert found(code, "GL202") == [("GL202", n) for n in marked(code)]
+
+
+def test_gl202_look_alikes() -> None:
+    assert found("""
+        class A(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.RNN(16, 64)
+                self.gru = nn.GRU(16, 64)
+                self.cell = nn.RNNCell(16, 64, nonlinearity="tanh")
+
+        class B(nn.Module):
+            def __init__(self, n=32):
+                super().__init__()
+                self.W = nn.Linear(n, n)
+                self.layers = nn.ModuleList([nn.Linear(n, n) for _ in range(4)])
+
+            def forward(self, xs, h):
+                for x in xs:
+                    h = torch.tanh(self.W(h) + x)
+                for layer in self.layers:
+                    h = F.relu(layer(h))
+                return h
+    """, "GL202") == []
+
+
+# --- GL203 ---------------------------------------------------------------------------------
+
+
+def test_gl203_flags_softsign_and_its_unsafe_fix() -> None:
+    code = HEADER + textwrap.dedent("""
+        net = nn.Sequential(nn.Linear(4, 8), nn.Softsign(), nn.Linear(8, 8), nn.Softsign())
+        def act(x):
+            return F.softsign(x)
+    """)
+    diagnostics = lint(code, "GL203")
+    assert [(d.line, d.column) for d in diagnostics] == [(6, 38), (6, 70), (8, 12)]
+    assert all(d.fix.applicability.value == "unsafe" for d in diagnostics)
+    safe_only, result = fix(code)
+    assert safe_only == code and len(result.diagnostics) == 3  # --fix alone leaves unsafe fixes
+    fixed, result = fix(code, unsafe=True)
+    assert "nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh())" in fixed
+    assert "return torch.tanh(x)" in fixed
+    assert result.diagnostics == []
+
+
+def test_gl203_look_alikes() -> None:
+    assert found("""
+        net = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+        softsign = "not a layer"
+        def softsign_like(x):
+            return x / (1 + x.abs())
+    """, "GL203") == []
+
+
+# --- GL204 ---------------------------------------------------------------------------------
+
+ACTOR = """
+    class Actor(nn.Module):
+        def __init__(self, state_dim=3, action_dim=1, max_action=2.0):
+            super().__init__()
+            self.fc1 = nn.Linear(state_dim, 64)
+            self.fc2 = nn.Linear(64, action_dim)
+            self.max_action = max_action
+
+        def forward(self, state):
+            x = F.relu(self.fc1(state))
+            return {ret}
+"""
+
+
+def test_gl204_flags_unbounded_actor_and_fixes_it() -> None:
+    code = HEADER + textwrap.dedent(ACTOR.format(ret="self.fc2(x)"))
+    [diagnostic] = lint(code, "GL204")
+    assert diagnostic.line == 15 and "self.max_action" in diagnostic.message
+    fixed, result = fix(code, unsafe=True)
+    assert "return torch.tanh(self.fc2(x)) * self.max_action" in fixed
+    assert result.diagnostics == []
+
+
+@pytest.mark.parametrize("ret", [
+    "self.max_action * torch.tanh(self.fc2(x))",
+    "torch.tanh(self.fc2(x)) * self.max_action",
+    "self.fc2(x).clamp(-self.max_action, self.max_action)",
+    "self.max_action * self.fc2(x).tanh()",
+])
+def test_gl204_squashed_outputs_are_fine(ret: str) -> None:
+    assert found(ACTOR.format(ret=ret), "GL204") == []
+
+
+def test_gl204_sac_style_actor_and_critic_are_fine() -> None:
+    assert found("""
+        class SACActor(nn.Module):
+            def __init__(self, s=3, a=1, max_action=1.0):
+                super().__init__()
+                self.fc = nn.Linear(s, 64)
+                self.mu = nn.Linear(64, a)
+                self.log_std = nn.Linear(64, a)
+                self.max_action = max_action
+
+            def forward(self, state):
+                h = F.relu(self.fc(state))
+                return self.mu(h), self.log_std(h)
+
+            def sample(self, state):
+                mu, log_std = self(state)
+                return torch.tanh(mu) * self.max_action
+
+        class Critic(nn.Module):
+            def __init__(self, s=3, a=1):
+                super().__init__()
+                self.fc = nn.Linear(s + a, 1)
+
+            def forward(self, state, action):
+                return self.fc(torch.cat([state, action], 1))
+    """, "GL204") == []
+
+
+# --- GL301 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init, reason", [
+    ("nn.init.normal_(self.fc.weight, std=1.0)", "c = 1/2 * fan_in * Var[w] = 128"),
+    ("self.fc.weight.data.normal_()", "c = 1/2 * fan_in * Var[w] = 128"),
+    ("nn.init.uniform_(self.fc.weight, -1, 1)", "c = 1/2 * fan_in * Var[w] = 42.7"),
+    ("nn.init.orthogonal_(self.fc.weight, gain=4)", "= 8"),
+    ("nn.init.xavier_uniform_(self.fc.weight, gain=5.0)", "= 12.5"),
+    ("nn.init.constant_(self.fc.weight, 0.5)", "constant weights make every unit identical"),
+])
+def test_gl301_flags_large_inits(init: str, reason: str) -> None:
+    code = HEADER + textwrap.dedent(f"""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(256, 256)
+                {init}
+
+            def forward(self, x):
+                return F.relu(self.fc(x))
+    """)
+    [diagnostic] = lint(code, "GL301")
+    assert diagnostic.line == 10 and reason in diagnostic.message
+    fixed, result = fix(code, select="GL301", unsafe=True)
+    ast.parse(fixed)
+    assert result.diagnostics == [], fixed
+
+
+@pytest.mark.parametrize("init", [
+    "nn.init.normal_(self.fc.weight, 0.0, 0.02)",
+    "nn.init.uniform_(self.fc.weight, -3e-3, 3e-3)",
+    "nn.init.orthogonal_(self.fc.weight, math.sqrt(2))",
+    "nn.init.xavier_uniform_(self.fc.weight)",
+    "nn.init.kaiming_uniform_(self.fc.weight, a=math.sqrt(5))",
+    "nn.init.kaiming_normal_(self.fc.weight, nonlinearity='relu')",
+    "nn.init.constant_(self.fc.bias, 0.1)",
+    "nn.init.normal_(self.emb.weight, std=1.0)",
+    "self.W = nn.Parameter(torch.randn(256, 256) / math.sqrt(256))",
+])
+def test_gl301_look_alikes(init: str) -> None:
+    assert found(f"""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(256, 256)
+                self.emb = nn.Embedding(1000, 256)
+                {init}
+
+            def forward(self, x):
+                return F.relu(self.fc(x))
+    """, "GL301") == []
+
+
+def test_gl301_randn_parameter_fix_scales_by_fan_in() -> None:
+    code = HEADER + textwrap.dedent("""
+        class RNN(nn.Module):
+            def __init__(self, n=64):
+                super().__init__()
+                self.W = nn.Parameter(torch.randn(n, n))
+
+            def forward(self, h):
+                return torch.tanh(h @ self.W)
+    """)
+    assert [d.line for d in lint(code, "GL301")] == [9]
+    fixed, result = fix(code, select="GL301", unsafe=True)
+    assert "nn.Parameter(torch.randn(n, n) / n ** 0.5)" in fixed and result.diagnostics == []
+
+
+def test_gl301_free_init_function_without_known_width() -> None:
+    code = """
+        def weights_init(m):
+            if isinstance(m, nn.Linear):
+                m.weight.data.normal_(0, 1)  # <-
+            elif isinstance(m, nn.Conv2d):
+                m.weight.data.normal_(0.0, 0.02)
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
+
+
+def test_gl301_fix_picks_xavier_before_tanh() -> None:
+    code = HEADER + textwrap.dedent("""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(256, 256)
+                nn.init.normal_(self.fc.weight, std=1.0)
+
+            def forward(self, x):
+                return torch.tanh(self.fc(x))
+    """)
+    fixed, _ = fix(code, select="GL301", unsafe=True)
+    assert "nn.init.xavier_normal_(self.fc.weight)" in fixed
+
+
+# --- GL302 ---------------------------------------------------------------------------------
+
+CRITIC = """
+    class Critic(nn.Module):  # <-
+        def __init__(self, s=8, hidden=256):
+            super().__init__()
+            self.fc = nn.Linear(s, hidden)
+            self.out = nn.Linear(hidden, 1)
+            {init}
+
+        def forward(self, state):
+            return self.out(F.relu(self.fc(state)))
+
+    critic = Critic()
+    opt = torch.optim.Adam(critic.parameters())
+    loss.backward()
+    {clip}
+    opt.step()
+"""
+
+
+def test_gl302_flags_unclipped_critic_head_and_fixes_it() -> None:
+    code = CRITIC.format(init="", clip="")
+    assert found(code, "GL302") == [("GL302", marked(code)[0])]
+    fixed, result = fix(HEADER + textwrap.dedent(code), select="GL302", unsafe=True)
+    assert "        self.out = nn.Linear(hidden, 1)\n        nn.init.uniform_(self.out.weight, -0.003, 0.003)\n" in fixed
+    assert result.diagnostics == []
+
+
+@pytest.mark.parametrize("init, clip", [
+    ("nn.init.uniform_(self.out.weight, -3e-3, 3e-3)", ""),  # small head
+    ("", "nn.utils.clip_grad_norm_(critic.parameters(), 1.0)"),  # clipped: not at risk
+])
+def test_gl302_look_alikes(init: str, clip: str) -> None:
+    assert found(CRITIC.format(init=init, clip=clip), "GL302") == []
+
+
+def test_gl302_only_for_actor_critic_value_networks() -> None:
+    code = CRITIC.format(init="", clip="").replace("Critic", "Encoder")
+    assert found(code, "GL302") == []

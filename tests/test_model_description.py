@@ -1,0 +1,270 @@
+"""The static model description: layers, resolved sizes, forward order, init and gain."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from gradlint.config import Settings
+from gradlint.context import FileContext
+from gradlint.prepass import index_file
+from gradlint.source import SourceFile
+
+HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+
+def describe(code: str) -> dict:
+    source = SourceFile("m.py", HEADER + textwrap.dedent(code))
+    ctx = FileContext(source, index_file(source), Settings())
+    return {m.name if m.kind == "module" else f"seq@{i}": m for i, m in enumerate(ctx.models.models)}
+
+
+def path_of(model) -> list[str]:
+    return [op.describe() for op in model.path]
+
+
+def test_layers_sizes_and_forward_order() -> None:
+    [actor] = describe("""
+        HIDDEN = 64
+
+        class Actor(nn.Module):
+            def __init__(self, state_dim=17, action_dim=6, max_action=2.0):
+                super().__init__()
+                self.l1 = nn.Linear(state_dim, HIDDEN * 4)
+                self.l2 = nn.Linear(HIDDEN * 4, HIDDEN * 4)
+                self.l3 = nn.Linear(HIDDEN * 4, action_dim)
+                self.max_action = max_action
+
+            def forward(self, state):
+                a = F.relu(self.l1(state))
+                a = self.l2(a).relu()
+                return self.max_action * torch.tanh(self.l3(a))
+    """).values()
+    assert [(l.name, l.fan_in, l.fan_out) for l in actor.weight_layers()] == [("l1", 17, 256), ("l2", 256, 256), ("l3", 256, 6)]
+    assert path_of(actor) == ["input:state", "l1:Linear", "act:relu", "l2:Linear", "act:relu", "l3:Linear",
+                              "act:tanh", "scale:self.max_action"]
+    assert actor.bound == "self.max_action"
+    assert actor.init_params == {"state_dim": 17, "action_dim": 6, "max_action": 2.0}
+    assert actor.inputs == ["state"]
+
+
+def test_depth_from_loop_count_default_argument_in_order() -> None:
+    models = describe("""
+        class Deep(nn.Module):
+            def __init__(self, hidden=32, depth=5):
+                super().__init__()
+                layers = []
+                for _ in range(depth):
+                    layers.append(nn.Linear(hidden, hidden))
+                    layers.append(nn.LayerNorm(hidden))
+                    layers.append(nn.GELU())
+                self.net = nn.Sequential(*layers)
+
+            def forward(self, x):
+                return self.net(x)
+    """)
+    assert path_of(models["Deep"])[1:7] == ["net.0:Linear", "norm:LayerNorm", "act:gelu", "net.3:Linear", "norm:LayerNorm", "act:gelu"]
+    assert len(models["Deep"].weight_layers()) == 5
+
+
+def test_module_list_comprehension_and_residual_blocks() -> None:
+    models = describe("""
+        class Block(nn.Module):
+            def __init__(self, dim=16):
+                super().__init__()
+                self.fc1 = nn.Linear(dim, dim)
+                self.fc2 = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                out = self.fc2(F.relu(self.fc1(x)))
+                return F.relu(out + x)
+
+        class Net(nn.Module):
+            def __init__(self, n_blocks=3):
+                super().__init__()
+                self.blocks = nn.ModuleList([Block() for _ in range(n_blocks)])
+                self.head = nn.Linear(16, 1)
+
+            def forward(self, x):
+                for block in self.blocks:
+                    x = block(x)
+                return self.head(x)
+    """)
+    assert path_of(models["Block"]) == ["input:x", "residual", "act:relu"]
+    assert path_of(models["Net"]) == ["input:x"] + ["residual", "act:relu"] * 3 + ["head:Linear"]
+
+
+def test_unknown_depth_is_unknown() -> None:
+    models = describe("""
+        class Net(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.layers = nn.ModuleList([nn.Linear(8, 8) for _ in range(config.depth)])
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = F.relu(layer(x))
+                return x
+    """)
+    assert models["Net"].path is None or all(op.kind != "layer" for op in models["Net"].path)
+
+
+@pytest.mark.parametrize(
+    "init, gain",
+    [
+        ("pass", 1 / 6),  # PyTorch's default nn.Linear init
+        ("nn.init.normal_(self.fc.weight, std=1.0)", 128.0),
+        ("nn.init.normal_(self.fc.weight, 0.0, 0.02)", 0.5 * 256 * 0.02**2),
+        ("self.fc.weight.data.normal_()", 128.0),
+        ("nn.init.uniform_(self.fc.weight, -1, 1)", 0.5 * 256 / 3),
+        ("nn.init.kaiming_normal_(self.fc.weight, nonlinearity='relu')", 1.0),
+        ("nn.init.kaiming_uniform_(self.fc.weight, a=math.sqrt(5))", 1 / 6),
+        ("nn.init.orthogonal_(self.fc.weight, math.sqrt(2))", 1.0),
+        ("nn.init.orthogonal_(self.fc.weight, gain=4)", 8.0),
+        ("nn.init.xavier_uniform_(self.fc.weight)", 0.5),
+        ("nn.init.xavier_normal_(self.fc.weight, gain=2.0)", 2.0),
+        ("nn.init.normal_(self.fc.weight, std=1.0); self.fc.weight.data.mul_(0.1)", 1.28),
+    ],
+)
+def test_per_layer_gain(init: str, gain: float) -> None:
+    models = describe(f"""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(256, 256)
+                {init}
+
+            def forward(self, x):
+                return self.fc(x)
+    """)
+    assert models["Net"].layers["fc"].gain() == pytest.approx(gain, rel=1e-6)
+
+
+def test_apply_init_function_reaches_every_linear() -> None:
+    models = describe("""
+        def weights_init(m):
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.5)
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(100, 100)
+                self.b = nn.Linear(100, 10)
+                self.apply(weights_init)
+    """)
+    net = models["Net"]
+    assert [round(net.layers[n].gain(), 6) for n in ("a", "b")] == [12.5, 12.5]
+
+
+def test_helper_init_function_and_sequential() -> None:
+    models = describe("""
+        def layer_init(layer, std=math.sqrt(2), bias_const=0.0):
+            torch.nn.init.orthogonal_(layer.weight, std)
+            torch.nn.init.constant_(layer.bias, bias_const)
+            return layer
+
+        class Agent(nn.Module):
+            def __init__(self, obs=8, n=4):
+                super().__init__()
+                self.actor = nn.Sequential(layer_init(nn.Linear(obs, 64)), nn.Tanh(), layer_init(nn.Linear(64, n), std=0.01))
+
+            def forward(self, x):
+                return self.actor(x)
+    """)
+    agent = models["Agent"]
+    hidden, head = agent.weight_layers()
+    assert hidden.gain() == pytest.approx(1.0) and head.gain() == pytest.approx(0.5 * 0.01**2)
+    assert path_of(agent) == ["input:x", "actor.0:Linear", "act:tanh", "actor.2:Linear"]
+
+
+def test_parameter_weights_and_hand_written_recurrence() -> None:
+    models = describe("""
+        class RNN(nn.Module):
+            def __init__(self, n=64):
+                super().__init__()
+                self.W = nn.Parameter(torch.randn(n, n) / math.sqrt(n))
+                self.U = nn.Parameter(torch.randn(n, n))
+
+            def forward(self, xs):
+                h = torch.zeros(xs.shape[1], 64)
+                for x in xs:
+                    h = torch.relu(h @ self.W + x @ self.U)
+                return h
+    """)
+    rnn = models["RNN"]
+    assert rnn.layers["W"].gain() == pytest.approx(0.5)
+    assert rnn.layers["U"].gain() == pytest.approx(32.0)
+    assert [(r.variable, r.activation) for r in rnn.recurrences] == [("h", "relu")]
+
+
+def test_loop_over_layers_is_not_a_recurrence() -> None:
+    models = describe("""
+        class MLP(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.hidden = nn.ModuleList([nn.Linear(8, 8) for _ in range(3)])
+
+            def forward(self, h):
+                for layer in self.hidden:
+                    h = F.relu(layer(h))
+                return h
+    """)
+    assert models["MLP"].recurrences == []
+    assert len(models["MLP"].weight_layers()) == 3
+
+
+def test_conditional_norm_from_default_argument() -> None:
+    models = describe("""
+        class MLPNetwork(nn.Module):
+            def __init__(self, input_dim=24, norm_in=True):
+                super().__init__()
+                if norm_in:
+                    self.in_fn = nn.BatchNorm1d(input_dim)
+                else:
+                    self.in_fn = lambda x: x
+                self.fc1 = nn.Linear(input_dim, 64)
+
+            def forward(self, X):
+                return self.fc1(self.in_fn(X))
+    """)
+    assert path_of(models["MLPNetwork"]) == ["input:X", "norm:BatchNorm1d", "fc1:Linear"]
+
+
+def test_sequential_outside_classes_and_critic_concat() -> None:
+    models = describe("""
+        policy = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+
+        class Critic(nn.Module):
+            def __init__(self, s=3, a=1):
+                super().__init__()
+                self.fc = nn.Linear(s + a, 1)
+
+            def forward(self, state, action):
+                return self.fc(torch.cat([state, action], 1))
+    """)
+    seq = next(m for m in models.values() if m.kind == "sequential")
+    assert path_of(seq) == ["input:x", "seq.0:Linear", "act:relu", "seq.2:Linear"]
+    assert models["Critic"].layers["fc"].fan_in == 4
+    assert path_of(models["Critic"]) == ["input:state", "concat", "fc:Linear"]
+
+
+def test_explain_model_command(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    path = tmp_path / "m.py"
+    path.write_text(HEADER + "net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\n")
+    result = CliRunner().invoke(main, ["explain-model", str(path)])
+    assert result.exit_code == 0
+    assert "forward: input:x -> seq.0:Linear -> act:relu -> seq.2:Linear" in result.output
+    assert "fan_in=4  gain c=0.167" in result.output
+    import json
+
+    data = json.loads(CliRunner().invoke(main, ["explain-model", "--format", "json", str(path)]).output)
+    assert data[0]["path"] == ["input:x", "seq.0:Linear", "act:relu", "seq.2:Linear"]
+    assert data[0]["layers"][0]["fan_in"] == 4
