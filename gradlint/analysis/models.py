@@ -411,10 +411,11 @@ class ModelAnalysis:
                 self._note_softsign(call, segment, anchor)
             return
         if isinstance(statement, cst.FunctionDef):
+            rescaled = _rescaled_targets(statement)
             for call, anchor in _calls_with_statements(statement.body):
                 self._note_softsign(call, segment, anchor)
                 init = _init_from_call(self, call, {}, segment, anchor)
-                if init is not None:
+                if init is not None and init[0] not in rescaled and init[1].method != "scale":
                     self.free_inits.append((init[1], statement.name.value))
                 if self.torch_name(call.func) == "Sequential":
                     self._describe_sequential(call, segment, anchor)
@@ -441,6 +442,52 @@ class ModelAnalysis:
             description.path = [Op("input", name="x")] + builder.apply_layer(layer, 0)
             description.inputs = ["x"]
         self.models.append(description)
+
+
+def _rescaled_targets(function: cst.FunctionDef) -> set[str]:
+    """Tensors a function rescales after initialising them (`w.data *= 1 / norm`, `w.mul_(k)`):
+    their final scale is not the init's."""
+    found: set[str] = set()
+    for call, _ in iter_calls(function.body):
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("mul_", "div_"):
+            text = receiver_text(call.func.value) or ""
+            found.add(text.removesuffix(".data"))
+    for small, _ in _small_statements(function.body):
+        if isinstance(small, cst.AugAssign) and isinstance(small.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+            found.add((receiver_text(small.target) or "").removesuffix(".data"))
+    return found
+
+
+def _small_statements(node: cst.CSTNode):
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.SimpleStatementLine):
+            for small in current.body:
+                yield small, current
+        elif isinstance(current, cst.BaseSmallStatement):
+            yield current, current
+        else:
+            stack.extend(c for c in _statement_children(current))
+
+
+def _statement_children(node: cst.CSTNode):
+    for part in ("body", "orelse", "finalbody"):
+        child = getattr(node, part, None)
+        if child is None:
+            continue
+        if isinstance(child, (cst.Else, cst.Finally)):
+            child = child.body
+        if isinstance(child, cst.BaseSuite):
+            yield from child.body
+        elif isinstance(child, (list, tuple)):
+            yield from child
+        elif isinstance(child, cst.CSTNode):
+            yield child
+    for handler in getattr(node, "handlers", ()):
+        yield from handler.body.body
+    for case in getattr(node, "cases", ()):
+        yield from case.body.body
 
 
 def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
@@ -666,8 +713,10 @@ class _ClassBuilder:
         """Init calls on `m.weight` under `isinstance(m, nn.Linear)` checks."""
         for statement in statements:
             if isinstance(statement, cst.If):
+                # an `isinstance(m, nn.Linear)` test narrows the layers; any other test
+                # (`classname.find("Linear")`) leaves them unknown: attach nowhere
                 narrowed = self._isinstance_kinds(statement.test, variable)
-                self._typed_init_block(statement.body.body, variable, env, narrowed or kinds)
+                self._typed_init_block(statement.body.body, variable, env, narrowed or {"?"})
                 orelse = statement.orelse
                 if isinstance(orelse, cst.If):
                     self._typed_init_block([orelse], variable, env, kinds)
@@ -675,6 +724,16 @@ class _ClassBuilder:
                     self._typed_init_block(orelse.body.body, variable, env, kinds)
             elif isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
+                    if isinstance(small, cst.AugAssign) and variable:  # `m.weight.data *= scale`
+                        target = receiver_text(small.target) or ""
+                        if target.split(".")[0] == variable and isinstance(
+                                small.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+                            factor = evaluate(small.value, env)
+                            if known(factor) and isinstance(small.operator, cst.DivideAssign):
+                                factor = 1 / factor
+                            attr = target.split(".", 1)[1].removesuffix(".data") if "." in target else ""
+                            self.typed_inits.append((kinds, attr, Init("scale", _target_kind(attr), {"factor": factor})))
+                        continue
                     for call, _ in iter_calls(small):
                         found = _init_from_call(self.analysis, call, env, self.segment, small)
                         if found and variable and found[0].split(".")[0] == variable:

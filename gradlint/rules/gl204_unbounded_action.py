@@ -65,7 +65,7 @@ class Actor(nn.Module):
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
         for model in ctx.models.models:
-            if model.kind != "module" or model.tuple_output or model.squashes_somewhere:
+            if model.kind != "module" or model.squashes_somewhere:
                 continue
             if not (model.bound or (model.bound_hint and is_actor(model))):
                 continue
@@ -75,6 +75,10 @@ class Actor(nn.Module):
                 tail = output_tail(path)
                 if any(op.kind == "act" and op.name in SQUASHING for op in tail):
                     continue
+                if model.tuple_output and not any(
+                    op.kind == "scale" and model.bound and model.bound in op.name for op in tail
+                ):
+                    continue  # (mean, log_std) heads are squashed by whoever samples from them
                 message = (
                     f"{model.name} returns an unbounded output although the action range is bounded "
                     f"({model.bound or model.bound_hint}): squash and scale it, e.g. "
