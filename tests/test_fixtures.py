@@ -58,3 +58,20 @@ def test_fix_on_bad_fixture(path: Path, tmp_path: Path) -> None:
     second = FileResult(str(target))
     fix_file(read_source(str(target)), settings, rules_for(settings, str(target)), mode, second)
     assert second.fixed == 0 and target.read_bytes() == after
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_all_fixes_including_unsafe_parse_and_are_idempotent(path: Path, tmp_path: Path) -> None:
+    target = tmp_path / path.name
+    shutil.copyfile(path, target)
+    settings = Settings(select=("ALL",))
+    mode = FixMode(apply=True, unsafe=True)
+    first = FileResult(str(target))
+    fix_file(read_source(str(target)), settings, rules_for(settings, str(target)), mode, first)
+    after = target.read_bytes()
+    ast.parse(after)
+    assert first.fix_errors == []
+    assert [d for d in first.diagnostics if d.fix is not None] == []  # every fixable finding fixed
+    second = FileResult(str(target))
+    fix_file(read_source(str(target)), settings, rules_for(settings, str(target)), mode, second)
+    assert second.fixed == 0 and target.read_bytes() == after
