@@ -19,6 +19,7 @@ _TRIVIA = {
 }
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _CLOSURES = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+_CLOSURE_TYPES = set(_CLOSURES)
 
 
 def child_fields(node_type: type) -> tuple[str, ...]:
@@ -33,15 +34,38 @@ def child_fields(node_type: type) -> tuple[str, ...]:
     return names
 
 
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node(value: object) -> bool:
+    # isinstance against the CSTNode ABC is slow; node types are few, so remember them
+    kind = type(value)
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = isinstance(value, cst.CSTNode)
+    return known
+
+
 def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     for name in child_fields(type(node)):
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
-            yield value
-        elif isinstance(value, (tuple, list)):
+        if type(value) in (tuple, list):
             for item in value:
-                if isinstance(item, cst.CSTNode):
+                if _is_node(item):
                     yield item
+        elif _is_node(value):
+            yield value
+
+
+def child_list(node: cst.CSTNode) -> list[cst.CSTNode]:
+    result = []
+    for name in child_fields(type(node)):
+        value = getattr(node, name)
+        if type(value) in (tuple, list):
+            result.extend(item for item in value if _is_node(item))
+        elif _is_node(value):
+            result.append(value)
+    return result
 
 
 def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cst.Call, bool]]:
@@ -50,13 +74,21 @@ def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cs
     Lambda bodies are skipped (they do not run here); calls inside comprehensions are
     yielded with `in_closure=True`.
     """
-    if isinstance(node, cst.Lambda):
-        return
-    inner = in_closure or isinstance(node, _CLOSURES)
-    for child in children(node):
-        yield from iter_calls(child, inner)
-    if isinstance(node, cst.Call):
-        yield node, in_closure
+    # an explicit stack: post-order without a generator per node
+    stack: list[tuple[cst.CSTNode, bool, bool]] = [(node, in_closure, False)]
+    while stack:
+        current, closure, expanded = stack.pop()
+        kind = type(current)
+        if expanded:
+            if kind is cst.Call:
+                yield current, closure  # type: ignore[misc]
+            continue
+        if kind is cst.Lambda:
+            continue
+        stack.append((current, closure, True))
+        inner = closure or kind in _CLOSURE_TYPES
+        for child in reversed(child_list(current)):
+            stack.append((child, inner, False))
 
 
 def iter_names(node: cst.CSTNode) -> Iterator[str]:
