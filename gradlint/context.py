@@ -15,6 +15,7 @@ from gradlint.prepass import FileIndex, Segment, function_names, parse_segments,
 from gradlint.source import SourceFile
 
 if TYPE_CHECKING:
+    from gradlint.analysis.dataflow import DataFlow
     from gradlint.analysis.models import ModelAnalysis
     from gradlint.analysis.training import TrainingAnalysis
     from gradlint.config import Settings
@@ -51,7 +52,7 @@ def _nth(text: str, code: str, n: int) -> int:
 # training steps for GL1xx, and models, init calls and activations for GL2xx/GL3xx.
 SEGMENT_TRIGGER = re.compile(
     r"backward|\.step\(|clip|unscale_|optim|Optim|Adam|SGD|RMSprop|Adagrad|LBFGS|Scaler|RNN|LSTM|GRU"
-    r"|init|normal_|uniform_|fill_|Sequential|Parameter|oftsign"
+    r"|init|normal_|uniform_|fill_|Sequential|Parameter|oftsign|reset\(|read_|load|make|buffer|memory"
 )
 
 
@@ -59,6 +60,12 @@ def file_may_model(text: str) -> bool:
     """The documented skip criterion of the model rules: the file mentions torch's `nn`
     (`nn.Module`, `nn.Linear`, `torch.nn`, `from torch import nn`) or a `Module` base."""
     return "nn" in text and ("torch" in text or "Module" in text)
+
+
+def file_may_feed(text: str) -> bool:
+    """The documented skip criterion of the data rules: data enters the file from an
+    environment (`.reset(`/`.step(`) or from disk (`read_csv`, `np.load`, ...)."""
+    return ".reset(" in text or ".step(" in text or "read_" in text or "load" in text
 
 
 def file_may_train(text: str) -> bool:
@@ -78,6 +85,19 @@ class FileContext:
         chosen = select_statements(self.source, self.index, SEGMENT_TRIGGER)
         return parse_segments(self.source, self.index, chosen)
 
+    def function_segment(self, name: str) -> Segment | None:
+        """A top-level function the segment selection left out, parsed on demand (once)."""
+        cache = self.__dict__.setdefault("_function_segments", {})
+        if name not in cache:
+            cache[name] = None
+            for stmt in self.index.statements:
+                if getattr(stmt.node, "name", None) == name and stmt.is_definition:
+                    if any(seg.start_line <= stmt.start_line <= seg.end_line for seg in self.segments):
+                        break
+                    cache[name] = parse_segments(self.source, self.index, [stmt.index])[0]
+                    break
+        return cache[name]
+
     @cached_property
     def training(self) -> "TrainingAnalysis":
         from gradlint.analysis.training import TrainingAnalysis
@@ -94,6 +114,14 @@ class FileContext:
     def analysis_name(self, node: cst.BaseExpression) -> str | None:
         """torch's short name for a callee (`nn.Softsign` -> `Softsign`), as the models see it."""
         return self.models.torch_name(node)
+
+    @cached_property
+    def dataflow(self) -> "DataFlow":
+        from gradlint.analysis.dataflow import DataFlow
+
+        return DataFlow(self.index.imports, self.segments, self.models, self.source.path, self.source.text,
+                        self.settings.root, lambda segment, node, anchor: self.span(segment, node, anchor)[0],
+                        self.function_segment)
 
     # positions ----------------------------------------------------------------------------
 

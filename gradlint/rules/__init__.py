@@ -12,6 +12,9 @@ from gradlint.rules.gl203_softsign import SoftsignActivation
 from gradlint.rules.gl204_unbounded_action import UnboundedActorOutput
 from gradlint.rules.gl301_large_init import LargeInitialization
 from gradlint.rules.gl302_output_layer_init import OutputLayerInit
+from gradlint.rules.gl401_unnormalized_inputs import UnnormalizedInputs
+from gradlint.rules.gl402_unscaled_rewards import UnscaledRewards
+from gradlint.rules.gl403_unscaled_images import UnscaledImages
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MissingGradientClipping,
@@ -23,6 +26,9 @@ ALL_RULES: tuple[type[Rule], ...] = (
     UnboundedActorOutput,
     LargeInitialization,
     OutputLayerInit,
+    UnnormalizedInputs,
+    UnscaledRewards,
+    UnscaledImages,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

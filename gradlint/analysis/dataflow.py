@@ -1,0 +1,664 @@
+"""Follow data from where it enters a script to where it enters a model (the GL4xx rules).
+
+Sources: environment observations and rewards (`env.reset()`, `env.step()`, vector and
+multi-agent envs), arrays loaded from disk (`np.load`, `pd.read_csv`), and Atari-style uint8
+frames. The value of every name is a set of `Taint`s; conversions (`torch.as_tensor`,
+`.float()`, stacking, indexing) keep them, normalizers (`(x - mean) / std`, `/ 255`, running
+mean/std helpers, scalers, `np.clip` for rewards) mark them normalized, and anything unknown
+drops them, so the rules stay silent rather than guess. Replay buffers are followed from
+`buffer.add(obs, a, r, ...)` to `... = buffer.sample(n)` by position.
+
+The analysis is per function (flow-insensitive inside one), run twice over the file so that a
+buffer filled in one function and sampled in another is seen.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from gradlint.analysis.cst_walk import children, iter_calls, target_names
+from gradlint.analysis.imports import ImportTable, dotted, receiver_text
+from gradlint.analysis.models import ModelAnalysis
+from gradlint.analysis.project import (
+    IMAGE_MARKERS,
+    OBS_NORMALIZERS,
+    REWARD_NORMALIZERS,
+    FunctionSummary,
+    model_normalizes_input,
+    resolve_module,
+    summarize_function_text,
+    summarize_module,
+)
+from gradlint.analysis.training import name_tokens
+from gradlint.prepass import Segment
+
+CONVERSIONS = {
+    "tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor", "array", "asarray",
+    "float32", "float", "double", "half", "to", "cuda", "cpu", "view", "reshape", "unsqueeze",
+    "squeeze", "flatten", "stack", "cat", "concatenate", "vstack", "hstack", "list", "tuple", "copy",
+    "clone", "detach", "numpy", "astype", "permute", "transpose", "expand_dims", "atleast_2d",
+    "moveaxis", "values", "to_numpy", "contiguous", "type", "ascontiguousarray", "get",
+    "DataLoader", "TensorDataset", "iter", "next", "zip", "enumerate",
+}
+FRAME_READS = {"read_csv", "read_parquet", "read_excel", "read_json", "read_table", "load", "loadtxt", "genfromtxt", "read_feather"}
+MODEL_TOKENS = {"model", "net", "network", "actor", "critic", "policy", "qnet", "qf", "agent", "pi", "mu", "encoder", "q"}
+NOT_MODEL_TOKENS = {"env", "envs", "optimizer", "optim", "opt", "buffer", "memory", "scaler", "scheduler", "writer", "logger", "rb", "replay"}
+GAMMA_TOKENS = {"gamma", "discount", "lam", "lmbda", "gae"}
+
+
+@dataclass(frozen=True)
+class Taint:
+    kind: str  # obs | reward | features | image
+    source: str  # how it entered: "env.step(action)"
+    line: int
+    normalized: bool = False
+
+    def normalize(self) -> "Taint":
+        return Taint(self.kind, self.source, self.line, True)
+
+
+Taints = frozenset
+
+
+@dataclass(eq=False)
+class ModelInput:
+    call: cst.Call
+    segment: Segment
+    anchor: cst.CSTNode
+    model: str
+    taints: frozenset
+
+
+@dataclass(eq=False)
+class RewardTarget:
+    node: cst.CSTNode
+    segment: Segment
+    anchor: cst.CSTNode
+    taints: frozenset
+
+
+@dataclass
+class EnvFacts:
+    normalizes_obs: bool = False
+    normalizes_reward: bool = False
+    image: bool = False
+    known: bool = True  # built from gym/gymnasium or a factory we can read
+
+
+class DataFlow:
+    def __init__(self, imports: ImportTable, segments: list[Segment], models: ModelAnalysis, source_path: str,
+                 source_text: str, root: str, line_of, function_segment=None) -> None:
+        self.imports = imports
+        self.segments = segments
+        self.models = models
+        self.path = source_path
+        self.text = source_text
+        self.root = root
+        self.line_of = line_of  # (segment, node, anchor) -> line
+        self.function_segment = function_segment  # name -> Segment of a function not parsed yet
+        self.model_inputs: list[ModelInput] = []
+        self.reward_targets: list[RewardTarget] = []
+        self.buffers: dict[str, list[frozenset]] = {}
+        self.envs: dict[str, EnvFacts] = {}
+        self.model_classes: dict[str, str] = {}  # binding name -> class name
+        self.normalizes_advantages = False
+        self._functions: dict[str, cst.FunctionDef] = {}
+        self._function_summaries: dict[str, FunctionSummary | None] = {}
+        self._project_classes: dict[str, object] = {}
+        self._entered: set[str] = set()
+        self._current: str | None = None
+        self._positional: dict[str, list[frozenset]] = {}
+        self._returned: dict[str, frozenset] = {}  # taints a function of the file returns
+        self._returned_positions: dict[str, list[frozenset]] = {}
+        self._function_segments: dict[str, Segment] = {}
+        self._collect_definitions()
+        for final in (False, True):
+            self._final = final
+            self.model_inputs, self.reward_targets = [], []
+            for segment in segments:
+                self.segment = segment
+                self._block(segment.module.body, {}, None)
+
+    # definitions --------------------------------------------------------------------------
+
+    def _collect_definitions(self) -> None:
+        self._classes: dict[str, cst.ClassDef] = {}
+        for segment in self.segments:
+            for statement in segment.module.body:
+                if isinstance(statement, cst.FunctionDef):
+                    self._functions[statement.name.value] = statement
+                elif isinstance(statement, cst.ClassDef):
+                    self._classes[statement.name.value] = statement
+        for name, target in self.imports.names.items():
+            module, _, attr = target.rpartition(".")
+            if not module or module.split(".")[0] in ("torch", "numpy", "np", "gym", "gymnasium", "pandas"):
+                continue
+            path = resolve_module(self.path, module, self.root)
+            if path is None:
+                continue
+            summary = summarize_module(path)
+            if summary is None:
+                continue
+            if attr in summary.functions:
+                self._function_summaries[name] = summary.functions[attr]
+            if attr in summary.classes:
+                self._project_classes[name] = summary.classes[attr]
+        self.normalizes_advantages = advantage_normalization(self.text)
+
+    def function_summary(self, name: str) -> FunctionSummary | None:
+        if name in self._function_summaries:
+            return self._function_summaries[name]
+        node = self._functions.get(name)
+        if node is None and self.function_segment is not None:
+            segment = self.function_segment(name)
+            if segment is not None and isinstance(segment.module.body[0], cst.FunctionDef):
+                node = segment.module.body[0]
+                self._functions[name] = node
+                self._function_segments[name] = segment
+        if node is None:
+            return None
+        summary = summarize_function_text(cst.Module([]).code_for_node(node))
+        self._function_summaries[name] = summary
+        return summary
+
+    # statements ---------------------------------------------------------------------------
+
+    def _block(self, body, env: dict[str, frozenset], cls: str | None) -> None:
+        for statement in body:
+            self._statement(statement, env, cls)
+
+    def _statement(self, statement, env, cls) -> None:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                self._small(small, env, cls)
+        elif isinstance(statement, cst.BaseSmallStatement):
+            self._small(statement, env, cls)
+        elif isinstance(statement, cst.FunctionDef):
+            saved, self._current = self._current, statement.name.value
+            try:
+                self._block(statement.body.body, {}, cls)
+            finally:
+                self._current = saved
+        elif isinstance(statement, cst.ClassDef):
+            for member in statement.body.body:
+                if isinstance(member, cst.FunctionDef):
+                    self._block(member.body.body, {}, statement.name.value)
+        elif isinstance(statement, cst.For):
+            taints = self._taint(statement.iter, env, statement)
+            names = target_names(statement.target)
+            positions = self._positional.get(receiver_text(statement.iter) or "")
+            if positions and isinstance(statement.target, (cst.Tuple, cst.List)) and len(names) == len(positions):
+                for name, position in zip(names, positions):  # `for xb, yb in loader:`
+                    env[name] = env.get(name, frozenset()) | position
+            else:
+                for name in names:
+                    env[name] = env.get(name, frozenset()) | taints
+            self._block(statement.body.body, env, cls)
+            if statement.orelse:
+                self._block(statement.orelse.body.body, env, cls)
+        elif isinstance(statement, (cst.If, cst.While)):
+            self._taint(statement.test, env, statement)
+            self._block(statement.body.body, env, cls)
+            orelse = statement.orelse
+            if isinstance(orelse, cst.If):
+                self._statement(orelse, env, cls)
+            elif isinstance(orelse, cst.Else):
+                self._block(orelse.body.body, env, cls)
+        elif isinstance(statement, (cst.With, cst.Try)):
+            self._block(statement.body.body, env, cls)
+            for handler in getattr(statement, "handlers", ()):
+                self._block(handler.body.body, env, cls)
+
+    def _small(self, small, env, cls) -> None:
+        if isinstance(small, cst.Assign):
+            value = small.value
+            for target in small.targets:
+                self._assign(target.target, value, env, small)
+        elif isinstance(small, (cst.AnnAssign, cst.AugAssign)) and small.value is not None:
+            if isinstance(small, cst.AugAssign):
+                value = cst.BinaryOperation(left=small.target, operator=_binary(small.operator), right=small.value)
+            else:
+                value = small.value
+            self._assign(small.target, value, env, small)
+        elif isinstance(small, (cst.Expr, cst.Return)) and small.value is not None:
+            value = small.value
+            taints = self._taint(value, env, small)
+            if isinstance(small, cst.Return) and self._current and taints:
+                self._returned[self._current] = self._returned.get(self._current, frozenset()) | taints
+                if isinstance(value, cst.Tuple):  # `return X_train, y_train`: by position
+                    self._returned_positions[self._current] = [self._taint(e.value, env, small) for e in value.elements]
+            if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and \
+                    value.func.attr.value in ("append", "extend", "insert") and value.args:
+                key = receiver_text(value.func.value)  # `rewards.append(reward)`
+                if key and not set(name_tokens(key.rsplit(".", 1)[-1])) & {"buffer", "memory", "rb", "replay"}:
+                    env[key] = env.get(key, frozenset()) | self._taint(value.args[-1].value, env, small)
+            del taints
+
+    def _assign(self, target, value, env, statement) -> None:
+        self._note_env(target, value)
+        self._note_model(target, value)
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            method = value.func.attr.value
+            owner = receiver_text(value.func.value) or ""
+            if method in ("reset", "step") and self._is_env(owner):
+                self._env_source(target, method, owner, value, env, statement)
+                return
+            if method == "sample" and self._buffer_key(owner) in self.buffers:
+                slots = self.buffers[self._buffer_key(owner)]
+                names = target_names(target) if isinstance(target, (cst.Tuple, cst.List)) else []
+                if names and len(names) == len(slots):
+                    for name, taint in zip(names, slots):
+                        env[name] = taint
+                    return
+                key = receiver_text(target)
+                if key:
+                    env[key] = frozenset().union(*slots) if slots else frozenset()
+                return
+        if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
+            returned = self._returned_positions.get(value.func.value)
+            names = target_names(target)
+            if returned and len(returned) == len(names):
+                self._taint(value, env, statement)
+                for name, taint in zip(names, returned):
+                    env[name] = taint
+                return
+        taints = self._taint(value, env, statement)
+        positions = self._positions_of(value, env, statement)
+        if positions is not None and receiver_text(target):
+            self._positional[receiver_text(target)] = positions
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for name in target_names(target):
+                env[name] = taints
+            return
+        if isinstance(target, cst.Subscript):  # rewards[step] = torch.tensor(reward)
+            key = receiver_text(target.value)
+            if key:
+                env[key] = env.get(key, frozenset()) | taints
+            return
+        key = receiver_text(target)
+        if key:
+            env[key] = taints
+
+    def _env_source(self, target, method, owner, call, env, statement) -> None:
+        facts = self._env_facts(owner)
+        names = target_names(target) if isinstance(target, (cst.Tuple, cst.List)) else []
+        line = self.line_of(self.segment, call, statement)
+        source = f"{owner}.{method}(...)"
+        if not facts.known:
+            for name in names or [receiver_text(target) or ""]:
+                env[name] = frozenset()
+            return
+        obs_kind = "image" if facts.image else "obs"
+        obs = frozenset({Taint(obs_kind, source, line, facts.normalizes_obs)})
+        if method == "reset":
+            if names:
+                env[names[0]] = obs
+                for name in names[1:]:
+                    env[name] = frozenset()
+            else:
+                key = receiver_text(target)
+                if key:
+                    env[key] = obs
+            return
+        reward = frozenset({Taint("reward", source, line, facts.normalizes_reward)})
+        if len(names) >= 4:
+            env[names[0]] = obs
+            env[names[1]] = reward
+            for name in names[2:]:
+                env[name] = frozenset()
+        elif names:
+            for name in names:
+                env[name] = frozenset()
+
+    # environments and models --------------------------------------------------------------
+
+    def _is_env(self, text: str) -> bool:
+        last = text.rsplit(".", 1)[-1]
+        return bool({"env", "envs", "environment", "venv"} & set(name_tokens(last))) or last in self.envs
+
+    def _env_facts(self, owner: str) -> EnvFacts:
+        key = owner.rsplit(".", 1)[-1]
+        return self.envs.get(key, EnvFacts(known=False))
+
+    def _note_env(self, target, value) -> None:
+        """`env = gym.make(...)`, `env = NormalizeObservation(env)`, `envs = SyncVectorEnv([make_env(...)])`."""
+        key = (receiver_text(target) or "").rsplit(".", 1)[-1]
+        if not key or not isinstance(value, cst.Call):
+            return
+        facts = self.envs.get(key)
+        made = False
+        for call, _ in iter_calls(value):
+            name = dotted(call.func) or ""
+            qualified = self.imports.resolve(name) or name
+            last = qualified.rsplit(".", 1)[-1]
+            if last == "make" and qualified.split(".")[0] in ("gym", "gymnasium"):
+                facts = facts or EnvFacts()
+                made = True
+                env_id = next((a.value for a in call.args if a.keyword is None), None)
+                if isinstance(env_id, cst.SimpleString) and any(m in env_id.value for m in IMAGE_MARKERS):
+                    facts.image = True
+            elif last in ("SyncVectorEnv", "AsyncVectorEnv", "make_vec", "DummyVecEnv", "SubprocVecEnv"):
+                facts = facts or EnvFacts()
+                made = True
+            elif any(marker in last for marker in OBS_NORMALIZERS + REWARD_NORMALIZERS + IMAGE_MARKERS):
+                if facts is None and not made:
+                    continue
+                facts = facts or EnvFacts()
+                facts.normalizes_obs |= any(m in last for m in OBS_NORMALIZERS) and not _disabled(call, "norm_obs")
+                facts.normalizes_reward |= any(m in last for m in REWARD_NORMALIZERS) and not _disabled(call, "norm_reward")
+                facts.image |= any(m in last for m in IMAGE_MARKERS)
+            else:
+                summary = self.function_summary(name.rsplit(".", 1)[-1]) if "." not in name else None
+                if summary is None and name in self._function_summaries:
+                    summary = self._function_summaries[name]
+                if summary is not None and ("env" in name_tokens(name) or summary.normalizes_obs or summary.image
+                                            or summary.normalizes_reward or made):
+                    facts = facts or EnvFacts()
+                    made = True
+                    facts.normalizes_obs |= summary.normalizes_obs
+                    facts.normalizes_reward |= summary.normalizes_reward
+                    facts.image |= summary.image
+                elif last in self._classes and "env" in name_tokens(last) and not made:
+                    text = cst.Module([]).code_for_node(self._classes[last])  # an env class of this file
+                    summary = summarize_function_text(text)
+                    facts = facts or EnvFacts()
+                    made = True
+                    facts.normalizes_obs |= summary.normalizes_obs or summary.normalizes_value
+                    facts.normalizes_reward |= summary.normalizes_reward
+                    facts.image |= summary.image
+                elif "env" in name_tokens(last) and not made and facts is None:
+                    facts = EnvFacts(known=False)  # an env from code we cannot read
+        if facts is not None:
+            self.envs[key] = facts
+
+    def _note_model(self, target, value) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
+            for element, item in zip(target.elements, value.elements):  # `mu, mu_target = MuNet(), MuNet()`
+                self._note_model(element.value, item.value)
+            return
+        key = receiver_text(target)
+        if isinstance(value, (cst.DictComp, cst.ListComp)):  # `actors = {a: Actor() for a in agents}`
+            value = value.value if isinstance(value, cst.DictComp) else value.elt
+        elif isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+            value = value.elements[0].value
+        if not key or not isinstance(value, cst.Call):
+            return
+        call = value
+        while isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Call) and \
+                call.func.attr.value in ("to", "cuda", "cpu", "float", "train", "eval"):
+            call = call.func.value
+        name = (dotted(call.func) or "").rsplit(".", 1)[-1]
+        if name in self.models.module_classes or name in self._project_classes:
+            self.model_classes[key] = name
+            self.model_classes[key.rsplit(".", 1)[-1]] = name
+
+    def _model_of(self, call: cst.Call) -> tuple[str, str] | None:
+        """(display name, class) when `call` runs a model whose class we can read."""
+        func = call.func
+        text = receiver_text(func) or ""
+        candidates = [text]
+        if isinstance(func, cst.Attribute):
+            candidates.append(receiver_text(func.value) or "")
+        for candidate in candidates:
+            if not candidate:
+                continue
+            cls = self.model_classes.get(candidate) or self.model_classes.get(candidate.rsplit(".", 1)[-1])
+            if cls:
+                return candidate, cls
+        return None
+
+    def _model_normalizes(self, cls: str) -> bool | None:
+        if cls in self._project_classes:
+            return self._project_classes[cls].normalizes_input  # type: ignore[attr-defined]
+        for model in self.models.models:
+            if model.kind == "module" and model.name == cls:
+                return model_normalizes_input(model, self.text)
+        return None
+
+    def _enter(self, function: cst.FunctionDef, call: cst.Call, env, statement) -> None:
+        """Analyse a function of the file with its parameters bound to the call's data."""
+        params = [p.name.value for p in function.params.params]
+        local: dict[str, frozenset] = {}
+        position = 0
+        for arg in call.args:
+            if arg.star:
+                break
+            if arg.keyword is not None:
+                local[arg.keyword.value] = self._taint(arg.value, env, statement)
+            elif position < len(params):
+                local[params[position]] = self._taint(arg.value, env, statement)
+                position += 1
+        self._entered.add(function.name.value)
+        saved_current, self._current = self._current, function.name.value
+        saved = self.segment
+        self.segment = self._function_segments.get(function.name.value, self._segment_of(function))
+        try:
+            self._block(function.body.body, local, None)
+        finally:
+            self.segment = saved
+            self._current = saved_current
+            self._entered.discard(function.name.value)
+
+    def _segment_of(self, function: cst.FunctionDef) -> Segment:
+        for segment in self.segments:
+            if any(statement is function for statement in segment.module.body):
+                return segment
+        return self.segment
+
+    def _positions_of(self, value, env, statement) -> list[frozenset] | None:
+        """`TensorDataset(X, y)` / `DataLoader(dataset)`: what each position of a batch holds."""
+        if not isinstance(value, cst.Call):
+            return None
+        name = (dotted(value.func) or "").rsplit(".", 1)[-1]
+        args = [a.value for a in value.args if a.keyword is None and not a.star]
+        if name == "TensorDataset" and args:
+            return [self._taint(arg, env, statement) for arg in args]
+        if name == "DataLoader" and args:
+            inner = self._positions_of(args[0], env, statement)
+            return inner if inner is not None else self._positional.get(receiver_text(args[0]) or "")
+        return None
+
+    # buffers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _buffer_key(owner: str) -> str:
+        return owner.rsplit(".", 1)[-1]
+
+    def _note_buffer(self, call: cst.Call, env, statement) -> None:
+        func = call.func
+        if not isinstance(func, cst.Attribute) or func.attr.value not in ("add", "push", "append", "store", "insert", "store_transition", "put"):
+            return
+        owner = receiver_text(func.value) or ""
+        tokens = set(name_tokens(owner.rsplit(".", 1)[-1]))
+        if not tokens & {"buffer", "memory", "rb", "replay", "storage", "mem"}:
+            return
+        args = [a.value for a in call.args if a.keyword is None and not a.star]
+        if len(args) == 1 and isinstance(args[0], (cst.Tuple, cst.List)):
+            args = [e.value for e in args[0].elements]
+        if len(args) < 2:
+            return
+        slots = [self._taint(arg, env, statement) for arg in args]
+        key = self._buffer_key(owner)
+        old = self.buffers.get(key)
+        if old and len(old) == len(slots):
+            slots = [a | b for a, b in zip(old, slots)]
+        self.buffers[key] = slots
+
+    # expressions --------------------------------------------------------------------------
+
+    def _taint(self, node, env: dict[str, frozenset], statement) -> frozenset:
+        if node is None:
+            return frozenset()
+        if isinstance(node, cst.Name):
+            return env.get(node.value, frozenset())
+        if isinstance(node, cst.Attribute):
+            key = receiver_text(node)
+            if key and key in env:
+                return env[key]
+            if node.attr.value in ("shape", "dtype", "ndim", "size", "device"):
+                return frozenset()
+            return self._taint(node.value, env, statement)
+        if isinstance(node, cst.Subscript):
+            return self._taint(node.value, env, statement)
+        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements)) if node.elements else frozenset()
+        if isinstance(node, cst.IfExp):
+            return self._taint(node.body, env, statement) | self._taint(node.orelse, env, statement)
+        if isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+            return self._taint(node.elt, {**env, **{n: self._taint(node.for_in.iter, env, statement) for n in target_names(node.for_in.target)}}, statement)
+        if isinstance(node, cst.UnaryOperation):
+            return self._taint(node.expression, env, statement)
+        if isinstance(node, cst.BinaryOperation):
+            return self._binary(node, env, statement)
+        if isinstance(node, cst.Call):
+            return self._call(node, env, statement)
+        if isinstance(node, cst.Dict):
+            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements if isinstance(e, cst.DictElement))) if node.elements else frozenset()
+        if isinstance(node, cst.DictComp):
+            return frozenset()
+        return frozenset()
+
+    def _binary(self, node: cst.BinaryOperation, env, statement) -> frozenset:
+        left = self._taint(node.left, env, statement)
+        right = self._taint(node.right, env, statement)
+        operator = node.operator
+        if isinstance(operator, cst.Divide):
+            if isinstance(_strip_parens(node.left), cst.BinaryOperation) and isinstance(_strip_parens(node.left).operator, cst.Subtract):
+                return _normalized(left)  # (x - mean) / std
+            if _is_big_number(node.right) or _scale_name(node.right):
+                return _normalized(left)  # x / 255, x / obs_scale
+            return left | right
+        if isinstance(operator, cst.Multiply):
+            if _scale_name(node.right) or _small_number(node.right):
+                return _normalized(left)
+            if _scale_name(node.left) or _small_number(node.left):
+                return _normalized(right)
+            return left | right
+        if isinstance(operator, cst.Add) and (left or right):
+            self._reward_target(node, left, right, statement)
+        return left | right
+
+    def _reward_target(self, node, left, right, statement) -> None:
+        """`r + gamma * next_value`: rewards entering a return or TD target."""
+        for rewards, other in ((left, node.right), (right, node.left)):
+            raw = {t for t in rewards if t.kind == "reward" and not t.normalized}
+            if raw and _mentions(other, GAMMA_TOKENS):
+                if self._final and all(r.node is not node for r in self.reward_targets):
+                    self.reward_targets.append(RewardTarget(node, self.segment, statement, frozenset(raw)))
+                return
+
+    def _call(self, call: cst.Call, env, statement) -> frozenset:
+        func = call.func
+        args = [a.value for a in call.args]
+        arg_taints = [self._taint(a, env, statement) for a in args]
+        receiver = func.value if isinstance(func, cst.Attribute) else None
+        receiver_taint = self._taint(receiver, env, statement) if receiver is not None else frozenset()
+        name = func.attr.value if isinstance(func, cst.Attribute) else (dotted(func) or "")
+        qualified = self.imports.resolve(dotted(func) or "") or ""
+        last = name.rsplit(".", 1)[-1]
+        everything = frozenset().union(receiver_taint, *arg_taints)
+        self._note_buffer(call, env, statement)
+        model = self._model_of(call)
+        if model is not None:
+            if self._final:
+                dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
+                if dirty and not self._model_normalizes(model[1]):
+                    self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty))
+            return frozenset()
+        if last in FRAME_READS and qualified.split(".")[0] in ("pandas", "numpy", "pd", "np"):
+            line = self.line_of(self.segment, call, statement)
+            return frozenset({Taint("features", f"{qualified}(...)", line)})
+        tokens = set(name_tokens(last))
+        owner_tokens = set(name_tokens((receiver_text(receiver) or "").rsplit(".", 1)[-1])) if receiver is not None else set()
+        if tokens & {"normalize", "normalizer", "normalise", "standardize", "whiten", "rms", "scale", "scaler", "norm"} or (
+            last in ("transform", "fit_transform") and owner_tokens & {"scaler", "sc", "ss", "normalizer", "norm", "scale", "rms", "transformer"}
+        ) or (owner_tokens & {"normalizer", "rms", "obs", "norm"} and tokens & {"normalize", "call"}):
+            return _normalized(everything)
+        if last in ("clip", "clamp", "sign", "tanh"):
+            return frozenset(t.normalize() if t.kind == "reward" else t for t in everything)
+        if last in CONVERSIONS:
+            return everything
+        summary = self.function_summary(last) if receiver is None else None
+        if summary is not None and last in self._functions and everything and last not in self._entered:
+            self._enter(self._functions[last], call, env, statement)  # `select_action(state)`
+        if summary is not None:  # a function of this file: normalizes, or passes data through
+            result = everything | self._returned.get(last, frozenset())
+            return _normalized(result) if summary.normalizes_value else result
+        if receiver is not None and receiver_taint and last not in ("item", "mean", "sum", "max", "min", "std", "var"):
+            return receiver_taint  # a method of the data itself: obs.reshape(...)
+        return frozenset()
+
+
+def _disabled(call: cst.Call, keyword: str) -> bool:
+    return any(a.keyword is not None and a.keyword.value == keyword and isinstance(a.value, cst.Name)
+               and a.value.value == "False" for a in call.args)
+
+
+def _normalized(taints: frozenset) -> frozenset:
+    return frozenset(t.normalize() for t in taints)
+
+
+def _strip_parens(node):
+    return node
+
+
+def _is_big_number(node) -> bool:
+    value = _number(node)
+    return value is not None and value >= 100
+
+
+def _small_number(node) -> bool:
+    value = _number(node)
+    return value is not None and 0 < abs(value) < 1
+
+
+def _number(node):
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return float(node.evaluated_value)
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        value = _number(node.expression)
+        return -value if value is not None else None
+    return None
+
+
+def _scale_name(node) -> bool:
+    text = receiver_text(node) or ""
+    if isinstance(node, cst.Call):
+        text = dotted(node.func) or ""
+    tokens = set(name_tokens(text.rsplit(".", 1)[-1])) if text else set()
+    return bool(tokens & {"scale", "std", "norm", "sigma", "max", "range", "coef", "factor", "sqrt"})
+
+
+def _mentions(node, tokens: set[str]) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name) and set(name_tokens(current.value)) & tokens:
+            return True
+        if isinstance(current, cst.Attribute) and set(name_tokens(current.attr.value)) & tokens:
+            return True
+        stack.extend(children(current))
+    return False
+
+
+_ADVANTAGE_NORM = re.compile(
+    r"\(\s*([\w.\[\]]+)\s*-\s*\1\.mean\([^)]*\)\s*\)\s*/\s*\(?\s*\1\.std\(|ValueNorm|PopArt|normalize_advantage"
+)
+
+
+def advantage_normalization(text: str) -> bool:
+    """`(adv - adv.mean()) / (adv.std() + 1e-8)` anywhere in the file, or ValueNorm/PopArt."""
+    return _ADVANTAGE_NORM.search(text) is not None
+
+
+def _binary(operator: cst.BaseAugOp) -> cst.BaseBinaryOp:
+    mapping = {cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
+               cst.DivideAssign: cst.Divide}
+    return mapping.get(type(operator), cst.Add)()
+
+
+# keep a stable public name for the taint set type
+__all__ = ["DataFlow", "EnvFacts", "ModelInput", "RewardTarget", "Taint", "Taints", "field"]

@@ -1,0 +1,152 @@
+"""What a file's sibling modules provide: models, env factories and normalizers defined in the
+project's own code (`from utils.networks import MLPNetwork`, `from envs import make_env`).
+
+Each sibling module is summarised once per process and cached. An import that does not
+resolve to a file of the project gives no summary, and the data rules stay silent about what
+depends on it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+
+OBS_NORMALIZERS = ("NormalizeObservation", "VecNormalize", "ObservationNormalization", "normalize_obs", "RunningMeanStd", "ObsNorm")
+REWARD_NORMALIZERS = ("NormalizeReward", "VecNormalize", "ClipRewardEnv", "TransformReward", "ScaleReward", "RewardScal", "clip_reward")
+IMAGE_MARKERS = ("AtariPreprocessing", "WarpFrame", "NoFrameskip", "ALE/", "make_atari", "AtariWrapper", "FrameStack", "GrayScaleObservation", "ResizeObservation")
+
+
+@dataclass
+class FunctionSummary:
+    """An env factory (or any function): which normalizing wrappers its body applies."""
+
+    normalizes_obs: bool = False
+    normalizes_reward: bool = False
+    image: bool = False
+    normalizes_value: bool = False  # `(x - mean) / std`, `/ 255`, a normalizer call on its input
+
+
+@dataclass
+class ClassSummary:
+    is_model: bool = False
+    normalizes_input: bool = False  # a norm layer first, or `/ 255` / normalization in forward
+    path: list[str] | None = None
+
+
+@dataclass
+class ModuleSummary:
+    path: str
+    functions: dict[str, FunctionSummary] = field(default_factory=dict)
+    classes: dict[str, ClassSummary] = field(default_factory=dict)
+
+
+def summarize_function_text(text: str) -> FunctionSummary:
+    """What a function's source says about the data it returns (cheap, text-based)."""
+    return FunctionSummary(
+        normalizes_obs=any(marker in text for marker in OBS_NORMALIZERS),
+        normalizes_reward=any(marker in text for marker in REWARD_NORMALIZERS),
+        image=any(marker in text for marker in IMAGE_MARKERS),
+        normalizes_value=_normalizes_text(text),
+    )
+
+
+def _normalizes_text(text: str) -> bool:
+    compact = text.replace(" ", "")
+    return any(marker in compact for marker in ("/255", ".std(", "normalize(", "/np.sqrt(", "/torch.sqrt(", ".transform(", "F.normalize"))
+
+
+_CACHE: dict[str, ModuleSummary | None] = {}
+
+
+def summarize_module(path: str) -> ModuleSummary | None:
+    """Summary of a project module (cached); None if it cannot be read or parsed."""
+    key = os.path.abspath(path)
+    if key in _CACHE:
+        return _CACHE[key]
+    _CACHE[key] = None  # import cycles
+    try:
+        from gradlint.config import Settings
+        from gradlint.context import FileContext
+        from gradlint.prepass import index_file
+        from gradlint.source import SourceError, read_source
+
+        source = read_source(path)
+        index = index_file(source)
+    except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
+        return None
+    summary = ModuleSummary(path)
+    lines = source.text.splitlines()
+    for node in index.tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            summary.functions[node.name] = summarize_function_text(text)
+    try:
+        ctx = FileContext(source, index, Settings())
+        for model in ctx.models.models:
+            if model.kind != "module":
+                continue
+            summary.classes[model.name] = ClassSummary(
+                is_model=True,
+                normalizes_input=model_normalizes_input(model, source.text),
+                path=None if model.path is None else [op.describe() for op in model.path],
+            )
+    except (SourceError, RecursionError):
+        pass
+    _CACHE[key] = summary
+    return summary
+
+
+def model_normalizes_input(model, text: str) -> bool:
+    """A normalization layer as the model's first operation, or scaling in its forward."""
+    if model.path:
+        ops = [op for op in model.path if op.kind not in ("input", "concat")]
+        if ops and ops[0].kind == "norm":
+            return True
+    node = model.node
+    try:
+        import libcst as cst
+
+        # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
+        for statement in node.body.body:  # type: ignore[union-attr]
+            if isinstance(statement, cst.FunctionDef) and statement.name.value != "__init__":
+                if _normalizes_text(cst.Module([]).code_for_node(statement)):
+                    return True
+    except AttributeError:
+        return False
+    return False
+
+
+def resolve_module(importing_file: str, module: str, root: str) -> str | None:
+    """The file a project import refers to: relative (`.networks`) or absolute (`utils.networks`)
+    searched from the importing file's folder up to the project root."""
+    here = os.path.dirname(os.path.abspath(importing_file))
+    level = len(module) - len(module.lstrip("."))
+    name = module.lstrip(".")
+    parts = name.split(".") if name else []
+    if level:
+        base = here
+        for _ in range(level - 1):
+            base = os.path.dirname(base)
+        return _module_file(base, parts)
+    root = os.path.abspath(root)
+    base = here
+    for _ in range(8):
+        found = _module_file(base, parts)
+        if found:
+            return found
+        if base == root or os.path.dirname(base) == base or not base.startswith(root):
+            break
+        base = os.path.dirname(base)
+    return None
+
+
+def _module_file(base: str, parts: list[str]) -> str | None:
+    if not parts:
+        candidate = os.path.join(base, "__init__.py")
+        return candidate if os.path.isfile(candidate) else None
+    candidate = os.path.join(base, *parts) + ".py"
+    if os.path.isfile(candidate):
+        return candidate
+    candidate = os.path.join(base, *parts, "__init__.py")
+    return candidate if os.path.isfile(candidate) else None

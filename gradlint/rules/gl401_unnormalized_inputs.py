@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.context import FileContext, file_may_feed
+from gradlint.diagnostics import Diagnostic, Severity
+from gradlint.rules.base import Rule
+
+
+def describe_sources(taints) -> str:
+    first = min(taints, key=lambda t: t.line)
+    return f"`{first.source}` (line {first.line})"
+
+
+class UnnormalizedInputs(Rule):
+    code = "GL401"
+    name = "unnormalized-model-inputs"
+    summary = "Observations or features reach a model with no normalization on the way"
+    rationale = (
+        "Raw observations mix scales: positions in metres, velocities in tens, angles in radians, "
+        "counts in hundreds. The first layer's pre-activations, and the gradients of its weights "
+        "(which are proportional to the inputs), inherit the largest scale, so a single feature "
+        "of magnitude 100 makes its weights' gradients 100x the others'. Standardising inputs "
+        "(mean 0, variance 1) keeps the first layer's Jacobian and the early updates in range; "
+        "RL code does it with a running mean/std (gymnasium NormalizeObservation, SB3 "
+        "VecNormalize, a RunningMeanStd helper) because the statistics change as the policy "
+        "improves.\n\n"
+        "The rule follows values from `env.reset()`/`env.step()` (also vector and multi-agent "
+        "envs) and `pd.read_csv`/`np.load` through conversions, indexing, stacking and replay "
+        "buffers (`buffer.add(...)` to `buffer.sample()`) to calls of a model whose class it can "
+        "read (in the file or a sibling module). It is satisfied by `(x - mean) / std`, a "
+        "normalizer or scaler call, `/ 255`, a normalizing wrapper on the env (also inside an "
+        "env factory, in the file or a sibling module), or a LayerNorm/BatchNorm as the model's "
+        "first operation. Envs built by code it cannot read make it stay silent. "
+        "`gradlint verify` confirms it by running the model on inputs at raw scale (x10, x100)."
+    )
+    bad_example = """\
+import gymnasium as gym
+
+class Policy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+env = gym.make("Pendulum-v1")
+policy = Policy()
+obs, _ = env.reset()
+action = policy(torch.as_tensor(obs))
+"""
+    good_example = """\
+import gymnasium as gym
+
+class Policy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+env = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))
+policy = Policy()
+obs, _ = env.reset()
+action = policy(torch.as_tensor(obs))
+"""
+    severity = Severity.WARNING
+    references = (
+        "LeCun, Bottou, Orr, Mueller. Efficient BackProp. 1998 (input normalization).",
+        "https://gymnasium.farama.org/api/wrappers/observation_wrappers/#gymnasium.wrappers.NormalizeObservation",
+    )
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_feed(text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        reported: set[tuple] = set()
+        for found in ctx.dataflow.model_inputs:
+            taints = {t for t in found.taints if t.kind in ("obs", "features")}
+            key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
+            if not taints or key in reported:
+                continue  # one finding per data source (an env, a file): the first model it reaches
+            reported.add(key)
+            kind = "observations" if any(t.kind == "obs" for t in taints) else "features"
+            message = (
+                f"raw {kind} from {describe_sources(taints)} reach `{found.model}` with no normalization "
+                "on the way: the largest-scale feature dominates the first layer's gradients; "
+                "standardize them (a running mean/std, gymnasium NormalizeObservation) or start "
+                "the model with nn.LayerNorm(in_dim)"
+            )
+            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gradlint.context import FileContext, file_may_feed
+from gradlint.diagnostics import Diagnostic, Severity
+from gradlint.rules.base import Rule
+from gradlint.rules.gl401_unnormalized_inputs import describe_sources
+
+
+class UnscaledImages(Rule):
+    code = "GL403"
+    name = "uint8-images-without-scaling"
+    summary = "uint8 image frames fed to a model without `/ 255`"
+    rationale = (
+        "Atari-style frames are uint8 in [0, 255]. Fed as floats without scaling, the first "
+        "convolution sees inputs ~100x larger than unit scale, so its activations and the "
+        "gradients of its weights are ~100x too large, and Adam's first steps or SGD's updates "
+        "are dominated by the first layer. The DQN and PPO reference implementations divide by "
+        "255 (CleanRL in the Q-network's forward: `self.network(x / 255.0)`). The rule follows "
+        "frames from envs built with Atari ids or wrappers (ALE/..., NoFrameskip, "
+        "AtariPreprocessing, WarpFrame, FrameStack) to a model call, and is satisfied by `/ 255` "
+        "on the way or in the model's forward, or a normalizer."
+    )
+    bad_example = """\
+import gymnasium as gym
+
+class QNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 32, 8, stride=4)
+
+    def forward(self, x):
+        return self.conv(x)
+
+env = gym.make("ALE/Breakout-v5")
+q_net = QNetwork()
+obs, _ = env.reset()
+q = q_net(torch.as_tensor(obs).float())
+"""
+    good_example = """\
+import gymnasium as gym
+
+class QNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 32, 8, stride=4)
+
+    def forward(self, x):
+        return self.conv(x / 255.0)
+
+env = gym.make("ALE/Breakout-v5")
+q_net = QNetwork()
+obs, _ = env.reset()
+q = q_net(torch.as_tensor(obs).float())
+"""
+    severity = Severity.WARNING
+    references = ("Mnih et al. Human-level control through deep reinforcement learning. Nature 2015.",)
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        return file_may_feed(text)
+
+    def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
+        reported: set[tuple] = set()
+        for found in ctx.dataflow.model_inputs:
+            taints = {t for t in found.taints if t.kind == "image"}
+            key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
+            if not taints or key in reported:
+                continue  # one finding per data source (an env, a file): the first model it reaches
+            reported.add(key)
+            message = (
+                f"uint8 frames from {describe_sources(taints)} reach `{found.model}` without `/ 255`: "
+                "inputs ~100x unit scale make the first layer's gradients ~100x too large; divide "
+                "by 255.0 (in the loop or first thing in forward)"
+            )
+            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor)

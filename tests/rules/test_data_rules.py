@@ -1,0 +1,212 @@
+"""GL401-GL403: data followed from its source to a model, on flagged code and look-alikes."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gradlint.config import Settings
+from gradlint.engine import lint_source
+from gradlint.source import read_source
+from tests.conftest import lint
+
+HEADER = textwrap.dedent("""\
+    import numpy as np
+    import pandas as pd
+    import torch
+    import torch.nn as nn
+    import gymnasium as gym
+
+
+    class Policy(nn.Module):
+        def __init__(self, obs_dim=3, act_dim=1):
+            super().__init__()
+            self.fc = nn.Linear(obs_dim, act_dim)
+
+        def forward(self, x):
+            return self.fc(x)
+
+
+""")
+
+
+def found(code: str, select: str = "GL4") -> list[tuple[str, int]]:
+    return [(d.code, d.line) for d in lint(HEADER + textwrap.dedent(code), select=select)]
+
+
+def marked(code: str) -> list[int]:
+    return [i + 1 for i, line in enumerate((HEADER + textwrap.dedent(code)).splitlines()) if "# <-" in line]
+
+
+RAW_LOOP = """
+    env = gym.make("Pendulum-v1")
+    policy = Policy()
+    obs, _ = env.reset(seed=0)
+    for t in range(1000):
+        action = policy(torch.as_tensor(obs, dtype=torch.float32))  # <-
+        obs, reward, terminated, truncated, _ = env.step(action.detach().numpy())
+"""
+
+
+def test_gl401_raw_env_observations_reach_the_model() -> None:
+    [diagnostic] = lint(HEADER + textwrap.dedent(RAW_LOOP), select="GL401")
+    assert diagnostic.line == marked(RAW_LOOP)[0]
+    assert "raw observations from `env.reset(...)` (line 20) reach `policy`" in diagnostic.message
+
+
+@pytest.mark.parametrize("change", [
+    ('env = gym.make("Pendulum-v1")', 'env = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))'),
+    ('env = gym.make("Pendulum-v1")', 'env = gym.make("Pendulum-v1"); env = gym.wrappers.NormalizeObservation(env)'),
+    ("torch.as_tensor(obs, dtype=torch.float32)", "torch.as_tensor((obs - obs_mean) / (obs_std + 1e-8))"),
+    ("torch.as_tensor(obs, dtype=torch.float32)", "torch.as_tensor(obs_rms.normalize(obs))"),
+    ("torch.as_tensor(obs, dtype=torch.float32)", "torch.as_tensor(normalizer(obs))"),
+    ("policy = Policy()", "policy = LNPolicy()"),
+])
+def test_gl401_normalized_look_alikes(change: tuple[str, str]) -> None:
+    extra = """
+    class LNPolicy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(3)
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.fc(self.norm(x))
+    """
+    code = extra + RAW_LOOP.replace(*change)
+    assert found(code) == []
+
+
+def test_gl401_silent_when_the_env_comes_from_unreadable_code() -> None:
+    code = RAW_LOOP.replace('env = gym.make("Pendulum-v1")', "from somewhere_else import make_env; env = make_env()")
+    assert found(code) == []
+
+
+def test_gl401_follows_a_replay_buffer_into_the_update() -> None:
+    code = """
+        class ReplayBuffer:
+            def add(self, *transition):
+                pass
+
+            def sample(self, n):
+                pass
+
+        def collect(env, buffer):
+            obs, _ = env.reset()
+            next_obs, reward, terminated, truncated, _ = env.step(0)
+            buffer.add(obs, 0, reward, next_obs, terminated)
+
+        def update(critic, buffer):
+            s, a, r, s2, d = buffer.sample(64)
+            return critic(torch.as_tensor(s))  # <-
+
+        env = gym.make("Hopper-v4")
+        critic = Policy()
+        buffer = ReplayBuffer()
+    """
+    assert found(code, "GL401") == [("GL401", n) for n in marked(code)]
+
+
+def test_gl401_features_from_disk_and_a_scaler() -> None:
+    raw = """
+        df = pd.read_csv("data.csv")
+        X = torch.tensor(df[["a", "b", "c"]].values, dtype=torch.float32)
+        model = Policy()
+        pred = model(X)  # <-
+    """
+    assert found(raw, "GL401") == [("GL401", n) for n in marked(raw)]
+    scaled = raw.replace('X = torch.tensor(df[["a", "b", "c"]].values', 'X = torch.tensor(scaler.fit_transform(df[["a", "b", "c"]].values)')
+    assert found(scaled, "GL401") == []
+
+
+# --- GL402 ---------------------------------------------------------------------------------
+
+TD = """
+    env = gym.make("Pendulum-v1")
+    obs, reward, terminated, truncated, _ = env.step(action)
+    target = {reward} + gamma * (1 - terminated) * next_q  # <-
+"""
+
+
+def test_gl402_raw_rewards_in_a_td_target() -> None:
+    code = TD.format(reward="reward")
+    assert found(code, "GL402") == [("GL402", n) for n in marked(code)]
+
+
+@pytest.mark.parametrize("reward", ["reward * reward_scale", "np.clip(reward, -1, 1)", "np.sign(reward)", "reward * 0.1", "reward / reward_std"])
+def test_gl402_scaled_rewards_are_fine(reward: str) -> None:
+    assert found(TD.format(reward=reward), "GL402") == []
+
+
+def test_gl402_normalize_reward_wrapper_and_advantage_normalization() -> None:
+    wrapped = TD.format(reward="reward").replace('gym.make("Pendulum-v1")', 'gym.wrappers.NormalizeReward(gym.make("Pendulum-v1"))')
+    assert found(wrapped, "GL402") == []
+    normalized_adv = TD.format(reward="reward") + "\nadv = (adv - adv.mean()) / (adv.std() + 1e-8)\n"
+    assert found(normalized_adv, "GL402") == []
+
+
+def test_gl402_is_off_by_default() -> None:
+    assert [d.code for d in lint(HEADER + textwrap.dedent(TD.format(reward="reward")))] == []
+
+
+# --- GL403 ---------------------------------------------------------------------------------
+
+ATARI = """
+    class QNetwork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 32, 8, stride=4)
+
+        def forward(self, x):
+            return self.conv({scaled})
+
+    env = gym.wrappers.AtariPreprocessing(gym.make("ALE/Breakout-v5", frameskip=1))
+    q_network = QNetwork()
+    obs, _ = env.reset()
+    q_values = q_network(torch.as_tensor(obs).float())  # <-
+"""
+
+
+def test_gl403_uint8_frames_without_scaling() -> None:
+    code = ATARI.format(scaled="x")
+    [diagnostic] = lint(HEADER + textwrap.dedent(code), select="GL4")
+    assert (diagnostic.code, diagnostic.line) == ("GL403", marked(code)[0])
+
+
+def test_gl403_scaling_in_forward_or_in_the_loop_is_fine() -> None:
+    assert found(ATARI.format(scaled="x / 255.0")) == []
+    assert found(ATARI.format(scaled="x").replace("torch.as_tensor(obs).float()", "torch.as_tensor(obs).float() / 255.0")) == []
+
+
+# --- across files --------------------------------------------------------------------------
+
+
+def test_normalization_in_a_sibling_module_is_seen(tmp_path: Path) -> None:
+    (tmp_path / "envs.py").write_text(textwrap.dedent("""
+        import gymnasium as gym
+
+        def make_env(env_id):
+            env = gym.make(env_id)
+            env = gym.wrappers.NormalizeObservation(env)
+            return env
+    """))
+    (tmp_path / "networks.py").write_text(HEADER)
+    train = textwrap.dedent("""
+        import torch
+        from envs import make_env
+        from networks import Policy
+
+        env = make_env("Hopper-v4")
+        policy = Policy()
+        obs, _ = env.reset()
+        action = policy(torch.as_tensor(obs))
+    """)
+    (tmp_path / "train.py").write_text(train)
+    (tmp_path / "train_raw.py").write_text(train.replace('make_env("Hopper-v4")', 'gym.make("Hopper-v4")').replace(
+        "import torch\n", "import torch\nimport gymnasium as gym\n"))
+    settings = Settings(select=("GL4",), root=str(tmp_path))
+    assert lint_source(read_source(str(tmp_path / "train.py")), settings) == []
+    [diagnostic] = lint_source(read_source(str(tmp_path / "train_raw.py")), settings)
+    assert diagnostic.code == "GL401" and diagnostic.line == 10
