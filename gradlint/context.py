@@ -172,10 +172,11 @@ class FileContext:
         return _EMPTY_MODULE.code_for_node(node)
 
     def diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, message: str,
-                   severity: Severity, fix: Fix | None = None, within: cst.CSTNode | None = None) -> Diagnostic:
+                   severity: Severity, fix: Fix | None = None, within: cst.CSTNode | None = None,
+                   subject: str | None = None) -> Diagnostic:
         line, col, end_line, end_col = self.span(segment, node, within)
         return Diagnostic(self.source.path, line, col + 1, end_line, end_col + 1, code, message,
-                          severity, fix)
+                          severity, fix, subject)
 
     def edit(self, start: int, end: int, content: str) -> Edit:
         line, col = self.source.line_col(start)
@@ -183,7 +184,8 @@ class FileContext:
         return Edit(start, end, content, (line, col + 1), (end_line, end_col + 1))
 
     def header_diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, anchor: cst.CSTNode | None,
-                          message: str, severity: Severity, fix: Fix | None = None) -> Diagnostic:
+                          message: str, severity: Severity, fix: Fix | None = None,
+                          subject: str | None = None) -> Diagnostic:
         """A finding about a whole model: on `class Name` for a class, on the call for an
         `nn.Sequential(...)` expression."""
         if isinstance(node, cst.ClassDef):
@@ -194,5 +196,6 @@ class FileContext:
                 column = text.find(node.name.value, self._chars(line, twin.col_offset))
                 if column >= 0:
                     end = column + len(node.name.value)
-                    return Diagnostic(self.source.path, line, column + 1, line, end + 1, code, message, severity, fix)
-        return self.diagnostic(code, segment, node, message, severity, fix, anchor)
+                    return Diagnostic(self.source.path, line, column + 1, line, end + 1, code, message, severity, fix,
+                                      subject)
+        return self.diagnostic(code, segment, node, message, severity, fix, anchor, subject)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 
@@ -57,7 +57,7 @@ class Diagnostic:
     message: str
     severity: Severity = Severity.WARNING
     fix: Fix | None = None
-    related: list[tuple[int, str]] = field(default_factory=list)
+    subject: str | None = None  # the model class the finding is about, for `gradlint verify`
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.code)

@@ -70,6 +70,7 @@ class ModelInput:
     anchor: cst.CSTNode
     model: str
     taints: frozenset
+    cls: str | None = None
 
 
 @dataclass(eq=False)
@@ -566,7 +567,7 @@ class DataFlow:
             if self._final:
                 dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
                 if dirty and not self._model_normalizes(model[1]):
-                    self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty))
+                    self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty, model[1]))
             return frozenset()
         if last in FRAME_READS and qualified.split(".")[0] in ("pandas", "numpy", "pd", "np"):
             line = self.line_of(self.segment, call, statement)

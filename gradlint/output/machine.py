@@ -33,6 +33,7 @@ def diagnostic_json(diagnostic: Diagnostic) -> dict:
         "location": {"row": diagnostic.line, "column": diagnostic.column},
         "end_location": {"row": diagnostic.end_line, "column": diagnostic.end_column},
         "fix": fix,
+        "model": diagnostic.subject,
     }
 
 

@@ -65,4 +65,6 @@ optimizer.step()
                 "time can grow exponentially with sequence length"
             )
             fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
-            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor)
+            models = sorted(analysis.model_classes(step))
+            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor,
+                                 subject=models[0] if models else None)

@@ -58,4 +58,6 @@ policy = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 2))
                 title = f"Replace `{callee}` with `{replacement}`"
             edits = (*extra, func_edit(ctx, segment, call, anchor, replacement))
             fix = Fix(title, edits, Applicability.UNSAFE)
-            yield ctx.diagnostic(self.code, segment, call, message, self.severity, fix, anchor)
+            owner = next((m.name for m in ctx.models.models if m.kind == "module"
+                          and any(layer.call is call for layer in m.all_layers())), None)
+            yield ctx.diagnostic(self.code, segment, call, message, self.severity, fix, anchor, subject=owner)

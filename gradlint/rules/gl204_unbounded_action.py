@@ -85,7 +85,8 @@ class Actor(nn.Module):
                     f"`torch.tanh(x) * {model.bound or 'max_action'}`"
                 )
                 fix = self._fix(ctx, model, statement, tail)
-                yield ctx.diagnostic(self.code, model.segment, statement, message, self.severity, fix)
+                yield ctx.diagnostic(self.code, model.segment, statement, message, self.severity, fix,
+                                     subject=model.name)
 
     def _fix(self, ctx: FileContext, model: ModelDescription, statement, tail) -> Fix | None:
         if model.bound is None or tail or statement.value is None:

@@ -115,8 +115,9 @@ class Net(nn.Module):
             seen.add(key)
             message = self._message(init, users, max_gain)
             if message:
+                owners = [m.name for m, _ in users if m.kind == "module"]
                 yield ctx.diagnostic(self.code, init.segment, init.call, message, self.severity,
-                                     self._fix(ctx, init, users), init.anchor)
+                                     self._fix(ctx, init, users), init.anchor, subject=owners[0] if owners else None)
         for init, where in models.free_inits:
             if init.call is None or id(init.call) in seen or init.target != "weight":
                 continue

@@ -96,7 +96,7 @@ critic_optimizer.step()
                 "gradients stay small"
             )
             yield ctx.header_diagnostic(self.code, model.segment, model.node, model.anchor, message,
-                                        self.severity, self._fix(ctx, model, out))
+                                        self.severity, self._fix(ctx, model, out), subject=model.name)
 
     def _risk(self, model: ModelDescription, unclipped: set[str]) -> str | None:
         if model.name in unclipped:

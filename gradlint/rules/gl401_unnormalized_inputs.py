@@ -91,4 +91,5 @@ action = policy(torch.as_tensor(obs))
                 "standardize them (a running mean/std, gymnasium NormalizeObservation) or start "
                 "the model with nn.LayerNorm(in_dim)"
             )
-            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor)
+            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor,
+                                 subject=found.cls)

@@ -74,4 +74,5 @@ q = q_net(torch.as_tensor(obs).float())
                 "inputs ~100x unit scale make the first layer's gradients ~100x too large; divide "
                 "by 255.0 (in the loop or first thing in forward)"
             )
-            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor)
+            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor,
+                                 subject=found.cls)
