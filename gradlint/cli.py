@@ -48,45 +48,27 @@ def main() -> None:
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when --fix changed any file, even if nothing remains.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
+@click.option("--verify", "run_verify", is_flag=True, help="Also run `gradlint verify` and mark each finding with its verdict.")
 def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
           config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
-          jobs, quiet) -> None:
+          jobs, quiet, run_verify) -> None:
     """Lint PATHS (files or directories; default: the current directory)."""
-    from dataclasses import replace
-
     from gradlint.discovery import discover
     from gradlint.engine import FixMode, lint_paths
 
     paths = list(paths) or ["."]
-    try:
-        settings = load_settings(paths, tuple(config), isolated)
-        overrides = {}
-        if select:
-            overrides["select"] = _split(select)
-        if extend_select:
-            overrides["extend_select"] = settings.extend_select + _split(extend_select)
-        if ignore:
-            overrides["ignore"] = settings.ignore + _split(ignore)
-        if exclude:
-            overrides["exclude"] = _split(exclude)
-        if extend_exclude:
-            overrides["extend_exclude"] = settings.extend_exclude + _split(extend_exclude)
-        if unsafe_fixes is not None:
-            overrides["unsafe_fixes"] = unsafe_fixes
-        settings = replace(settings, **overrides)
-        for name in ("select", "extend_select", "ignore"):
-            value = getattr(settings, name)
-            if value:
-                expand(value, "--" + name.replace("_", "-"))
-        settings.enabled  # noqa: B018 - validates the selection now, not in a worker
-    except ConfigError as exc:
-        _fail(str(exc))
-
+    settings = _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes)
     mode = FixMode(apply=fix and not diff, diff=diff, unsafe=settings.unsafe_fixes)
     found = discover(paths, settings, force_exclude)
     for missing in found.missing:
         click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
     results = lint_paths(found.files, settings, mode, jobs)
+    if run_verify:
+        reports = _run_verification(results, settings, (), (), "cpu", 60.0, 8192)
+        verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}
+        for result in results:
+            for diagnostic in result.diagnostics:
+                diagnostic.verdict = verdicts.get((diagnostic.path, diagnostic.code, diagnostic.subject or "(no model class)"))
 
     for result in results:
         if result.error:
@@ -110,6 +92,61 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
     if exit_non_zero_on_fix and fixed:
         sys.exit(1)
     sys.exit(0 if exit_zero or remaining == 0 else 1)
+
+
+def _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes=None):
+    from dataclasses import replace
+
+    try:
+        settings = load_settings(paths, tuple(config), isolated)
+        overrides = {}
+        if select:
+            overrides["select"] = _split(select)
+        if extend_select:
+            overrides["extend_select"] = settings.extend_select + _split(extend_select)
+        if ignore:
+            overrides["ignore"] = settings.ignore + _split(ignore)
+        if exclude:
+            overrides["exclude"] = _split(exclude)
+        if extend_exclude:
+            overrides["extend_exclude"] = settings.extend_exclude + _split(extend_exclude)
+        if unsafe_fixes is not None:
+            overrides["unsafe_fixes"] = unsafe_fixes
+        settings = replace(settings, **overrides)
+        for name in ("select", "extend_select", "ignore"):
+            value = getattr(settings, name)
+            if value:
+                expand(value, "--" + name.replace("_", "-"))
+        settings.enabled  # noqa: B018 - validates the selection now, not in a worker
+    except ConfigError as exc:
+        _fail(str(exc))
+    return settings
+
+
+def _run_verification(results, settings, init_args, input_shapes, device, timeout, memory):
+    import json
+
+    from gradlint.verify import INSTALL_HINT, torch_available
+    from gradlint.verify.session import Options, verify_results
+
+    if not torch_available():
+        _fail(INSTALL_HINT)
+    options = Options(device=device, timeout=timeout, memory_mb=memory)
+    for item in init_args:
+        name, _, value = item.partition("=")
+        try:
+            options.init_args[name.strip()] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            _fail(f"--init-args {item!r}: not CLASS=JSON ({exc.msg})")
+    for item in input_shapes:
+        name, _, value = item.partition("=")
+        try:
+            options.input_shapes[name.strip()] = [[int(d) for d in part.replace("x", ",").split(",") if d.strip()]
+                                                   for part in value.split(";")]
+        except ValueError:
+            _fail(f"--input-shape {item!r}: expected CLASS=8,17 (several inputs: CLASS=8,17;8,6)")
+    progress = (lambda message: click.echo(message, err=True)) if sys.stderr.isatty() else None
+    return verify_results(results, settings, options, progress)
 
 
 def _report(results, mode, output_format, stream, statistics, show_fixes, quiet) -> None:
@@ -276,3 +313,47 @@ def render_model(data: dict) -> str:
     for recurrence in data["recurrences"]:
         lines.append(f"  recurrence: {recurrence}")
     return "\n".join(lines) + "\n"
+
+
+@main.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--select", multiple=True, help="Rule codes or prefixes whose findings to verify.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out.")
+@click.option("--config", "config", multiple=True, help="A config file, or an inline TOML override.")
+@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--init-args", multiple=True, help='Constructor arguments: CLASS=JSON, e.g. Actor={"state_dim": 17}.')
+@click.option("--input-shape", multiple=True, help="Input shapes: CLASS=8,17 (several inputs: CLASS=8,17;8,6).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per model.")
+@click.option("--memory", type=click.IntRange(min=256), default=8192, show_default=True, help="Memory limit of the worker, MiB.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True))
+def verify_command(paths, select, ignore, config, isolated, init_args, input_shape, device, timeout, memory,
+                   output_format, output_file) -> None:
+    """Build each model the findings of PATHS concern, in an isolated process, and measure
+    whether its gradients really grow: confirmed / not confirmed / not verified, with figures.
+
+    This runs the models' code (imports, classes, constructors); the training code of the
+    files is removed first. Run it only on code you trust.
+    """
+    from gradlint.discovery import discover
+    from gradlint.engine import lint_paths
+    from gradlint.verify import report as verify_report
+
+    paths = list(paths) or ["."]
+    settings = _settings(paths, config, isolated, select, (), ignore, (), ())
+    found = discover(paths, settings)
+    for missing in found.missing:
+        click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
+    results = lint_paths(found.files, settings)
+    for result in results:
+        if result.error:
+            click.echo(f"gradlint: error: {result.error}", err=True)
+    reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory)
+    stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
+    colour = stream is None and sys.stdout.isatty()
+    text = verify_report.render_json(reports) if output_format == "json" else verify_report.render_text(reports, colour)
+    click.echo(text, file=stream, color=colour if stream is None else False)
+    if stream:
+        stream.close()
+    sys.exit(2 if found.missing or any(r.error for r in results) else 0)

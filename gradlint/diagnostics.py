@@ -58,6 +58,7 @@ class Diagnostic:
     severity: Severity = Severity.WARNING
     fix: Fix | None = None
     subject: str | None = None  # the model class the finding is about, for `gradlint verify`
+    verdict: str | None = None  # set by `gradlint check --verify`
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.code)

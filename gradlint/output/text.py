@@ -25,6 +25,8 @@ def format_diagnostic(diagnostic: Diagnostic, mode: FixMode, source_line: str | 
     where = style(f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}:", bold=True)
     code = style(diagnostic.code, fg=_COLOURS[diagnostic.severity], bold=True)
     line = f"{where} {code} {fixable_marker(diagnostic, mode)}{diagnostic.message}"
+    if diagnostic.verdict:
+        line += f" [{diagnostic.verdict}]"
     if source_line is None:
         return line
     number = str(diagnostic.line)

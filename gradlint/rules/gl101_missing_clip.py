@@ -69,6 +69,6 @@ optimizer.step()
                 "gradient clipping in between: one exploding gradient becomes one huge update"
             )
             fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
-            models = sorted(analysis.model_classes(step))
+            models = sorted(c for c in analysis.model_classes(step) if c in ctx.models.module_classes)
             yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor,
                                  subject=models[0] if models else None)

@@ -1,0 +1,212 @@
+"""Model-only versions of user files, and constructor arguments for their models.
+
+`model_only_source` keeps what defines models (imports, functions, classes, simple constants)
+and drops every top-level statement that does work: training loops, `parse_args()`, env or
+dataset creation, `if __name__ == "__main__":`. Imports that fail become placeholders, so a
+model file that imports gymnasium for its training loop still loads where gymnasium is absent.
+
+This module runs in the parent (libcst only); the child process receives the transformed text.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+from gradlint.analysis.imports import dotted
+from gradlint.analysis.values import UNKNOWN, evaluate, known, module_constants
+
+PLACEHOLDER = '''
+class _GradlintMissing:
+    """Stands in for a module that could not be imported; fails only when really used."""
+    def __init__(self, name, error):
+        self._name, self._error = name, error
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _GradlintMissing(self._name + "." + attr, self._error)
+    def __call__(self, *args, **kwargs):
+        raise ImportError(f"{self._name} is not available here ({self._error})")
+    def __mro_entries__(self, bases):
+        raise ImportError(f"{self._name} is not available here ({self._error})")
+'''
+
+GUESSES: dict[str, Any] = {
+    # documented guesses for common dimension names, used only when nothing else resolves
+    "state_dim": 8, "obs_dim": 8, "observation_dim": 8, "input_dim": 8, "in_dim": 8, "n_obs": 8,
+    "num_inputs": 8, "n_states": 8, "s_dim": 8, "obs_size": 8, "input_size": 8, "in_features": 8,
+    "num_obs": 8, "n_observations": 8, "obs_shape": 8, "state_size": 8, "ninp": 32, "emsize": 32,
+    "action_dim": 2, "act_dim": 2, "n_actions": 2, "num_actions": 2, "action_size": 2, "a_dim": 2,
+    "out_dim": 2, "output_dim": 2, "output_size": 2, "out_features": 2, "num_outputs": 2,
+    "n_outputs": 2, "num_classes": 10, "n_classes": 10,
+    "hidden_dim": 64, "hidden_size": 64, "hidden": 64, "hid": 64, "h_dim": 64, "nhid": 64,
+    "hidden_units": 64, "hidden_layers": 2, "num_hidden": 64, "width": 64, "dim": 64, "d_model": 64,
+    "n_layers": 2, "num_layers": 2, "nlayers": 2, "depth": 2, "n_blocks": 2,
+    "max_action": 1.0, "action_bound": 1.0, "action_scale": 1.0, "max_act": 1.0,
+    "vocab_size": 100, "ntoken": 100, "n_tokens": 100, "in_channels": 3, "channels": 3,
+    "n_agents": 2, "num_agents": 2, "seq_len": 16,
+}
+
+
+@dataclass
+class ConstructorArgs:
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    guessed: dict = field(default_factory=dict)  # name -> value, printed with the verdict
+    missing: list = field(default_factory=list)  # required parameters nothing resolved
+    source: str = "defaults"  # user | call site | defaults | guesses
+
+
+def _keep(statement: cst.BaseStatement) -> bool:
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+        return True
+    if isinstance(statement, cst.SimpleStatementLine):
+        return all(_keep_small(small) for small in statement.body)
+    if isinstance(statement, cst.Try):  # `try: import x / except ImportError: ...`
+        return all(isinstance(s, cst.SimpleStatementLine) and all(isinstance(x, (cst.Import, cst.ImportFrom, cst.Pass, cst.Assign)) for x in s.body)
+                   for s in statement.body.body)
+    return False
+
+
+def _keep_small(small: cst.BaseSmallStatement) -> bool:
+    if isinstance(small, (cst.Import, cst.ImportFrom, cst.Pass)):
+        return True
+    if isinstance(small, (cst.Assign, cst.AnnAssign)):
+        value = small.value
+        return value is not None and _constant_expression(value)
+    return False
+
+
+def _constant_expression(node: cst.BaseExpression) -> bool:
+    """Literals, tuples of literals and arithmetic on them: `HIDDEN = 256`, `SHAPE = (4, 84)`."""
+    if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString, cst.Name)):
+        return not isinstance(node, cst.Name) or node.value in ("True", "False", "None") or node.value.isupper()
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return all(_constant_expression(e.value) for e in node.elements)
+    if isinstance(node, cst.UnaryOperation):
+        return _constant_expression(node.expression)
+    if isinstance(node, cst.BinaryOperation):
+        return _constant_expression(node.left) and _constant_expression(node.right)
+    return False
+
+
+_IMPORT_GUARD = re.compile(r"^(\s*)((?:import|from)\s.+)$")
+
+
+def model_only_source(text: str) -> str:
+    """The file with its work removed and its imports guarded (see the module docstring)."""
+    module = cst.parse_module(text)
+    body: list[str] = [PLACEHOLDER]
+    for statement in module.body:
+        if not _keep(statement):
+            continue
+        if isinstance(statement, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
+            for small in statement.body:
+                body.append(_guarded_import(small))
+            continue
+        body.append(module.code_for_node(statement))
+    return "\n".join(body) + "\n"
+
+
+def _guarded_import(node: cst.Import | cst.ImportFrom) -> str:
+    code = cst.Module([]).code_for_node(node)
+    if isinstance(node, cst.ImportFrom) and node.module is not None and dotted(node.module) == "__future__":
+        return code
+    names: list[str] = []
+    if isinstance(node, cst.Import):
+        for alias in node.names:
+            names.append(alias.asname.name.value if alias.asname else (dotted(alias.name) or "").split(".")[0])  # type: ignore[union-attr]
+    elif not isinstance(node.names, cst.ImportStar):
+        for alias in node.names:
+            names.append(alias.asname.name.value if alias.asname else (dotted(alias.name) or ""))  # type: ignore[union-attr]
+    fallback = "; ".join(f"{n} = _GradlintMissing({n!r}, repr(_e))" for n in names if n) or "pass"
+    return f"try:\n    {code}\nexcept Exception as _e:\n    {fallback}\n"
+
+
+def constructor_args(text: str, class_name: str, user: dict | None = None) -> ConstructorArgs:
+    """Arguments to build `class_name`: the user's, else a call site of the file whose arguments
+    resolve to constants, else the constructor's defaults, else documented guesses by name."""
+    tree = ast.parse(text)
+    constants = module_constants(tree)
+    result = ConstructorArgs()
+    params = _init_params(tree, class_name)
+    if user:
+        result.kwargs = dict(user)
+        result.source = "user"
+        required = [p for p, has_default in params if not has_default and p not in user]
+        if not required:
+            return result
+    else:
+        call = _resolvable_call_site(text, class_name, constants)
+        if call is not None:
+            result.args, result.kwargs = call
+            result.source = "call site"
+            return result
+    for name, has_default in params:
+        if has_default or name in result.kwargs:
+            continue
+        guess = _guess(name)
+        if guess is UNKNOWN:
+            result.missing.append(name)
+        else:
+            result.kwargs[name] = guess
+            result.guessed[name] = guess
+    if result.guessed and result.source != "user":
+        result.source = "guesses"
+    return result
+
+
+def _guess(name: str) -> Any:
+    if name in GUESSES:
+        return GUESSES[name]
+    lowered = name.lower()
+    for key, value in GUESSES.items():
+        if lowered.endswith(key) or lowered.startswith(key):
+            return value
+    return UNKNOWN
+
+
+def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef) and member.name == "__init__":
+                    args = member.args
+                    positional = [a.arg for a in args.posonlyargs + args.args][1:]
+                    defaults = len(args.defaults)
+                    out = [(name, i >= len(positional) - defaults) for i, name in enumerate(positional)]
+                    out += [(a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+                    return out
+            for base in node.bases:  # inherited constructor: look at the base of the file
+                if isinstance(base, ast.Name):
+                    inherited = _init_params(tree, base.id)
+                    if inherited:
+                        return inherited
+    return []
+
+
+def _resolvable_call_site(text: str, class_name: str, constants: dict) -> tuple[list, dict] | None:
+    module = cst.parse_module(text)
+    from gradlint.analysis.cst_walk import iter_calls
+
+    for call, _ in iter_calls(module):
+        if (dotted(call.func) or "").rsplit(".", 1)[-1] != class_name:
+            continue
+        args, kwargs = [], {}
+        for arg in call.args:
+            if arg.star:
+                break
+            value = evaluate(arg.value, constants)
+            if not known(value) or not isinstance(value, (int, float, str, bool, tuple, list)):
+                break
+            if arg.keyword is None:
+                args.append(value)
+            else:
+                kwargs[arg.keyword.value] = value
+        else:
+            return args, kwargs
+    return None

@@ -1,0 +1,65 @@
+"""Verification output: a table per model (text), or one object per model (json)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from gradlint.verify import ModelReport
+from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED
+
+_COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def render_text(reports: list[ModelReport], colour: bool) -> str:
+    lines: list[str] = []
+    for report in reports:
+        built = ""
+        construction = report.construction
+        if construction:
+            values = {**dict(enumerate(construction.get("args", []))), **construction.get("kwargs", {})}
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or "no arguments"
+            built = f"built from {construction.get('source')} ({shown})"
+            if construction.get("guessed"):
+                built += "; guessed: " + ", ".join(f"{k}={_fmt(v)}" for k, v in construction["guessed"].items())
+        if report.figures.get("input_shapes"):
+            built += f"; inputs {_fmt(report.figures['input_shapes'])}"
+        header = f"{report.file}:{report.line}: {report.model}"
+        lines.append(click.style(header, bold=True) if colour else header)
+        if built:
+            lines.append(f"  {built}")
+        if report.error and not report.verdicts:
+            lines.append(f"  not verified: {report.error}")
+        for verdict in report.verdicts:
+            label = f"{verdict.verdict:<13}"
+            if colour:
+                label = click.style(label, fg=_COLOURS.get(verdict.verdict, "yellow"), bold=True)
+            lines.append(f"  {verdict.code}  {label}  {verdict.reason}")
+            figures = {k: v for k, v in verdict.figures.items() if v is not None}
+            if figures:
+                lines.append(f"         figures: {_fmt(figures)}")
+        lines.append("")
+    counts: dict[str, int] = {}
+    for report in reports:
+        for verdict in report.verdicts:
+            counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+    if counts:
+        lines.append("Verified " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" across {len(reports)} model(s).")
+    else:
+        lines.append("Nothing to verify: no finding names a model.")
+    return "\n".join(lines)
+
+
+def render_json(reports: list[ModelReport]) -> str:
+    return json.dumps([r.to_dict() for r in reports], indent=2, default=str)

@@ -1,0 +1,142 @@
+"""The isolated child process that runs user models: one worker for all models of a run
+(torch is imported once), restarted if user code kills it.
+
+Isolation: a scrubbed environment (no tokens, keys, secrets or cloud credentials), a temporary
+working directory, no inherited file descriptors, its own process group, an address-space
+limit, and a wall-clock timeout per model. A crash, hang or out-of-memory in user code becomes
+an error reply, never an exception in gradlint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+_SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|^HF_", re.I)
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MEMORY_MB = 8192
+
+
+def scrubbed_environment(home: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+    env["HOME"] = home
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", str(max(1, min(4, os.cpu_count() or 1))))
+    return env
+
+
+class Worker:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self.process: subprocess.Popen | None = None
+        self.directory: str | None = None
+        self.stderr_path: str | None = None
+        self._next = 0
+
+    def _limits(self) -> None:  # runs in the child, before exec
+        try:
+            import resource
+
+            limit = self.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ImportError, ValueError, OSError):
+            pass
+
+    def start(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="gradlint-verify-")
+        self.stderr_path = os.path.join(self.directory, "stderr.txt")
+        stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - kept open by the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gradlint.verify.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            cwd=self.directory, env=scrubbed_environment(self.directory), close_fds=True,
+            start_new_session=True, preexec_fn=self._limits if os.name == "posix" else None,
+        )
+        stderr.close()
+
+    def request(self, payload: dict) -> dict:
+        """Send one request; the reply, or an error reply if the worker hangs, dies or fails."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        assert self.process is not None and self.process.stdin and self.process.stdout
+        self._next += 1
+        payload = {**payload, "id": self._next}
+        try:
+            self.process.stdin.write((json.dumps(payload) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._died()
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + self.timeout
+        buffer = b""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stop()
+                    return {"status": "error", "error": f"timed out after {self.timeout:g} s (a hang or a very slow model); "
+                                                        "raise --timeout if the model is just large"}
+                if not selector.select(timeout=remaining):
+                    continue
+                chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    return self._died()
+                buffer += chunk
+                if b"\n" in buffer:
+                    line = buffer.split(b"\n", 1)[0]
+                    reply = json.loads(line)
+                    return reply
+        finally:
+            selector.close()
+
+    def _died(self) -> dict:
+        code = self.process.wait(timeout=5) if self.process else None
+        tail = ""
+        if self.stderr_path and os.path.exists(self.stderr_path):
+            with open(self.stderr_path, "rb") as handle:
+                lines = handle.read().decode(errors="replace").strip().splitlines()
+            tail = lines[-1][:200] if lines else ""
+        self.process = None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            cause = f"was killed by {name}" + (" (out of memory? raise --memory)" if name in ("SIGKILL", "SIGSEGV") else "")
+        else:
+            cause = f"exited with code {code}"
+        memory = " (out of memory: raise --memory)" if "MemoryError" in tail or "alloc" in tail.lower() else ""
+        return {"status": "error", "error": f"the model's code ended the worker process: it {cause}{memory}"
+                                            + (f"; last output: {tail}" if tail else "")}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.process = None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.stdin.close()  # type: ignore[union-attr]
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.stop()
+        self.process = None
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None

@@ -1,0 +1,265 @@
+"""The child process of `gradlint verify`: reads one JSON request per line on stdin, builds the
+model from its model-only source, runs the probes the findings need, and writes one JSON
+result per line. Started by `gradlint.verify.runner` with a scrubbed environment, a temporary
+working directory, a memory limit and a wall-clock timeout; never imported by the linter.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import json
+import os
+import sys
+import types
+from typing import Any
+
+
+class _ModelOnlyFinder(importlib.abc.MetaPathFinder):
+    """Load the user's sibling modules (under the project root) model-only as well."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = [os.path.abspath(r) for r in roots]
+
+    def find_spec(self, fullname, path=None, target=None):
+        parts = fullname.split(".")
+        for root in self.roots:
+            for candidate in (os.path.join(root, *parts) + ".py", os.path.join(root, *parts, "__init__.py")):
+                if os.path.isfile(candidate):
+                    return importlib.util.spec_from_loader(fullname, _ModelOnlyLoader(candidate),
+                                                           origin=candidate, is_package=candidate.endswith("__init__.py"))
+        return None
+
+
+class _ModelOnlyLoader(importlib.abc.Loader):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        from gradlint.verify.loader import model_only_source
+
+        with open(self.path, encoding="utf-8") as handle:
+            source = model_only_source(handle.read())
+        module.__file__ = self.path
+        if self.path.endswith("__init__.py"):
+            module.__path__ = [os.path.dirname(self.path)]
+        exec(compile(source, self.path, "exec"), module.__dict__)
+
+
+def build(request: dict):
+    """Execute the model-only source and construct the class."""
+    roots = [p for p in request.get("sys_path", []) if p]
+    finder = _ModelOnlyFinder(roots)
+    if not any(isinstance(f, _ModelOnlyFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, finder)
+    module = types.ModuleType(request["module_name"])
+    module.__file__ = request["file"]
+    sys.modules[request["module_name"]] = module
+    exec(compile(request["source"], request["file"], "exec"), module.__dict__)
+    cls = getattr(module, request["class"], None)
+    if cls is None:
+        raise LookupError(f"class {request['class']} is not defined once the training code is removed")
+    return cls(*request.get("args", []), **request.get("kwargs", {}))
+
+
+def candidate_inputs(model, request: dict) -> list[list]:
+    import torch
+    from torch import nn
+
+    batch = 8
+    hints = request.get("hints", {})
+    user = request.get("input_shapes")
+    if user:
+        return [[torch.randn(*shape) for shape in user]]
+    inputs = hints.get("inputs") or ["x"]
+    candidates: list[list] = []
+    modules = list(model.modules())
+    first = next((m for m in modules if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding,
+                                                     nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell))), None)
+    numbers = {**hints.get("dims", {}), **request.get("kwargs", {})}
+    if len(inputs) >= 2 and hasattr(model, "init_hidden") and first is not None:  # forward(x, hidden)
+        for x in _first_inputs(first, batch):
+            for call in ((batch,), (batch, "cpu"), ()):
+                try:
+                    candidates.append([x, model.init_hidden(*call)])
+                    break
+                except Exception:  # noqa: BLE001 - trying signatures
+                    continue
+    if len(inputs) >= 2 and isinstance(first, nn.Linear):
+        total = first.in_features
+        dims = [_dim_for(name, numbers) for name in inputs]
+        if all(isinstance(d, int) for d in dims):
+            candidates.append([torch.randn(batch, d) for d in dims])
+        for extra in range(1, 9):  # the second input joins later (DDPG critics: cat(h, action))
+            candidates.append([torch.randn(batch, total), torch.randn(batch, extra)] + [torch.randn(batch, 1) for _ in inputs[2:]])
+        for split in range(1, min(total, 64)):
+            candidates.append([torch.randn(batch, total - split), torch.randn(batch, split)] +
+                              [torch.randn(batch, 1) for _ in inputs[2:]])
+    if isinstance(first, nn.Linear):
+        candidates.append([torch.randn(batch, first.in_features)])
+        candidates.append([torch.randn(batch, 16, first.in_features)])
+    elif isinstance(first, nn.Embedding):
+        candidates.append([torch.randint(0, first.num_embeddings, (batch, 16))])
+    elif isinstance(first, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
+        dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(first)]
+        for side in (84, 64, 32, 28, 96, 128, 224):
+            candidates.append([torch.randn(batch, first.in_channels, *([side] * dims))])
+    elif isinstance(first, (nn.RNN, nn.LSTM, nn.GRU)):
+        if first.batch_first:
+            candidates.append([torch.randn(batch, 16, first.input_size)])
+        candidates.append([torch.randn(16, batch, first.input_size)])
+    elif isinstance(first, (nn.RNNCell, nn.LSTMCell, nn.GRUCell)):
+        candidates.append([torch.randn(batch, first.input_size)])
+    for param in model.parameters():  # hand-written layers: nn.Parameter weights
+        if param.dim() == 2:
+            for size in set(param.shape):
+                candidates.append([torch.randn(16, batch, size)])
+                candidates.append([torch.randn(batch, size)])
+    for size in (8, 4, 3, 17, 24, 32, 64, 128, 784):
+        candidates.append([torch.randn(batch, size)])
+    return candidates
+
+
+_STATE = ("state", "obs", "observation", "x", "inputs", "s")
+_ACTION = ("action", "act", "a", "u")
+
+
+def _dim_for(name: str, numbers: dict):
+    """`state` -> state_dim/obs_dim, `action` -> action_dim/act_dim, else `<name>_dim`."""
+    keys = [f"{name}_dim", f"{name}_size", f"n_{name}s"]
+    base = name.rstrip("s")
+    if base in _STATE or name.startswith(_STATE):
+        keys += ["state_dim", "obs_dim", "input_dim", "in_dim", "num_inputs", "observation_dim"]
+    if base in _ACTION or name.startswith(_ACTION):
+        keys += ["action_dim", "act_dim", "num_actions", "n_actions", "action_size"]
+    for key in keys:
+        value = numbers.get(key)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _first_inputs(first, batch: int) -> list:
+    import torch
+    from torch import nn
+
+    if isinstance(first, nn.Embedding):
+        return [torch.randint(0, first.num_embeddings, (batch, 16)), torch.randint(0, first.num_embeddings, (16, batch))]
+    if isinstance(first, nn.Linear):
+        return [torch.randn(batch, first.in_features)]
+    if isinstance(first, (nn.RNN, nn.LSTM, nn.GRU)):
+        return [torch.randn(batch, 16, first.input_size), torch.randn(16, batch, first.input_size)]
+    return []
+
+
+def find_inputs(model, request: dict):
+    import torch
+
+    last_error = None
+    for inputs in candidate_inputs(model, request):
+        try:
+            with torch.no_grad():
+                model(*inputs)
+            return inputs
+        except Exception as exc:  # noqa: BLE001 - trying shapes
+            last_error = exc
+    raise ValueError(f"no input shape worked (last error: {type(last_error).__name__}: {last_error}); "
+                     "pass --input-shape CLASS=B,N")
+
+
+def measure(request: dict) -> dict:
+    import torch
+
+    from gradlint.verify import probes
+
+    torch.manual_seed(request.get("seed", 0))
+    device = request.get("device", "cpu")
+    model = build(request).to(device)
+    model.train()
+    inputs = [_to(x, device) for x in find_inputs(model, request)]
+    codes = set(request.get("codes", []))
+    figures: dict[str, Any] = {"input_shapes": [_shape(x) for x in inputs]}
+    profile = probes.gradient_profile(model, inputs)
+    figures["gradients"] = probes.summarize(profile)
+    figures["layers"] = profile["layers"]
+    if codes & {"GL201", "GL301", "GL302"}:
+        remedies = {}
+        he = probes.with_he_init(model)
+        remedies["he_init"] = probes.summarize(probes.gradient_profile(he, inputs))
+        normed = probes.with_layernorm(model, inputs)
+        if normed is not None:
+            remedies["layernorm"] = probes.summarize(probes.gradient_profile(normed, inputs))
+        small = probes.with_small_output(model, inputs)
+        if small is not None:
+            remedies["small_output_init"] = probes.summarize(probes.gradient_profile(small, inputs))
+        figures["remedies"] = remedies
+    if codes & {"GL401", "GL403", "GL204", "GL203"}:
+        scales = (1.0, 255.0) if "GL403" in codes else (1.0, 10.0, 100.0)
+        figures["input_scale"] = probes.input_scale_profile(model, inputs, scales)
+    square = any(p.dim() == 2 and p.shape[0] == p.shape[1] for p in model.parameters())
+    if codes & {"GL103", "GL202"} or ("GL301" in codes and square and len(figures["layers"]) < 2):
+        figures["recurrent"] = probes.recurrent_profile(model, inputs, _time_axis(model, inputs))
+    if codes & {"GL101", "GL103", "GL302"}:
+        optimizer = request.get("optimizer") or "Adam"
+        lr = request.get("lr") or 1e-3
+        figures["training"] = {
+            "optimizer": optimizer, "lr": lr,
+            "without_clip": probes.training_run(model, inputs, optimizer, lr, 40, None, 100.0),
+            "with_clip": probes.training_run(model, inputs, optimizer, lr, 40, 1.0, 100.0),
+        }
+    return figures
+
+
+def _to(value, device):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to(v, device) for v in value)
+    return value.to(device) if hasattr(value, "to") else value
+
+
+def _shape(value):
+    if isinstance(value, (tuple, list)):
+        return [_shape(v) for v in value]
+    return list(value.shape) if hasattr(value, "shape") else None
+
+
+def _time_axis(model, inputs) -> int | None:
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+            return 1 if module.batch_first else 0
+    if inputs and inputs[0].dim() == 3:
+        return 0
+    return None
+
+
+def main() -> None:
+    # the protocol owns the real stdout; whatever user code prints goes to stderr
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            figures = measure(request)
+            reply = {"id": request["id"], "status": "ok", "figures": figures}
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
+            reply = {"id": request["id"], "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
+        protocol.write(json.dumps(reply, default=_json_default) + "\n")
+        protocol.flush()
+
+
+def _json_default(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+if __name__ == "__main__":
+    main()
