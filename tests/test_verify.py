@@ -1,0 +1,239 @@
+"""The runtime verifier: verdicts from measurements in both directions, model-only loading,
+constructor arguments, and isolation from the user's code."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradlint.cli import main
+from gradlint.config import Settings
+from gradlint.engine import lint_paths
+from gradlint.verify.loader import constructor_args, model_only_source
+from gradlint.verify.runner import scrubbed_environment
+from tests.conftest import FIXTURES
+
+torch = pytest.importorskip("torch")
+
+from gradlint.verify import verify_model  # noqa: E402
+from gradlint.verify.session import Options, verify_results  # noqa: E402
+
+
+def verdicts(paths: list[Path], **options) -> dict[tuple[str, str], object]:
+    results = lint_paths([str(p) for p in paths], Settings(select=("ALL",)), jobs=1)
+    reports = verify_results(results, Settings(), Options(**options))
+    return {(Path(r.file).stem, r.model, v.code): v for r in reports for v in r.verdicts}
+
+
+@pytest.fixture(scope="module")
+def fixture_verdicts() -> dict:
+    models = FIXTURES / "models"
+    return verdicts([models / "deep_plain_relu.py", models / "deep_plain_relu_default_init.py",
+                     models / "exploding_rnn.py", FIXTURES / "clipping" / "lstm_no_clip.py",
+                     FIXTURES / "data" / "pendulum_ddpg_raw.py"])
+
+
+def test_deep_relu_with_large_init_is_confirmed(fixture_verdicts) -> None:
+    for code in ("GL201", "GL301"):
+        verdict = fixture_verdicts[("deep_plain_relu", "DeepReLUMLP", code)]
+        assert verdict.verdict == "confirmed", verdict.reason
+        assert verdict.figures["max_he_c"] > 100  # measured on the weights: std 1 on 256 inputs
+
+
+def test_deep_relu_with_default_init_is_not_confirmed(fixture_verdicts) -> None:
+    # the same 22-layer stack with PyTorch's default init: gradients shrink with depth
+    quiet = fixture_verdicts[("deep_plain_relu_default_init", "DeepReLUMLP", "GL201")]
+    assert quiet.verdict == "not confirmed", quiet.reason
+    assert quiet.figures["first_last_ratio"] < 1 and quiet.figures["activation_growth_per_layer"] < 2
+
+
+def test_recurrence_growing_with_length_is_confirmed_and_default_lstm_is_not(fixture_verdicts) -> None:
+    exploding = fixture_verdicts[("exploding_rnn", "ExplodingReLURNN", "GL202")]
+    assert exploding.verdict == "confirmed"
+    grads = exploding.figures["grad_first_input_by_T"]
+    assert grads["200"] > grads["50"] > grads["10"]
+    lstm = fixture_verdicts[("lstm_no_clip", "CharLSTM", "GL103")]
+    assert lstm.verdict == "not confirmed"  # an LSTM at default init: the gradient through time vanishes
+    assert lstm.figures["grad_first_input_by_T"]["200"] < lstm.figures["grad_first_input_by_T"]["10"]
+
+
+def test_raw_scale_inputs_confirm_the_input_finding(fixture_verdicts) -> None:
+    verdict = fixture_verdicts[("pendulum_ddpg_raw", "Actor", "GL401")]
+    assert verdict.verdict == "confirmed" and verdict.figures["ratio"] > 10
+
+
+def test_no_verdict_without_figures(fixture_verdicts) -> None:
+    for verdict in fixture_verdicts.values():
+        if verdict.verdict in ("confirmed", "not confirmed"):
+            assert any(value is not None for value in verdict.figures.values())
+
+
+def test_python_api_on_a_model_object_both_directions() -> None:
+    torch.manual_seed(0)
+    relu = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    report = verify_model(relu, torch.randn(16, 3), codes=("GL401",))
+    assert report["verdicts"][0]["verdict"] == "confirmed"  # x100 inputs give ~100x the gradient
+    tanh = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    report = verify_model(tanh, torch.randn(16, 3), codes=("GL401",))
+    assert report["verdicts"][0]["verdict"] == "not confirmed"  # tanh saturates: the gradient does not grow
+    assert report["figures"]["input_scale"]["100.0"]["grad_norm"] is not None
+
+
+# --- model-only loading and constructor arguments ---------------------------------------------
+
+SCRIPT = textwrap.dedent("""\
+    import argparse
+    import gymnasium_that_is_not_installed as gym
+    import torch
+    import torch.nn as nn
+
+    HIDDEN = 64
+    args = argparse.ArgumentParser().parse_args()
+    env = gym.make("Pendulum-v1")
+
+    class Deep(nn.Module):
+        def __init__(self, state_dim, depth=8):
+            super().__init__()
+            self.net = nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(HIDDEN, HIDDEN), nn.ReLU())])
+            self.inp = nn.Linear(state_dim, HIDDEN)
+
+        def forward(self, x):
+            return self.net(self.inp(x))
+
+    model = Deep(17)
+    for step in range(10):
+        pass
+
+    if __name__ == "__main__":
+        raise SystemExit(1)
+""")
+
+
+def test_model_only_source_keeps_models_and_drops_work() -> None:
+    text = model_only_source(SCRIPT)
+    assert "class Deep" in text and "HIDDEN = 64" in text
+    for gone in ("parse_args", "gym.make", "for step", "__main__", "model = Deep"):
+        assert gone not in text
+    namespace: dict = {}
+    exec(compile(text, "script.py", "exec"), namespace)  # the missing module becomes a placeholder
+    assert namespace["Deep"](17)(torch.randn(2, 17)).shape == (2, 64)
+
+
+def test_constructor_arguments_in_order_of_preference() -> None:
+    assert constructor_args(SCRIPT, "Deep").args == [17]  # a call site with constant arguments
+    user = constructor_args(SCRIPT, "Deep", {"state_dim": 5})
+    assert (user.source, user.kwargs) == ("user", {"state_dim": 5})
+    no_call_site = SCRIPT.replace("model = Deep(17)", "model = Deep(env.observation_space.shape[0])")
+    guessed = constructor_args(no_call_site, "Deep")
+    assert guessed.source == "guesses" and guessed.guessed == {"state_dim": 8}
+    unknown = constructor_args(SCRIPT.replace("state_dim", "mystery").replace("Deep(17)", "Deep(x)"), "Deep")
+    assert unknown.missing == ["mystery"]
+
+
+# --- isolation ----------------------------------------------------------------------------------
+
+MODEL = textwrap.dedent("""\
+    import os
+    import sys
+    import torch
+    import torch.nn as nn
+
+    open("TOP_LEVEL_RAN", "w").write("the training code ran")
+
+    class Deep(nn.Module):
+        def __init__(self, depth=8):
+            super().__init__()
+            {body}
+            layers = []
+            for _ in range(depth):
+                layers += [nn.Linear(16, 16), nn.ReLU()]
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, x):
+            return self.net(x)
+
+    for epoch in range(10 ** 9):
+        pass
+    sys.exit(5)
+""")
+
+
+@pytest.mark.slow
+def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    files = {
+        "ok.py": "pass",
+        "raises.py": 'raise ValueError("broken constructor")',
+        "hangs.py": "while True: pass",
+        "exits.py": "os._exit(3)",
+        "after.py": "pass",
+    }
+    paths = []
+    for name, body in files.items():
+        path = tmp_path / name
+        path.write_text(MODEL.replace("{body}", body))
+        paths.append(path)
+    results = lint_paths([str(p) for p in paths], Settings(select=("GL201",)), jobs=1)
+    reports = verify_results(results, Settings(), Options(timeout=8))
+    by_file = {Path(r.file).name: r for r in reports}
+    assert by_file["ok.py"].verdicts[0].verdict == "not confirmed"  # default init: measured, not assumed
+    assert "ValueError: broken constructor" in by_file["raises.py"].error
+    assert "timed out after 8 s" in by_file["hangs.py"].error
+    assert "exited with code 3" in by_file["exits.py"].error
+    assert by_file["after.py"].verdicts[0].verdict == "not confirmed"  # a fresh worker took over
+    assert not (tmp_path / "TOP_LEVEL_RAN").exists()
+    assert all(v.verdict == "not verified" for name in ("raises.py", "hangs.py", "exits.py") for v in by_file[name].verdicts)
+
+
+def test_worker_environment_is_scrubbed(monkeypatch) -> None:
+    for name in ("GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MY_API_KEY", "HF_TOKEN"):
+        monkeypatch.setenv(name, "secret")
+    monkeypatch.setenv("HARMLESS", "1")
+    env = scrubbed_environment("/tmp/home")
+    assert not {"GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MY_API_KEY", "HF_TOKEN"} & set(env)
+    assert env["HARMLESS"] == "1" and env["HOME"] == "/tmp/home"
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def test_verify_command_json_and_check_verify(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "deep.py"
+    path.write_text(MODEL.replace("{body}", "pass"))
+    result = CliRunner().invoke(main, ["verify", "--format", "json", "--select", "GL201", str(path)])
+    assert result.exit_code == 0, result.output
+    [model] = json.loads(result.output)
+    assert model["model"] == "Deep" and model["status"] == "ok"
+    [finding] = model["findings"]
+    assert finding["code"] == "GL201" and finding["verdict"] == "not confirmed"
+    assert model["layers"] and all("grad_norm" in layer for layer in model["layers"])
+    checked = CliRunner().invoke(main, ["check", "--verify", "--select", "GL201", str(path)])
+    assert "GL201" in checked.output and "[not confirmed]" in checked.output
+
+
+def test_verify_without_torch_says_how_to_install(monkeypatch, tmp_path: Path) -> None:
+    import gradlint.verify as verify
+
+    monkeypatch.setattr(verify, "torch_available", lambda: False)
+    path = tmp_path / "deep.py"
+    path.write_text(MODEL.replace("{body}", "pass"))
+    result = CliRunner().invoke(main, ["verify", str(path)])
+    assert result.exit_code == 2
+    assert "pip install 'gradlint[verify]'" in result.output
+
+
+def test_linter_never_imports_torch_even_with_verify_available() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from gradlint.engine import lint_paths; from gradlint.config import Settings;"
+            f"lint_paths([{str(FIXTURES / 'models' / 'deep_plain_relu.py')!r}], Settings());"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ)
+    assert out.stdout.strip() == "False", out.stderr
