@@ -328,8 +328,9 @@ def render_model(data: dict) -> str:
 @click.option("--memory", type=click.IntRange(min=256), default=8192, show_default=True, help="Memory limit of the worker, MiB.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True))
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG plots of the measurements here (needs matplotlib).")
 def verify_command(paths, select, ignore, config, isolated, init_args, input_shape, device, timeout, memory,
-                   output_format, output_file) -> None:
+                   output_format, output_file, plot_dir) -> None:
     """Build each model the findings of PATHS concern, in an isolated process, and measure
     whether its gradients really grow: confirmed / not confirmed / not verified, with figures.
 
@@ -356,4 +357,34 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     click.echo(text, file=stream, color=colour if stream is None else False)
     if stream:
         stream.close()
+    if plot_dir:
+        from gradlint.plot import plot_verification
+
+        try:
+            for path in plot_verification(reports, plot_dir):
+                click.echo(f"wrote {path}", err=True)
+        except RuntimeError as exc:
+            _fail(str(exc))
     sys.exit(2 if found.missing or any(r.error for r in results) else 0)
+
+
+@main.command("plot")
+@click.argument("log", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out", default="gradients.png", show_default=True, type=click.Path(dir_okay=False))
+def plot_command(log: str, out: str) -> None:
+    """Plot a GradMonitor log (JSON Lines or CSV): global norm with blow-ups marked, per-layer
+    heatmap, and the extra scalars logged with it."""
+    from gradlint.monitor import read_log
+    from gradlint.plot import plot_log
+
+    try:
+        records = read_log(log)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"{log}: not a GradMonitor log ({exc})")
+    if not records:
+        _fail(f"{log}: no records")
+    try:
+        titles = plot_log(records, out)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {out} ({len(titles)} panels: {'; '.join(titles)})")

@@ -1,0 +1,253 @@
+"""Gradient monitoring for training loops: record the global and per-layer gradient norm at
+each update, detect blow-ups, and log them for `gradlint plot`.
+
+    from gradlint.monitor import GradMonitor
+
+    monitor = GradMonitor(model, log_path="grads.jsonl")
+    for batch in loader:
+        loss.backward()
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        monitor.record(step, clipped_norm=total, loss=loss.item())
+        optimizer.step()
+
+or, one line at set-up: `GradMonitor(model).attach(optimizer)` records before every step.
+
+Norms are computed with fused per-tensor norms (`torch._foreach_norm` where it exists) and one
+host synchronisation per record, not one per parameter. torch is imported when a monitor is
+created, never by `import gradlint`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class GradientExplosion(RuntimeError):
+    """Raised by a monitor with `on_event="raise"`."""
+
+
+@dataclass
+class Event:
+    kind: str  # nonfinite | spike | ceiling
+    step: int
+    name: str
+    global_norm: float
+    median: float | None
+    top_layers: list[tuple[str, float]] = field(default_factory=list)
+
+    def message(self) -> str:
+        layers = ", ".join(f"{n} ({v:.3g})" for n, v in self.top_layers)
+        if self.kind == "nonfinite":
+            what = f"non-finite gradient norm ({self.global_norm})"
+        elif self.kind == "ceiling":
+            what = f"gradient norm {self.global_norm:.3g} above the ceiling"
+        else:
+            what = f"gradient norm {self.global_norm:.3g} is {self.global_norm / self.median:.3g}x its running median {self.median:.3g}"
+        return f"[{self.name}] step {self.step}: {what}; largest layers: {layers}"
+
+
+class GradMonitor:
+    """Records gradient norms of one model (or an iterable of named parameters).
+
+    Parameters: `every` records one update in `every`; `window` and `spike_factor` define a spike
+    (norm above `spike_factor` x the running median of the last `window` records, after
+    `warmup` records); `ceiling` is an absolute bound; `on_event` is "warn", "raise" or a
+    callable taking an `Event`; `scaler` is an AMP GradScaler whose scale is divided out (pass
+    `unscaled=True` to `record` after `scaler.unscale_`); `log_path` writes JSON Lines (".jsonl")
+    or CSV (".csv"); `writer` is a TensorBoard SummaryWriter.
+    """
+
+    def __init__(self, model_or_named_parameters, *, name: str = "model", every: int = 1, window: int = 50,
+                 spike_factor: float = 10.0, warmup: int = 10, ceiling: float | None = None,
+                 on_event: str | Callable[[Event], Any] = "warn", scaler=None, log_path: str | None = None,
+                 writer=None, per_layer: bool = True) -> None:
+        import torch
+
+        self._torch = torch
+        if hasattr(model_or_named_parameters, "named_parameters"):
+            named = list(model_or_named_parameters.named_parameters())
+        else:
+            named = list(model_or_named_parameters)
+        self.parameters = [(n, p) for n, p in named if p.requires_grad]
+        self.layers: list[str] = []
+        self._layer_index: list[int] = []
+        for param_name, _ in self.parameters:
+            layer = param_name.rsplit(".", 1)[0] if "." in param_name else param_name
+            if layer not in self.layers:
+                self.layers.append(layer)
+            self._layer_index.append(self.layers.index(layer))
+        self.name = name
+        self.every = max(1, every)
+        self.window = deque(maxlen=window)
+        self.spike_factor = spike_factor
+        self.warmup = warmup
+        self.ceiling = ceiling
+        self.on_event = on_event
+        self.scaler = scaler
+        self.writer = writer
+        self.per_layer = per_layer
+        self.records: list[dict] = []
+        self.events: list[Event] = []
+        self._calls = 0
+        self._excursion = False
+        self._handle = None
+        self._log = None
+        self._csv = None
+        if log_path:
+            self._log = open(log_path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+            if log_path.endswith(".csv"):
+                self._csv = csv.writer(self._log)
+                if self._log.tell() == 0:
+                    self._csv.writerow(["name", "step", "global_norm", "clipped_norm", "event", "layers", "scalars"])
+
+    # recording ----------------------------------------------------------------------------
+
+    def norms(self) -> tuple[float, dict[str, float]]:
+        """(global L2 norm, per-layer L2 norms) of the current gradients, one host sync."""
+        torch = self._torch
+        grads = [p.grad for _, p in self.parameters if p.grad is not None]
+        index = [self._layer_index[i] for i, (_, p) in enumerate(self.parameters) if p.grad is not None]
+        if not grads:
+            return 0.0, {}
+        if hasattr(torch, "_foreach_norm"):
+            per_tensor = torch.stack(torch._foreach_norm(grads)).float()
+        else:  # pragma: no cover - old torch
+            per_tensor = torch.stack([g.norm() for g in grads]).float()
+        squares = per_tensor.pow(2)
+        per_layer = torch.zeros(len(self.layers), device=squares.device).index_add_(
+            0, torch.tensor(index, device=squares.device), squares)
+        values = torch.cat([squares.sum().sqrt().view(1), per_layer.sqrt()]).tolist()  # the one sync
+        scale = 1.0
+        if self.scaler is not None and not getattr(self, "_unscaled", False):
+            scale = float(self.scaler.get_scale()) or 1.0
+        total = values[0] / scale
+        layers = {name: value / scale for name, value in zip(self.layers, values[1:])} if self.per_layer else {}
+        return total, layers
+
+    def record(self, step: int | None = None, *, clipped_norm=None, unscaled: bool = False, **scalars) -> dict | None:
+        """Record the current gradients (call after backward, before or after clipping).
+
+        `clipped_norm` is what `clip_grad_norm_` returned (the pre-clip total norm); extra
+        keyword arguments (loss, reward, action_mean, ...) are logged next to the norms.
+        """
+        self._calls += 1
+        if step is None:
+            step = self._calls - 1
+        if (self._calls - 1) % self.every:
+            return None
+        self._unscaled = unscaled
+        total, layers = self.norms()
+        record: dict[str, Any] = {"name": self.name, "step": step, "global_norm": total}
+        if clipped_norm is not None:
+            record["clipped_norm"] = float(clipped_norm)
+        if layers:
+            record["layers"] = layers
+        for key, value in scalars.items():
+            record[key] = float(value) if hasattr(value, "__float__") else value
+        event = self._detect(step, total, layers)
+        if event is not None:
+            record["event"] = event.kind
+        self.records.append(record)
+        self._write(record)
+        if event is not None:
+            self._handle_event(event)
+        return record
+
+    def attach(self, optimizer) -> "GradMonitor":
+        """Record automatically before every `optimizer.step()` (a step pre-hook)."""
+        def hook(_optimizer, _args, _kwargs):
+            self.record()
+
+        self._handle = optimizer.register_step_pre_hook(hook)
+        return self
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def close(self) -> None:
+        self.detach()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "GradMonitor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # detection ------------------------------------------------------------------------------
+
+    def _detect(self, step: int, total: float, layers: dict[str, float]) -> Event | None:
+        top = sorted(layers.items(), key=lambda kv: -kv[1] if math.isfinite(kv[1]) else -math.inf)[:3]
+        if not math.isfinite(total):
+            bad = [(n, v) for n, v in layers.items() if not math.isfinite(v)][:3] or top
+            return Event("nonfinite", step, self.name, total, None, bad)
+        median = sorted(self.window)[len(self.window) // 2] if self.window else None
+        self.window.append(total)
+        kind = None
+        if self.ceiling is not None and total > self.ceiling:
+            kind = "ceiling"
+        elif median and len(self.window) > self.warmup and total > self.spike_factor * median:
+            kind = "spike"
+        if kind is None:
+            self._excursion = False
+            return None
+        if self._excursion:  # one event per excursion, not one per step while it lasts
+            return None
+        self._excursion = True
+        return Event(kind, step, self.name, total, median, top)
+
+    def _handle_event(self, event: Event) -> None:
+        self.events.append(event)
+        if callable(self.on_event):
+            self.on_event(event)
+        elif self.on_event == "raise":
+            raise GradientExplosion(event.message())
+        elif self.on_event == "warn":
+            warnings.warn(event.message(), RuntimeWarning, stacklevel=3)
+
+    # output -----------------------------------------------------------------------------------
+
+    def _write(self, record: dict) -> None:
+        if self._log is not None:
+            if self._csv is not None:
+                scalars = {k: v for k, v in record.items() if k not in ("name", "step", "global_norm", "clipped_norm", "event", "layers")}
+                self._csv.writerow([record["name"], record["step"], record["global_norm"], record.get("clipped_norm", ""),
+                                    record.get("event", ""), json.dumps(record.get("layers", {})), json.dumps(scalars)])
+            else:
+                self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
+        if self.writer is not None:
+            self.writer.add_scalar(f"{self.name}/grad_norm", record["global_norm"], record["step"])
+            for layer, value in record.get("layers", {}).items():
+                self.writer.add_scalar(f"{self.name}/grad_norm/{layer}", value, record["step"])
+
+
+def read_log(path: str) -> list[dict]:
+    """Records from a JSON Lines or CSV log written by GradMonitor."""
+    records: list[dict] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        if path.endswith(".csv"):
+            for row in csv.DictReader(handle):
+                record: dict[str, Any] = {"name": row["name"], "step": int(row["step"]), "global_norm": float(row["global_norm"])}
+                if row.get("clipped_norm"):
+                    record["clipped_norm"] = float(row["clipped_norm"])
+                if row.get("event"):
+                    record["event"] = row["event"]
+                record["layers"] = json.loads(row.get("layers") or "{}")
+                record.update(json.loads(row.get("scalars") or "{}"))
+                records.append(record)
+        else:
+            for line in handle:
+                if line.strip():
+                    records.append(json.loads(line))
+    return records

@@ -1,0 +1,130 @@
+"""Plots (matplotlib, the optional `plot` extra): gradient-norm logs of GradMonitor, and the
+per-layer gradient norms and training trajectories `gradlint verify` measures."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+PLOT_HINT = "plots need matplotlib: pip install 'gradlint[plot]'"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - exercised without matplotlib
+        raise RuntimeError(PLOT_HINT) from exc
+    return plt
+
+
+def _log10(value: Any) -> float:
+    return math.log10(value) if isinstance(value, (int, float)) and value > 0 and math.isfinite(value) else float("nan")
+
+
+def plot_log(records: list[dict], out: str) -> list[str]:
+    """Global norm (log axis, detected events marked), a per-layer heatmap per monitor, and one
+    panel per extra scalar. Returns the panel titles."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(r["name"] for r in records))
+    scalar_keys = sorted({k for r in records for k, v in r.items()
+                          if k not in ("name", "step", "global_norm", "clipped_norm", "layers", "event") and isinstance(v, (int, float))})
+    heatmaps = [n for n in names if any(r.get("layers") for r in records if r["name"] == n)]
+    panels = 1 + len(heatmaps) + len(scalar_keys)
+    figure, axes = plt.subplots(panels, 1, figsize=(10, 2.8 * panels + 0.5), squeeze=False)
+    axes = [a[0] for a in axes]
+    titles: list[str] = []
+    ax = axes[0]
+    for name in names:
+        mine = [r for r in records if r["name"] == name]
+        steps = [r["step"] for r in mine]
+        norms = [r["global_norm"] if math.isfinite(r["global_norm"]) else float("nan") for r in mine]
+        ax.plot(steps, norms, label=f"{name}: global gradient norm", linewidth=1.2)
+        if any("clipped_norm" in r for r in mine):
+            ax.plot(steps, [r.get("clipped_norm", float("nan")) for r in mine], linestyle=":", label=f"{name}: norm returned by clip_grad_norm_")
+        events = [r for r in mine if r.get("event")]
+        if events:
+            finite_max = max((n for n in norms if math.isfinite(n)), default=1.0)
+            ax.scatter([r["step"] for r in events],
+                       [r["global_norm"] if math.isfinite(r["global_norm"]) else finite_max for r in events],
+                       color="red", marker="x", s=60, zorder=3, label=f"{name}: detected blow-up")
+    ax.set_yscale("log")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("L2 norm (log scale)")
+    titles.append("Global gradient norm per update")
+    ax.set_title(titles[-1])
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    for ax, name in zip(axes[1:], heatmaps):
+        mine = [r for r in records if r["name"] == name and r.get("layers")]
+        layers = list(dict.fromkeys(layer for r in mine for layer in r["layers"]))
+        matrix = [[_log10(r["layers"].get(layer)) for r in mine] for layer in layers]
+        image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap="viridis",
+                          extent=(mine[0]["step"], mine[-1]["step"], len(layers) - 0.5, -0.5))
+        ax.set_yticks(range(len(layers)))
+        ax.set_yticklabels(layers, fontsize=7)
+        ax.set_xlabel("update step")
+        titles.append(f"{name}: per-layer gradient norm (log10)")
+        ax.set_title(titles[-1])
+        figure.colorbar(image, ax=ax, label="log10 L2 norm")
+    for ax, key in zip(axes[1 + len(heatmaps):], scalar_keys):
+        for name in names:
+            mine = [r for r in records if r["name"] == name and key in r]
+            if mine:
+                ax.plot([r["step"] for r in mine], [r[key] for r in mine], label=name, linewidth=1.0)
+        ax.set_xlabel("update step")
+        ax.set_ylabel(key)
+        titles.append(key)
+        ax.set_title(key)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return titles
+
+
+def plot_verification(reports, directory: str) -> list[str]:
+    """One PNG per verified model: per-layer gradient norms (with and without the remedies
+    measured) and the training-run gradient-norm trajectories with and without clipping."""
+    plt = _pyplot()
+    os.makedirs(directory, exist_ok=True)
+    written: list[str] = []
+    for report in reports:
+        layers = report.figures.get("layers") or []
+        training = report.figures.get("training") or {}
+        if not layers and not training:
+            continue
+        panels = (1 if layers else 0) + (1 if training else 0)
+        figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+        axes = list(axes[0])
+        if layers:
+            ax = axes.pop(0)
+            ax.plot(range(len(layers)), [l.get("grad_norm") or float("nan") for l in layers], marker="o", label="as built")
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(layers)))
+            ax.set_xticklabels([l["name"] for l in layers], rotation=90, fontsize=6)
+            ax.set_ylabel("weight-gradient L2 norm (log)")
+            ax.set_title(f"{report.model}: per-layer gradient norm")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        if training:
+            ax = axes.pop(0)
+            for label, key in (("without clipping", "without_clip"), ("with clipping (1.0)", "with_clip")):
+                norms = (training.get(key) or {}).get("grad_norms") or []
+                ax.plot(range(len(norms)), [n if n is not None else float("nan") for n in norms], label=label)
+            ax.set_yscale("log")
+            ax.set_xlabel("synthetic training step")
+            ax.set_ylabel("global gradient norm (log)")
+            ax.set_title(f"{report.model}: training run ({training.get('optimizer')}, lr {training.get('lr')})")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        figure.tight_layout()
+        path = os.path.join(directory, f"{os.path.splitext(os.path.basename(report.file))[0]}.{report.model}.png")
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,158 @@
+"""GradMonitor on real (tiny, CPU) training loops, and the plot command."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradlint.cli import main
+
+torch = pytest.importorskip("torch")
+
+from gradlint.monitor import GradientExplosion, GradMonitor, read_log  # noqa: E402
+
+
+def mlp(depth: int = 3, width: int = 32, std: float | None = None) -> torch.nn.Module:
+    layers: list[torch.nn.Module] = [torch.nn.Linear(4, width), torch.nn.ReLU()]
+    for _ in range(depth):
+        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(width, 1))
+    model = torch.nn.Sequential(*layers)
+    if std is not None:
+        for module in model:
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=std)
+    return model
+
+
+def train(model, monitor, steps=60, lr=1e-3, blow_up_at=None):
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    for step in range(steps):
+        if step == blow_up_at:
+            y = y * 1e4  # a batch with enormous targets, as a rare huge reward gives
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        monitor.record(step, loss=loss.item())
+        optimizer.step()
+        if step == blow_up_at:
+            y = y / 1e4
+
+
+def test_stable_training_gives_no_event(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        with GradMonitor(model, log_path=str(tmp_path / "log.jsonl")) as monitor:
+            train(model, monitor)
+    assert monitor.events == []
+    records = read_log(str(tmp_path / "log.jsonl"))
+    assert len(records) == 60 and records[0]["layers"].keys() == {"0", "2", "4", "6", "8"}
+    assert all(r["global_norm"] > 0 for r in records) and "loss" in records[0]
+
+
+def test_a_blow_up_is_detected_at_the_step_it_happens() -> None:
+    torch.manual_seed(0)
+    model = mlp()
+    monitor = GradMonitor(model, on_event="warn")
+    with pytest.warns(RuntimeWarning, match=r"\[model\] step 40: gradient norm .* running median"):
+        train(model, monitor, blow_up_at=40)
+    assert [e.step for e in monitor.events] == [40]  # one event for the excursion, not one per step
+    assert monitor.events[0].top_layers  # names the layers contributing most
+
+
+def test_a_deep_large_init_network_explodes_to_non_finite_and_raises() -> None:
+    torch.manual_seed(0)
+    model = mlp(depth=12, width=256, std=1.0)  # c = 128 per layer
+    monitor = GradMonitor(model, on_event="raise")
+    with pytest.raises(GradientExplosion, match="step 0: non-finite gradient norm"):
+        train(model, monitor, lr=1.0)
+
+
+def test_every_k_steps_callback_and_clip_norm() -> None:
+    torch.manual_seed(0)
+    model = mlp()
+    seen = []
+    monitor = GradMonitor(model, every=10, on_event=seen.append)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(8, 4)
+    for step in range(30):
+        optimizer.zero_grad()
+        model(x).pow(2).mean().backward()
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+        monitor.record(step, clipped_norm=total)
+        optimizer.step()
+    assert [r["step"] for r in monitor.records] == [0, 10, 20]
+    assert all(abs(r["clipped_norm"] - r["global_norm"]) / r["clipped_norm"] > 0.5 for r in monitor.records)  # recorded after clipping
+
+
+def test_attach_records_before_each_optimizer_step_for_several_models() -> None:
+    torch.manual_seed(0)
+    actor, critic = mlp(), mlp()
+    actor_opt = torch.optim.Adam(actor.parameters())
+    critic_opt = torch.optim.Adam(critic.parameters())
+    monitors = [GradMonitor(actor, name="actor").attach(actor_opt), GradMonitor(critic, name="critic").attach(critic_opt)]
+    x = torch.randn(8, 4)
+    for _ in range(5):
+        for model, opt in ((actor, actor_opt), (critic, critic_opt)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    assert [len(m.records) for m in monitors] == [5, 5]
+    assert {r["name"] for m in monitors for r in m.records} == {"actor", "critic"}
+
+
+def test_amp_grad_scaler_norms_are_unscaled() -> None:
+    torch.manual_seed(0)
+    model = mlp()
+    reference = GradMonitor(model)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaled = GradMonitor(model, scaler=scaler)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(8, 4)
+    optimizer.zero_grad()
+    scaler.scale(model(x).pow(2).mean()).backward()
+    seen_scaled = scaled.record(0)["global_norm"]
+    scaler.unscale_(optimizer)
+    true_norm = reference.record(0)["global_norm"]
+    assert seen_scaled == pytest.approx(true_norm, rel=1e-4)
+    assert scaled.record(1, unscaled=True)["global_norm"] == pytest.approx(true_norm, rel=1e-4)
+
+
+def test_plot_command_draws_the_panels(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    torch.manual_seed(0)
+    model = mlp()
+    log = tmp_path / "grads.jsonl"
+    with GradMonitor(model, log_path=str(log), on_event=lambda e: None) as monitor:
+        train(model, monitor, blow_up_at=40)
+    out = tmp_path / "report.png"
+    result = CliRunner().invoke(main, ["plot", str(log), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 panels: Global gradient norm per update; model: per-layer gradient norm (log10); loss" in result.output
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(out))
+    height, width = image.shape[:2]
+    assert width == 1000 and height > 800  # three stacked panels
+    # every panel has drawn content, not a blank band
+    for band in range(3):
+        rows = image[int(height * (band + 0.2) / 3): int(height * (band + 0.8) / 3), 100:900, :3]
+        assert rows.std() > 0.02
+
+
+def test_csv_log_round_trip(tmp_path: Path) -> None:
+    model = mlp()
+    path = tmp_path / "grads.csv"
+    with GradMonitor(model, log_path=str(path)) as monitor:
+        model(torch.randn(4, 4)).sum().backward()
+        monitor.record(0, reward=1.5)
+    [record] = read_log(str(path))
+    assert record["reward"] == 1.5 and record["layers"] and json.dumps(record)
