@@ -103,7 +103,14 @@ def plot_verification(reports, directory: str) -> list[str]:
         axes = list(axes[0])
         if layers:
             ax = axes.pop(0)
-            ax.plot(range(len(layers)), [l.get("grad_norm") or float("nan") for l in layers], marker="o", label="as built")
+            built = [l.get("grad_norm") or float("nan") for l in layers]
+            ax.plot(range(len(layers)), built, marker="o", label="as built")
+            for key, norms in (report.figures.get("remedy_layers") or {}).items():
+                if len(norms) == len(layers):
+                    ax.plot(range(len(norms)), [n if n is not None else float("nan") for n in norms],
+                            linestyle="--", marker=".", label=f"with {key.replace('_', ' ')}")
+            if all(math.isnan(v) for v in built):
+                ax.text(0.5, 0.5, "as built: non-finite gradients", transform=ax.transAxes, ha="center", color="red")
             ax.set_yscale("log")
             ax.set_xticks(range(len(layers)))
             ax.set_xticklabels([l["name"] for l in layers], rotation=90, fontsize=6)
@@ -114,8 +121,12 @@ def plot_verification(reports, directory: str) -> list[str]:
         if training:
             ax = axes.pop(0)
             for label, key in (("without clipping", "without_clip"), ("with clipping (1.0)", "with_clip")):
-                norms = (training.get(key) or {}).get("grad_norms") or []
-                ax.plot(range(len(norms)), [n if n is not None else float("nan") for n in norms], label=label)
+                run = training.get(key) or {}
+                norms = run.get("grad_norms") or []
+                ax.plot(range(len(norms)), [n if n is not None else float("nan") for n in norms], marker=".", label=label)
+                if run.get("nonfinite"):
+                    ax.text(0.5, 0.9 if key == "without_clip" else 0.8, f"{label}: non-finite at step {len(norms) - 1}",
+                            transform=ax.transAxes, ha="center", color="red", fontsize=8)
             ax.set_yscale("log")
             ax.set_xlabel("synthetic training step")
             ax.set_ylabel("global gradient norm (log)")

@@ -206,9 +206,15 @@ def test_verify_command_json_and_check_verify(tmp_path: Path, monkeypatch) -> No
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "deep.py"
     path.write_text(MODEL.replace("{body}", "pass"))
-    result = CliRunner().invoke(main, ["verify", "--format", "json", "--select", "GL201", str(path)])
+    plots = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["verify", "--format", "json", "--select", "GL201", "--plot", str(plots), str(path)])
     assert result.exit_code == 0, result.output
-    [model] = json.loads(result.output)
+    [model] = json.loads(result.stdout)
+    if __import__("importlib").util.find_spec("matplotlib"):
+        import matplotlib.image
+
+        [png] = plots.glob("*.png")
+        assert png.name == "deep.Deep.png" and matplotlib.image.imread(str(png)).std() > 0.01
     assert model["model"] == "Deep" and model["status"] == "ok"
     [finding] = model["findings"]
     assert finding["code"] == "GL201" and finding["verdict"] == "not confirmed"

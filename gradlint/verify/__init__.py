@@ -35,7 +35,7 @@ class ModelReport:
             "file": self.file, "model": self.model, "line": self.line, "status": self.status, "error": self.error,
             "construction": self.construction,
             "findings": [v.to_dict() for v in self.verdicts],
-            "figures": {k: v for k, v in self.figures.items() if k != "layers"},
+            "figures": {k: v for k, v in self.figures.items() if k not in ("layers", "remedy_layers")},
             "layers": self.figures.get("layers", []),
         }
 

@@ -186,16 +186,16 @@ def measure(request: dict) -> dict:
     figures["gradients"] = probes.summarize(profile)
     figures["layers"] = profile["layers"]
     if codes & {"GL201", "GL301", "GL302"}:
-        remedies = {}
-        he = probes.with_he_init(model)
-        remedies["he_init"] = probes.summarize(probes.gradient_profile(he, inputs))
-        normed = probes.with_layernorm(model, inputs)
-        if normed is not None:
-            remedies["layernorm"] = probes.summarize(probes.gradient_profile(normed, inputs))
-        small = probes.with_small_output(model, inputs)
-        if small is not None:
-            remedies["small_output_init"] = probes.summarize(probes.gradient_profile(small, inputs))
+        remedies, remedy_layers = {}, {}
+        copies = {"he_init": probes.with_he_init(model), "layernorm": probes.with_layernorm(model, inputs),
+                  "small_output_init": probes.with_small_output(model, inputs)}
+        for key, copy_ in copies.items():
+            if copy_ is not None:
+                measured = probes.gradient_profile(copy_, inputs)
+                remedies[key] = probes.summarize(measured)
+                remedy_layers[key] = [layer["grad_norm"] for layer in measured["layers"]]
         figures["remedies"] = remedies
+        figures["remedy_layers"] = remedy_layers
     if codes & {"GL401", "GL403", "GL204", "GL203"}:
         scales = (1.0, 255.0) if "GL403" in codes else (1.0, 10.0, 100.0)
         figures["input_scale"] = probes.input_scale_profile(model, inputs, scales)
