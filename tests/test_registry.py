@@ -58,3 +58,10 @@ def test_parallel_run_gives_the_same_results_in_the_same_order(tmp_path) -> None
         (r.path, [d.to_dict() for d in r.diagnostics]) for r in parallel
     ]
     assert sum(len(r.diagnostics) for r in parallel) == 16
+
+
+def test_generated_rule_docs_are_up_to_date() -> None:
+    from gradlint.docs import render
+    from tests.conftest import ROOT
+
+    assert (ROOT / "docs" / "rules.md").read_text() == render(), "run: python -m gradlint.docs > docs/rules.md"

@@ -20,7 +20,8 @@ class UnscaledImages(Rule):
         "255 (CleanRL in the Q-network's forward: `self.network(x / 255.0)`). The rule follows "
         "frames from envs built with Atari ids or wrappers (ALE/..., NoFrameskip, "
         "AtariPreprocessing, WarpFrame, FrameStack) to a model call, and is satisfied by `/ 255` "
-        "on the way or in the model's forward, or a normalizer."
+        "on the way or in the model's forward, or a normalizer. `gradlint verify` confirms it by "
+        "comparing the model's gradients on inputs in [0, 255] with unit-scale inputs."
     )
     bad_example = """\
 import gymnasium as gym
