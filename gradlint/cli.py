@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -49,9 +50,12 @@ def main() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--verify", "run_verify", is_flag=True, help="Also run `gradlint verify` and mark each finding with its verdict.")
+@click.option("--no-cache", is_flag=True, envvar="GRADLINT_NO_CACHE", help="Lint every file again; read and write no cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="GRADLINT_CACHE_DIR",
+              help="Where to keep the cache (default: .gradlint_cache next to the config, or in the current directory).")
 def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
           config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
-          jobs, quiet, run_verify) -> None:
+          jobs, quiet, run_verify, no_cache, cache_dir) -> None:
     """Lint PATHS (files or directories; default: the current directory)."""
     from gradlint.discovery import discover
     from gradlint.engine import FixMode, lint_paths
@@ -62,7 +66,13 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
     found = discover(paths, settings, force_exclude)
     for missing in found.missing:
         click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
-    results = lint_paths(found.files, settings, mode, jobs)
+    cache = None
+    if not no_cache and not mode.active:
+        from gradlint.cache import Cache
+
+        base = settings.root if settings.config_path else os.getcwd()
+        cache = Cache(cache_dir or os.path.join(base, ".gradlint_cache"), settings)
+    results = lint_paths(found.files, settings, mode, jobs, cache)
     if run_verify:
         reports = _run_verification(results, settings, (), (), "cpu", 60.0, 8192)
         verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}

@@ -29,6 +29,8 @@ class FileResult:
     fixed: int = 0
     diff: str | None = None
     fix_errors: list[str] = field(default_factory=list)
+    content_hash: str | None = None  # for the cache
+    dependencies: list[str] = field(default_factory=list)  # sibling modules the analysis read
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,15 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
 
 def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileResult:
     """Lint one file (and fix it when asked). Never raises for bad input."""
+    import hashlib
+
+    from gradlint.analysis import project
+
     result = FileResult(path)
+    project.READ.clear()
     try:
         source = read_source(path)
+        result.content_hash = hashlib.sha256(source.raw or b"").hexdigest()
         rules = rules_for(settings, path)
         if mode.active:
             fix_file(source, settings, rules, mode, result)
@@ -96,6 +104,7 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
     except SourceError as exc:
         result.error = FileError(path, exc.message, exc.line, exc.column)
         result.diagnostics = []
+    result.dependencies = sorted(set(project.READ))
     return result
 
 
@@ -144,15 +153,28 @@ def _lint_one(args: tuple[str, Settings, FixMode]) -> FileResult:
     return lint_file(*args)
 
 
-def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode(), jobs: int | None = None) -> list[FileResult]:
+def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode(), jobs: int | None = None,
+               cache=None) -> list[FileResult]:
     """Lint many files; in a process pool when there are enough of them. Output order is the
-    order of `files`, whatever order the workers finish in."""
+    order of `files`, whatever order the workers finish in. With a `Cache`, unchanged files
+    are answered from it (in this process, without starting workers) and new results stored."""
     files = list(files)
+    results: list[FileResult | None] = [None] * len(files)
+    if cache is not None and not mode.active:
+        for index, path in enumerate(files):
+            results[index] = cache.get(path)
+    todo = [i for i, result in enumerate(results) if result is None]
     if jobs is None:
         jobs = os.cpu_count() or 1
-    jobs = max(1, min(jobs, len(files)))
-    if jobs == 1 or len(files) < PARALLEL_THRESHOLD:
-        return [lint_file(path, settings, mode) for path in files]
-    chunksize = max(1, len(files) // (jobs * 8))
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(_lint_one, [(p, settings, mode) for p in files], chunksize=chunksize))
+    jobs = max(1, min(jobs, len(todo) or 1))
+    if jobs == 1 or len(todo) < PARALLEL_THRESHOLD:
+        fresh = [lint_file(files[i], settings, mode) for i in todo]
+    else:
+        chunksize = max(1, len(todo) // (jobs * 8))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            fresh = list(pool.map(_lint_one, [(files[i], settings, mode) for i in todo], chunksize=chunksize))
+    for index, result in zip(todo, fresh):
+        results[index] = result
+        if cache is not None and not mode.active:
+            cache.put(result, result.content_hash, result.dependencies)
+    return results  # type: ignore[return-value]

@@ -56,12 +56,19 @@ def _normalizes_text(text: str) -> bool:
     return any(marker in compact for marker in ("/255", ".std(", "normalize(", "/np.sqrt(", "/torch.sqrt(", ".transform(", "F.normalize"))
 
 
-_CACHE: dict[str, ModuleSummary | None] = {}
+_CACHE: dict[str, ModuleSummary | None] = {}  # per process, keyed by path, mtime and size
+READ: list[str] = []  # sibling modules read while linting the current file (for the result cache)
 
 
 def summarize_module(path: str) -> ModuleSummary | None:
     """Summary of a project module (cached); None if it cannot be read or parsed."""
-    key = os.path.abspath(path)
+    absolute = os.path.abspath(path)
+    READ.append(absolute)
+    try:
+        stat = os.stat(absolute)
+        key = f"{absolute}:{stat.st_mtime_ns}:{stat.st_size}"  # an edited sibling is read again
+    except OSError:
+        return None
     if key in _CACHE:
         return _CACHE[key]
     _CACHE[key] = None  # import cycles

@@ -1,0 +1,85 @@
+"""The result cache: same answers warm as cold, never stale."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gradlint.cache import Cache
+from gradlint.cli import main
+from gradlint.config import Settings
+from gradlint.engine import lint_paths
+from tests.test_cli import BAD
+
+
+def run(*args: str, cwd: Path):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, list(args))
+    finally:
+        os.chdir(old)
+
+
+def test_warm_run_matches_cold_and_uses_the_cache(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "bad.py").write_text(BAD)
+    cold = run("check", "--format", "json", ".", cwd=tmp_path)
+    cache = tmp_path / ".gradlint_cache"
+    assert (cache / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    assert (cache / ".gitignore").read_text() == "*\n"
+    import gradlint.engine as engine
+
+    def no_linting(*args, **kwargs):
+        raise AssertionError("a warm run must not lint an unchanged file")
+
+    monkeypatch.setattr(engine, "lint_file", no_linting)
+    warm = run("check", "--format", "json", ".", cwd=tmp_path)
+    assert warm.output == cold.output and warm.exit_code == cold.exit_code == 1
+
+
+def test_changes_to_the_file_settings_or_a_sibling_invalidate(tmp_path: Path) -> None:
+    (tmp_path / "envs.py").write_text("import gymnasium as gym\n\ndef make_env():\n    return gym.make('Hopper-v4')\n")
+    (tmp_path / "train.py").write_text(textwrap.dedent("""
+        import torch
+        import torch.nn as nn
+        from envs import make_env
+
+        class Policy(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(11, 3)
+
+            def forward(self, x):
+                return self.fc(x)
+
+        env = make_env()
+        policy = Policy()
+        obs, _ = env.reset()
+        action = policy(torch.as_tensor(obs))
+    """))
+    settings = Settings(select=("GL4",), root=str(tmp_path))
+    cache = Cache(str(tmp_path / "cache"), settings)
+    files = [str(tmp_path / "train.py")]
+    [first] = lint_paths(files, settings, cache=cache, jobs=1)
+    assert [d.code for d in first.diagnostics] == ["GL401"]
+    assert cache.get(files[0]) is not None
+    # the sibling now normalizes: the cached finding must not be served
+    (tmp_path / "envs.py").write_text("import gymnasium as gym\n\ndef make_env():\n"
+                                      "    return gym.wrappers.NormalizeObservation(gym.make('Hopper-v4'))\n")
+    assert cache.get(files[0]) is None
+    [second] = lint_paths(files, settings, cache=cache, jobs=1)
+    assert second.diagnostics == []
+    # another selection uses another part of the cache
+    assert Cache(str(tmp_path / "cache"), Settings(select=("GL1",))).get(files[0]) is None
+    # editing the file itself
+    (tmp_path / "train.py").write_text((tmp_path / "train.py").read_text() + "\n# edited\n")
+    assert cache.get(files[0]) is None
+
+
+def test_no_cache_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(BAD)
+    assert run("check", "--no-cache", ".", cwd=tmp_path).exit_code == 1
+    assert not (tmp_path / ".gradlint_cache").exists()
