@@ -133,15 +133,24 @@ def _settings(paths, config, isolated, select, extend_select, ignore, exclude, e
     return settings
 
 
-def _run_verification(results, settings, init_args, input_shapes, device, timeout, memory):
+def _run_verification(results, settings, init_args, input_shapes, device, timeout, memory, thresholds=()):
     import json
 
     from gradlint.verify import INSTALL_HINT, torch_available
     from gradlint.verify.session import Options, verify_results
+    from gradlint.verify.verdict import THRESHOLDS
 
     if not torch_available():
         _fail(INSTALL_HINT)
     options = Options(device=device, timeout=timeout, memory_mb=memory)
+    for item in thresholds:
+        name, _, value = item.partition("=")
+        if name.strip() not in THRESHOLDS:
+            _fail(f"--threshold {item!r}: unknown threshold (known: {', '.join(sorted(THRESHOLDS))})")
+        try:
+            options.thresholds[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"--threshold {item!r}: expected NAME=NUMBER")
     for item in init_args:
         name, _, value = item.partition("=")
         try:
@@ -339,8 +348,9 @@ def render_model(data: dict) -> str:
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True))
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG plots of the measurements here (needs matplotlib).")
+@click.option("--threshold", multiple=True, help="Override a verdict threshold: NAME=VALUE (see gradlint/verify/verdict.py).")
 def verify_command(paths, select, ignore, config, isolated, init_args, input_shape, device, timeout, memory,
-                   output_format, output_file, plot_dir) -> None:
+                   output_format, output_file, plot_dir, threshold) -> None:
     """Build each model the findings of PATHS concern, in an isolated process, and measure
     whether its gradients really grow: confirmed / not confirmed / not verified, with figures.
 
@@ -360,7 +370,7 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     for result in results:
         if result.error:
             click.echo(f"gradlint: error: {result.error}", err=True)
-    reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory)
+    reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory, threshold)
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
     colour = stream is None and sys.stdout.isatty()
     text = verify_report.render_json(reports) if output_format == "json" else verify_report.render_text(reports, colour)

@@ -171,6 +171,7 @@ def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_pa
         "raises.py": 'raise ValueError("broken constructor")',
         "hangs.py": "while True: pass",
         "exits.py": "os._exit(3)",
+        "allocates.py": "self.blob = bytearray(10 ** 12)",
         "after.py": "pass",
     }
     paths = []
@@ -185,9 +186,21 @@ def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_pa
     assert "ValueError: broken constructor" in by_file["raises.py"].error
     assert "timed out after 8 s" in by_file["hangs.py"].error
     assert "exited with code 3" in by_file["exits.py"].error
+    assert "MemoryError" in by_file["allocates.py"].error
     assert by_file["after.py"].verdicts[0].verdict == "not confirmed"  # a fresh worker took over
     assert not (tmp_path / "TOP_LEVEL_RAN").exists()
-    assert all(v.verdict == "not verified" for name in ("raises.py", "hangs.py", "exits.py") for v in by_file[name].verdicts)
+    assert all(v.verdict == "not verified" for name in ("raises.py", "hangs.py", "exits.py", "allocates.py")
+               for v in by_file[name].verdicts)
+
+
+def test_thresholds_are_configurable(tmp_path: Path) -> None:
+    path = tmp_path / "deep.py"
+    path.write_text(MODEL.replace("{body}", "pass"))
+    # with an absurdly low first/last ratio threshold, the default-init stack counts as confirmed
+    result = CliRunner().invoke(main, ["verify", "--select", "GL201", "--threshold", "first_last_ratio=1e-12", str(path)])
+    assert "GL201  confirmed" in result.output, result.output
+    bad = CliRunner().invoke(main, ["verify", "--threshold", "nonsense=1", str(path)])
+    assert bad.exit_code == 2 and "unknown threshold" in bad.output
 
 
 def test_worker_environment_is_scrubbed(monkeypatch) -> None:
