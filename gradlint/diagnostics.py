@@ -59,6 +59,7 @@ class Diagnostic:
     fix: Fix | None = None
     subject: str | None = None  # the model class the finding is about, for `gradlint verify`
     verdict: str | None = None  # set by `gradlint check --verify`
+    cell: int | None = None  # for notebooks: the cell, and `line` is the line in that cell
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.code)

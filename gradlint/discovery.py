@@ -41,7 +41,7 @@ def discover(paths: list[str], settings: Settings, force_exclude: bool = False) 
                 )
                 for name in sorted(names):
                     full = os.path.join(directory, name)
-                    if name.endswith(".py") and not settings.is_excluded(full):
+                    if name.endswith((".py", ".ipynb")) and not settings.is_excluded(full):
                         add(full)
         elif os.path.lexists(path):
             if force_exclude and settings.is_excluded(path):

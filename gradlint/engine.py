@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -94,6 +95,10 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
     result = FileResult(path)
     project.READ.clear()
     try:
+        if path.endswith(".ipynb"):
+            _lint_notebook(path, settings, mode, result)
+            result.dependencies = sorted(set(project.READ))
+            return result
         source = read_source(path)
         result.content_hash = hashlib.sha256(source.raw or b"").hexdigest()
         rules = rules_for(settings, path)
@@ -106,6 +111,54 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
         result.diagnostics = []
     result.dependencies = sorted(set(project.READ))
     return result
+
+
+def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileResult) -> None:
+    """A notebook: its code cells as one text; positions mapped back to cell and line."""
+    import hashlib
+
+    from gradlint.notebook import load_notebook
+
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    result.content_hash = hashlib.sha256(raw).hexdigest()
+    notebook = load_notebook(raw)
+    source = SourceFile(path, notebook.text, "utf-8", raw)
+    rules = rules_for(settings, path)
+    try:
+        if mode.active:
+            new_text = fix_file(source, settings, rules, FixMode(diff=True, unsafe=mode.unsafe), result)
+            if new_text != notebook.text:
+                notebook_after = load_notebook(notebook.with_text(new_text).encode("utf-8"))
+                if mode.diff:
+                    result.diff = unified_diff(path, notebook.text, new_text)
+                if mode.apply:
+                    original = SourceFile(path, raw.decode("utf-8"), "utf-8", raw)
+                    error = write_atomically(original, notebook.with_text(new_text).encode("utf-8"))
+                    if error:
+                        result.fix_errors.append(f"{path}: {error}")
+                        result.fixed = 0
+                notebook = notebook_after  # positions of what remains
+                if not mode.diff:
+                    result.diff = None
+        else:
+            result.diagnostics = lint_source(source, settings, rules)
+    except SourceError as exc:
+        cell, line = notebook.position(exc.line)
+        raise SourceError(f"cell {cell}: {exc.message}", line, exc.column) from None
+    def in_cells(match: re.Match) -> str:
+        cell, line = notebook.position(int(match.group(1)))
+        return f"(cell {cell}, line {line})"
+
+    for diagnostic in result.diagnostics:
+        diagnostic.message = re.sub(r"\(line (\d+)\)", in_cells, diagnostic.message)
+        cell, line = notebook.position(diagnostic.line)
+        _, end_line = notebook.position(diagnostic.end_line)
+        diagnostic.cell, diagnostic.line, diagnostic.end_line = cell, line, end_line
+        diagnostic.fix = None if mode.active else diagnostic.fix  # edits are in the joined text
 
 
 def fix_file(source: SourceFile, settings: Settings, rules: list[Rule], mode: FixMode, result: FileResult) -> str:

@@ -34,6 +34,7 @@ def diagnostic_json(diagnostic: Diagnostic) -> dict:
         "end_location": {"row": diagnostic.end_line, "column": diagnostic.end_column},
         "fix": fix,
         "model": diagnostic.subject,
+        **({"cell": diagnostic.cell} if diagnostic.cell else {}),
         **({"verdict": diagnostic.verdict} if diagnostic.verdict else {}),
     }
 

@@ -22,7 +22,8 @@ def fixable_marker(diagnostic: Diagnostic, mode: FixMode) -> str:
 
 def format_diagnostic(diagnostic: Diagnostic, mode: FixMode, source_line: str | None, colour: bool) -> str:
     style = (lambda text, **kw: click.style(text, **kw)) if colour else (lambda text, **kw: text)
-    where = style(f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}:", bold=True)
+    cell = f"cell {diagnostic.cell}:" if diagnostic.cell else ""
+    where = style(f"{diagnostic.path}:{cell}{diagnostic.line}:{diagnostic.column}:", bold=True)
     code = style(diagnostic.code, fg=_COLOURS[diagnostic.severity], bold=True)
     line = f"{where} {code} {fixable_marker(diagnostic, mode)}{diagnostic.message}"
     if diagnostic.verdict:
@@ -59,7 +60,7 @@ def render(results: list[FileResult], mode: FixMode, full: bool, colour: bool) -
     lines: dict[str, list[str]] = {}
     for result in results:
         for diagnostic in result.diagnostics:
-            source_line = _read_line(diagnostic.path, diagnostic.line, lines) if full else None
+            source_line = _read_line(diagnostic.path, diagnostic.line, lines) if full and not diagnostic.cell else None
             out.append(format_diagnostic(diagnostic, mode, source_line, colour))
     return "\n".join(out) + ("\n" if out else "")
 
