@@ -20,6 +20,9 @@ from gradlint.suppressions import filter_suppressed, skips_file
 
 MAX_FIX_ROUNDS = 10
 PARALLEL_THRESHOLD = 8  # below this many files a process pool costs more than it saves
+# Files no rule wants are only syntax-checked up to this size: ast.parse of a generated 10 MB
+# data file can take half a minute and gigabytes, for a file gradlint has nothing to say about.
+SYNTAX_CHECK_LIMIT = 1_000_000
 
 
 @dataclass
@@ -64,7 +67,8 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
         return []
     wanted = [rule for rule in rules if rule.wants(text)]
     if not wanted:
-        parse_ast(source)  # still report syntax errors in files no rule wants
+        if len(text) <= SYNTAX_CHECK_LIMIT:
+            parse_ast(source)  # still report syntax errors in files no rule wants
         return []
     ctx = FileContext(source, index_file(source), settings)
     diagnostics: list[Diagnostic] = []
