@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -153,7 +154,9 @@ class FileIndex:
 
 def parse_ast(source: SourceFile) -> ast.Module:
     try:
-        return ast.parse(source.text, filename=source.path)
+        with warnings.catch_warnings():  # SyntaxWarnings about the user's code are not ours to print
+            warnings.simplefilter("ignore")
+            return ast.parse(source.text, filename=source.path)
     except SyntaxError as exc:
         line = exc.lineno or 0
         # CPython counts the offset from 1 (in characters for str input)
