@@ -72,7 +72,12 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
 
         base = settings.root if settings.config_path else os.getcwd()
         cache = Cache(cache_dir or os.path.join(base, ".gradlint_cache"), settings)
-    results = lint_paths(found.files, settings, mode, jobs, cache)
+    progress = None
+    if sys.stderr.isatty() and len(found.files) >= 200:  # none in CI or pipes
+        def progress(done: int, total: int) -> None:
+            if done % 25 == 0 or done == total:
+                click.echo(f"\rlinting {done}/{total} files", err=True, nl=done == total)
+    results = lint_paths(found.files, settings, mode, jobs, cache, progress)
     if run_verify:
         reports = _run_verification(results, settings, (), (), "cpu", 60.0, 8192)
         verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}

@@ -211,7 +211,7 @@ def _lint_one(args: tuple[str, Settings, FixMode]) -> FileResult:
 
 
 def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode(), jobs: int | None = None,
-               cache=None) -> list[FileResult]:
+               cache=None, progress=None) -> list[FileResult]:
     """Lint many files; in a process pool when there are enough of them. Output order is the
     order of `files`, whatever order the workers finish in. With a `Cache`, unchanged files
     are answered from it (in this process, without starting workers) and new results stored."""
@@ -224,12 +224,19 @@ def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode
     if jobs is None:
         jobs = os.cpu_count() or 1
     jobs = max(1, min(jobs, len(todo) or 1))
+    fresh: list[FileResult] = []
     if jobs == 1 or len(todo) < PARALLEL_THRESHOLD:
-        fresh = [lint_file(files[i], settings, mode) for i in todo]
+        for i in todo:
+            fresh.append(lint_file(files[i], settings, mode))
+            if progress:
+                progress(len(fresh), len(todo))
     else:
         chunksize = max(1, len(todo) // (jobs * 8))
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            fresh = list(pool.map(_lint_one, [(files[i], settings, mode) for i in todo], chunksize=chunksize))
+            for result in pool.map(_lint_one, [(files[i], settings, mode) for i in todo], chunksize=chunksize):
+                fresh.append(result)
+                if progress:
+                    progress(len(fresh), len(todo))
     for index, result in zip(todo, fresh):
         results[index] = result
         if cache is not None and not mode.active:
