@@ -34,6 +34,10 @@ def scrubbed_environment(home: str) -> dict[str, str]:
     return env
 
 
+class WorkerStartError(RuntimeError):
+    pass
+
+
 class Worker:
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
         self.timeout = timeout
@@ -63,11 +67,40 @@ class Worker:
             start_new_session=True, preexec_fn=self._limits if os.name == "posix" else None,
         )
         stderr.close()
+        ready = self._read_line(max(120.0, self.timeout))
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            self.stop()
+            raise WorkerStartError(ready.get("error") if isinstance(ready, dict) else "the worker did not start")
+
+    def _read_line(self, timeout: float) -> dict:
+        assert self.process is not None and self.process.stdout
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return {"status": "error", "timeout": True}
+                if not selector.select(timeout=remaining):
+                    continue
+                chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    return {"status": "error", "eof": True}
+                buffer += chunk
+                if b"\n" in buffer:
+                    return json.loads(buffer.split(b"\n", 1)[0])
+        finally:
+            selector.close()
 
     def request(self, payload: dict) -> dict:
         """Send one request; the reply, or an error reply if the worker hangs, dies or fails."""
         if self.process is None or self.process.poll() is not None:
-            self.start()
+            try:
+                self.start()
+            except WorkerStartError as exc:
+                return {"status": "error", "error": f"the verifier's worker could not start: {exc}"}
         assert self.process is not None and self.process.stdin and self.process.stdout
         self._next += 1
         payload = {**payload, "id": self._next}
@@ -76,29 +109,14 @@ class Worker:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             return self._died()
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + self.timeout
-        buffer = b""
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.stop()
-                    return {"status": "error", "error": f"timed out after {self.timeout:g} s (a hang or a very slow model); "
-                                                        "raise --timeout if the model is just large"}
-                if not selector.select(timeout=remaining):
-                    continue
-                chunk = os.read(self.process.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    return self._died()
-                buffer += chunk
-                if b"\n" in buffer:
-                    line = buffer.split(b"\n", 1)[0]
-                    reply = json.loads(line)
-                    return reply
-        finally:
-            selector.close()
+        reply = self._read_line(self.timeout)
+        if reply.get("timeout"):
+            self.stop()
+            return {"status": "error", "error": f"timed out after {self.timeout:g} s (a hang or a very slow model); "
+                                                "raise --timeout if the model is just large"}
+        if reply.get("eof"):
+            return self._died()
+        return reply
 
     def _died(self) -> dict:
         code = self.process.wait(timeout=5) if self.process else None

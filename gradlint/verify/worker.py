@@ -241,6 +241,10 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    import torch  # noqa: F401 - imported once, before the first model's timeout starts
+
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
