@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
-from gradlint.rules._clipping import clip_fix, describe_call, where
+from gradlint.rules._clipping import describe_call, step_diagnostic, where
 from gradlint.rules.base import Option, Rule
 
 MAX_NORM = Option("max-norm", float, 1.0, "the `max_norm` the fix passes to `clip_grad_norm_`")
@@ -68,7 +68,4 @@ optimizer.step()
                 f"`{describe_call(ctx, step)}` runs after {where(ctx, finding.backward)} with no "
                 "gradient clipping in between: one exploding gradient becomes one huge update"
             )
-            fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
-            models = sorted(c for c in analysis.model_classes(step) if c in ctx.models.module_classes)
-            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor,
-                                 subject=models[0] if models else None)
+            yield step_diagnostic(self, ctx, analysis, finding, message)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
-from gradlint.rules._clipping import clip_fix, describe_call, where
+from gradlint.rules._clipping import describe_call, step_diagnostic, where
 from gradlint.rules.base import Rule
 from gradlint.rules.gl101_missing_clip import MAX_NORM
 
@@ -64,7 +64,4 @@ optimizer.step()
                 f"{where(ctx, finding.backward)} with no gradient clipping: gradients through "
                 "time can grow exponentially with sequence length"
             )
-            fix = clip_fix(ctx, analysis, finding, self.settings["max-norm"])
-            models = sorted(c for c in analysis.model_classes(step) if c in ctx.models.module_classes)
-            yield ctx.diagnostic(self.code, step.segment, step.call, message, self.severity, fix, step.anchor,
-                                 subject=models[0] if models else None)
+            yield step_diagnostic(self, ctx, analysis, finding, message)

@@ -7,6 +7,18 @@ from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
 
 
+def first_per_source(ctx: FileContext, kinds: tuple[str, ...]):
+    """(model input, its taints of `kinds`) once per data source (an env, a file): the first
+    model call each source reaches."""
+    reported: set[frozenset] = set()
+    for found in ctx.dataflow.model_inputs:
+        taints = {t for t in found.taints if t.kind in kinds}
+        key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
+        if taints and key not in reported:
+            reported.add(key)
+            yield found, taints
+
+
 def describe_sources(taints) -> str:
     first = min(taints, key=lambda t: t.line)
     return f"`{first.source}` (line {first.line})"
@@ -77,13 +89,7 @@ action = policy(torch.as_tensor(obs))
         return file_may_feed(text)
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
-        reported: set[tuple] = set()
-        for found in ctx.dataflow.model_inputs:
-            taints = {t for t in found.taints if t.kind in ("obs", "features")}
-            key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
-            if not taints or key in reported:
-                continue  # one finding per data source (an env, a file): the first model it reaches
-            reported.add(key)
+        for found, taints in first_per_source(ctx, ("obs", "features")):
             kind = "observations" if any(t.kind == "obs" for t in taints) else "features"
             message = (
                 f"raw {kind} from {describe_sources(taints)} reach `{found.model}` with no normalization "

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
-from gradlint.rules.gl401_unnormalized_inputs import describe_sources
+from gradlint.rules.gl401_unnormalized_inputs import describe_sources, first_per_source
 
 
 class UnscaledImages(Rule):
@@ -63,13 +63,7 @@ q = q_net(torch.as_tensor(obs).float())
         return file_may_feed(text)
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
-        reported: set[tuple] = set()
-        for found in ctx.dataflow.model_inputs:
-            taints = {t for t in found.taints if t.kind == "image"}
-            key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
-            if not taints or key in reported:
-                continue  # one finding per data source (an env, a file): the first model it reaches
-            reported.add(key)
+        for found, taints in first_per_source(ctx, ("image",)):
             message = (
                 f"uint8 frames from {describe_sources(taints)} reach `{found.model}` without `/ 255`: "
                 "inputs ~100x unit scale make the first layer's gradients ~100x too large; divide "
