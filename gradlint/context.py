@@ -82,8 +82,22 @@ class FileContext:
 
     @cached_property
     def segments(self) -> list[Segment]:
+        from gradlint.analysis.cst_walk import set_text_source
+
         chosen = select_statements(self.source, self.index, SEGMENT_TRIGGER)
-        return parse_segments(self.source, self.index, chosen)
+        segments = parse_segments(self.source, self.index, chosen)
+        set_text_source(self._statement_text)
+        return segments
+
+    def _statement_text(self, node: cst.CSTNode) -> str | None:
+        """The file's text of a statement (classes, functions, methods) via its ast twin."""
+        for segment in self.segments if "segments" in self.__dict__ else ():
+            twin = segment.ast_twin(node)
+            if twin is not None:
+                line, col, end_line, end_col = self._ast_span(twin)
+                start = self.source.offset(getattr(twin, "decorator_list", None) and twin.decorator_list[0].lineno or line, 0)
+                return self.source.text[start : self.source.offset(end_line, end_col)]
+        return None
 
     def function_segment(self, name: str) -> Segment | None:
         """A top-level function the segment selection left out, parsed on demand (once)."""

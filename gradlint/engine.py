@@ -70,6 +70,9 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
         if len(text) <= SYNTAX_CHECK_LIMIT:
             parse_ast(source)  # still report syntax errors in files no rule wants
         return []
+    from gradlint.analysis.cst_walk import clear_cache
+
+    clear_cache()
     ctx = FileContext(source, index_file(source), settings)
     diagnostics: list[Diagnostic] = []
     for rule in wanted:
@@ -85,6 +88,7 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
                 f"internal error in {rule.code} ({type(exc).__name__}: {exc} at "
                 f"{os.path.basename(where.filename)}:{where.lineno}); please report it"
             ) from None
+    clear_cache()
     diagnostics = filter_suppressed(source, diagnostics)
     diagnostics.sort(key=Diagnostic.sort_key)
     return diagnostics

@@ -68,12 +68,50 @@ def child_list(node: cst.CSTNode) -> list[cst.CSTNode]:
     return result
 
 
+_EMPTY = cst.Module(body=[])
+_TEXT_OF = None  # set per file by the engine: slices the source instead of generating code
+
+
+def set_text_source(function) -> None:
+    global _TEXT_OF
+    _TEXT_OF = function
+
+
+def text_of(node: cst.CSTNode) -> str:
+    """The source text of a statement-level node (the file's own text where the engine gave a
+    way to slice it; libcst's code generation, which costs like a visitor pass, otherwise)."""
+    if _TEXT_OF is not None:
+        text = _TEXT_OF(node)
+        if text is not None:
+            return text
+    return _EMPTY.code_for_node(node)
+
+
+_CALLS: dict[int, tuple[cst.CSTNode, list]] = {}  # the analyses of one file ask for the same calls
+
+
+def clear_cache() -> None:
+    """Forget the memo (the engine calls this once per file: node ids are reused later)."""
+    global _TEXT_OF
+    _CALLS.clear()
+    _TEXT_OF = None
+
+
 def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cst.Call, bool]]:
     """Calls in evaluation order (receiver, then arguments, then the call itself).
 
     Lambda bodies are skipped (they do not run here); calls inside comprehensions are
-    yielded with `in_closure=True`.
+    yielded with `in_closure=True`. Memoised per node for the file being linted.
     """
+    key = id(node)
+    hit = _CALLS.get(key)
+    if hit is None or hit[0] is not node or hit[1][0] != in_closure:
+        hit = (node, [in_closure, list(_iter_calls(node, in_closure))])
+        _CALLS[key] = hit
+    return iter(hit[1][1])
+
+
+def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cst.Call, bool]]:
     # an explicit stack: post-order without a generator per node
     stack: list[tuple[cst.CSTNode, bool, bool]] = [(node, in_closure, False)]
     while stack:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from gradlint.analysis.cst_walk import children, iter_calls, target_names
+from gradlint.analysis.cst_walk import children, iter_calls, target_names, text_of
 from gradlint.analysis.imports import ImportTable, dotted, receiver_text
 from gradlint.analysis.models import ModelAnalysis
 from gradlint.analysis.project import (
@@ -161,7 +161,7 @@ class DataFlow:
                 self._function_segments[name] = segment
         if node is None:
             return None
-        summary = summarize_function_text(cst.Module([]).code_for_node(node))
+        summary = summarize_function_text(text_of(node))
         self._function_summaries[name] = summary
         return summary
 
@@ -363,7 +363,7 @@ class DataFlow:
                     facts.normalizes_reward |= summary.normalizes_reward
                     facts.image |= summary.image
                 elif last in self._classes and "env" in name_tokens(last) and not made:
-                    text = cst.Module([]).code_for_node(self._classes[last])  # an env class of this file
+                    text = text_of(self._classes[last])  # an env class of this file
                     summary = summarize_function_text(text)
                     facts = facts or EnvFacts()
                     made = True

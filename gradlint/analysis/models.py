@@ -14,7 +14,7 @@ from typing import Any
 
 import libcst as cst
 
-from gradlint.analysis.cst_walk import iter_calls, iter_names, target_names
+from gradlint.analysis.cst_walk import iter_calls, iter_names, target_names, text_of
 from gradlint.analysis.imports import ImportTable, dotted, receiver_text
 from gradlint.analysis.values import UNKNOWN, evaluate, gain_for, known
 from gradlint.prepass import Segment
@@ -638,7 +638,7 @@ class _ClassBuilder:
                         layer.inits.append(init_)
         self.description.squashes_somewhere = self._squashes_anywhere()
         if self.node is not None and self.description.bound_hint is None:
-            text = cst.Module([]).code_for_node(self.node)
+            text = text_of(self.node)
             if "action_space.high" in text:
                 self.description.bound_hint = "`action_space.high`"
         self.forward()

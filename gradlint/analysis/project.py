@@ -114,10 +114,12 @@ def model_normalizes_input(model, text: str) -> bool:
     try:
         import libcst as cst
 
+        from gradlint.analysis.cst_walk import text_of
+
         # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
         for statement in node.body.body:  # type: ignore[union-attr]
             if isinstance(statement, cst.FunctionDef) and statement.name.value != "__init__":
-                if _normalizes_text(cst.Module([]).code_for_node(statement)):
+                if _normalizes_text(text_of(statement)):
                     return True
     except AttributeError:
         return False
