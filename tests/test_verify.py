@@ -172,6 +172,8 @@ def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_pa
         "hangs.py": "while True: pass",
         "exits.py": "os._exit(3)",
         "allocates.py": "self.blob = bytearray(10 ** 12)",
+        "writes.py": f"open({str(tmp_path / 'WRITTEN')!r}, 'w').write('x')",
+        "connects.py": "import socket; socket.create_connection(('127.0.0.1', 9))",
         "after.py": "pass",
     }
     paths = []
@@ -187,9 +189,12 @@ def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_pa
     assert "timed out after 8 s" in by_file["hangs.py"].error
     assert "exited with code 3" in by_file["exits.py"].error
     assert "MemoryError" in by_file["allocates.py"].error
+    assert "writing" in by_file["writes.py"].error and not (tmp_path / "WRITTEN").exists()
+    assert "network use is not allowed" in by_file["connects.py"].error
     assert by_file["after.py"].verdicts[0].verdict == "not confirmed"  # a fresh worker took over
     assert not (tmp_path / "TOP_LEVEL_RAN").exists()
-    assert all(v.verdict == "not verified" for name in ("raises.py", "hangs.py", "exits.py", "allocates.py")
+    assert all(v.verdict == "not verified" for name in ("raises.py", "hangs.py", "exits.py", "allocates.py", "writes.py",
+                                                        "connects.py")
                for v in by_file[name].verdicts)
 
 

@@ -243,6 +243,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     import torch  # noqa: F401 - imported once, before the first model's timeout starts
 
+    _confine(os.getcwd())
     protocol.write(json.dumps({"ready": True}) + "\n")
     protocol.flush()
     for line in sys.stdin:
@@ -256,6 +257,41 @@ def main() -> None:
             reply = {"id": request["id"], "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
         protocol.write(json.dumps(reply, default=_json_default) + "\n")
         protocol.flush()
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_PATH_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink", "os.link",
+                "os.truncate", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
+_NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo"}
+
+
+def _confine(directory: str) -> None:
+    """From here on, Python-level writes outside `directory` and any network use raise
+    PermissionError (an audit hook: code in C extensions is not covered)."""
+    allowed = (os.path.realpath(directory) + os.sep, os.devnull)
+
+    def inside(path) -> bool:
+        if isinstance(path, int):
+            return True  # an already-open descriptor
+        try:
+            real = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return False
+        return real.startswith(allowed[0]) or real == allowed[1]
+
+    def hook(event, args):
+        if event == "open" and args:
+            path, mode, flags = (list(args) + [None, None])[:3]
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS)
+            if writes and not inside(path):
+                raise PermissionError(f"gradlint verify: writing {path} is not allowed (only the temporary directory)")
+        elif event in _PATH_EVENTS and args and not inside(args[0]):
+            raise PermissionError(f"gradlint verify: {event} on {args[0]} is not allowed")
+        elif event in _NETWORK_EVENTS:
+            raise PermissionError("gradlint verify: network use is not allowed while building models")
+
+    sys.addaudithook(hook)
 
 
 def _json_default(value):
