@@ -285,12 +285,19 @@ def training_run(model: nn.Module, inputs: list[torch.Tensor], optimizer: str, l
             torch.nn.utils.clip_grad_norm_(copy_.parameters(), clip)
         opt.step()
     finite = sorted(n for n in norms if n is not None)
-    median = finite[len(finite) // 2] if finite else None
+    # a spike: a norm far above the median of the norms before it (after a warm-up, since the
+    # first steps of any fit have the largest gradients), as GradMonitor detects it in training
+    spike = None
+    for index in range(10, len(norms)):
+        history = sorted(n for n in norms[:index] if n is not None)
+        if norms[index] is not None and history and history[len(history) // 2] > 0:
+            ratio = norms[index] / history[len(history) // 2]
+            spike = ratio if spike is None else max(spike, ratio)
     return {
         "grad_norms": norms,
         "losses": losses,
         "nonfinite": nonfinite,
-        "spike_ratio": (max(finite) / median) if finite and median else None,
+        "spike_ratio": spike,
         "max_grad_norm": max(finite) if finite else None,
         "diverged": nonfinite or (losses[0] is not None and losses[-1] is not None and losses[-1] > 10 * losses[0]),
     }
