@@ -10,7 +10,7 @@ import pytest
 from gradlint.config import Settings
 from gradlint.context import FileContext
 from gradlint.prepass import index_file
-from gradlint.source import SourceFile, read_source
+from gradlint.source import SourceFile
 from tests.conftest import FIXTURES
 
 TRICKY = textwrap.dedent('''\

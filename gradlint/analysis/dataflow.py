@@ -15,7 +15,7 @@ buffer filled in one function and sampled in another is seen.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libcst as cst
 
@@ -58,9 +58,6 @@ class Taint:
 
     def normalize(self) -> "Taint":
         return Taint(self.kind, self.source, self.line, True)
-
-
-Taints = frozenset
 
 
 @dataclass(eq=False)
@@ -527,7 +524,7 @@ class DataFlow:
         right = self._taint(node.right, env, statement)
         operator = node.operator
         if isinstance(operator, cst.Divide):
-            if isinstance(_strip_parens(node.left), cst.BinaryOperation) and isinstance(_strip_parens(node.left).operator, cst.Subtract):
+            if isinstance(node.left, cst.BinaryOperation) and isinstance(node.left.operator, cst.Subtract):
                 return _normalized(left)  # (x - mean) / std
             if _is_big_number(node.right) or _scale_name(node.right):
                 return _normalized(left)  # x / 255, x / obs_scale
@@ -602,10 +599,6 @@ def _normalized(taints: frozenset) -> frozenset:
     return frozenset(t.normalize() for t in taints)
 
 
-def _strip_parens(node):
-    return node
-
-
 def _is_big_number(node) -> bool:
     value = _number(node)
     return value is not None and value >= 100
@@ -661,5 +654,4 @@ def _binary(operator: cst.BaseAugOp) -> cst.BaseBinaryOp:
     return mapping.get(type(operator), cst.Add)()
 
 
-# keep a stable public name for the taint set type
-__all__ = ["DataFlow", "EnvFacts", "ModelInput", "RewardTarget", "Taint", "Taints", "field"]
+__all__ = ["DataFlow", "EnvFacts", "ModelInput", "RewardTarget", "Taint"]

@@ -5,11 +5,9 @@ gradients really grow. The linter never imports this package's torch-using modul
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradlint.diagnostics import Diagnostic
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
 INSTALL_HINT = "gradlint verify needs torch: pip install 'gradlint[verify]'"
@@ -47,8 +45,6 @@ def verify_model(model, example_inputs, codes=("GL201", "GL301", "GL101", "GL401
     list of tensors) and returns {"figures": ..., "verdicts": [...]}. No isolation: it is your
     own object, in your own process.
     """
-    import torch
-
     from gradlint.verify import probes
 
     inputs = list(example_inputs) if isinstance(example_inputs, (list, tuple)) else [example_inputs]
@@ -68,8 +64,7 @@ def verify_model(model, example_inputs, codes=("GL201", "GL301", "GL101", "GL401
         figures["training"] = {"optimizer": "Adam", "lr": 1e-3,
                                "without_clip": probes.training_run(model, inputs, "Adam", 1e-3, 40, None, 100.0),
                                "with_clip": probes.training_run(model, inputs, "Adam", 1e-3, 40, 1.0, 100.0)}
-    del torch
     return {"figures": figures, "verdicts": [decide(code, figures, thresholds).to_dict() for code in sorted(codes)]}
 
 
-__all__ = ["ModelReport", "verify_model", "torch_available", "INSTALL_HINT", "NOT_VERIFIED", "Diagnostic", "os"]
+__all__ = ["ModelReport", "verify_model", "torch_available", "INSTALL_HINT", "NOT_VERIFIED"]
