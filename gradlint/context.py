@@ -62,10 +62,14 @@ def file_may_model(text: str) -> bool:
     return "nn" in text and ("torch" in text or "Module" in text)
 
 
+_FEED = re.compile(r"\.reset\(|\.step\(|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap")
+
+
 def file_may_feed(text: str) -> bool:
     """The documented skip criterion of the data rules: data enters the file from an
-    environment (`.reset(`/`.step(`) or from disk (`read_csv`, `np.load`, ...)."""
-    return ".reset(" in text or ".step(" in text or "read_" in text or "load" in text
+    environment (`.reset(`/`.step(`) or from disk (`pd.read_csv` and the other pandas readers,
+    `np.load`/`loadtxt`/`genfromtxt`/`memmap`)."""
+    return _FEED.search(text) is not None
 
 
 def file_may_train(text: str) -> bool:
@@ -123,7 +127,7 @@ class FileContext:
         from gradlint.analysis.models import ModelAnalysis
         from gradlint.analysis.values import module_constants
 
-        return ModelAnalysis(self.index.imports, self.segments, module_constants(self.index.tree))
+        return ModelAnalysis(self.index.imports, self.segments, module_constants(self.index.tree), self.source.text)
 
     def analysis_name(self, node: cst.BaseExpression) -> str | None:
         """torch's short name for a callee (`nn.Softsign` -> `Softsign`), as the models see it."""

@@ -113,12 +113,16 @@ class DataFlow:
         self._returned_positions: dict[str, list[frozenset]] = {}
         self._function_segments: dict[str, Segment] = {}
         self._collect_definitions()
-        for final in (False, True):
-            self._final = final
+        # a second pass only when the first learnt something later code depends on: a buffer
+        # filled in one function and sampled in another, what a function returns
+        self._final = True
+        for attempt in range(2):
             self.model_inputs, self.reward_targets = [], []
             for segment in segments:
                 self.segment = segment
                 self._block(segment.module.body, {}, None)
+            if not (self.buffers or self._returned or self._positional):
+                break
 
     # definitions --------------------------------------------------------------------------
 

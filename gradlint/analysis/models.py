@@ -329,8 +329,10 @@ def _prod(value: Any, dims: int) -> Any:
 class ModelAnalysis:
     """Every model of one file."""
 
-    def __init__(self, imports: ImportTable, segments: list[Segment], constants: dict[str, Any]) -> None:
+    def __init__(self, imports: ImportTable, segments: list[Segment], constants: dict[str, Any],
+                 text: str | None = None) -> None:
         self.imports = imports
+        self.text = text
         self.constants = constants
         self.classes: dict[str, tuple[cst.ClassDef, Segment]] = {}
         self.functions: dict[str, tuple[cst.FunctionDef, Segment]] = {}
@@ -401,6 +403,8 @@ class ModelAnalysis:
 
     def _scan_outside_models(self, segments: list[Segment]) -> None:
         """`nn.Sequential(...)` outside classes, init calls in free functions, Softsign anywhere."""
+        if self.text is not None and not any(m in self.text for m in ("oftsign", "Sequential", "init", "normal_", "uniform_", "fill_")):
+            return  # nothing to find: skip the walk
         for segment in segments:
             for statement in segment.module.body:
                 self._scan_statement(statement, segment, None)
