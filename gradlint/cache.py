@@ -26,6 +26,18 @@ CACHEDIR_TAG = (
 )
 
 
+def _code_fingerprint() -> str:
+    """gradlint's own files (name, size, mtime): an edited checkout is not the same version."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for directory, _, names in os.walk(package):
+        for name in sorted(names):
+            if name.endswith(".py"):
+                stat = os.stat(os.path.join(directory, name))
+                parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(sorted(parts))
+
+
 def file_hash(path: str) -> str | None:
     try:
         with open(path, "rb") as handle:
@@ -37,8 +49,8 @@ def file_hash(path: str) -> str | None:
 class Cache:
     def __init__(self, directory: str, settings: Settings) -> None:
         self.root = directory
-        settings_key = hashlib.sha256(settings.fingerprint().encode()).hexdigest()[:16]
-        self.directory = os.path.join(directory, __version__, settings_key)
+        key = hashlib.sha256((settings.fingerprint() + _code_fingerprint()).encode()).hexdigest()[:16]
+        self.directory = os.path.join(directory, __version__, key)
 
     def _prepare(self) -> None:
         os.makedirs(self.directory, exist_ok=True)

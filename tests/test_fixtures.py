@@ -23,7 +23,7 @@ BAD = [p for p in ALL_FIXTURES if p.stem.endswith(("_no_clip", "_wrong_order"))]
 
 def test_check_on_fixtures_matches_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(main, ["check", "--format", "concise", "fixtures/"])
+    result = CliRunner().invoke(main, ["check", "--no-cache", "--format", "concise", "fixtures/"])
     assert result.exit_code == 1
     assert result.output == SNAPSHOT.read_text()
 

@@ -113,15 +113,16 @@ class DataFlow:
         self._returned_positions: dict[str, list[frozenset]] = {}
         self._function_segments: dict[str, Segment] = {}
         self._collect_definitions()
-        # a second pass only when the first learnt something later code depends on: a buffer
-        # filled in one function and sampled in another, what a function returns
+        # a second pass only when the first learnt something code before it depends on: an env
+        # or a model built in main() and used in an earlier function, a buffer filled in one
+        # function and sampled in another, what a function returns
         self._final = True
-        for attempt in range(2):
+        for _ in range(2):
             self.model_inputs, self.reward_targets = [], []
             for segment in segments:
                 self.segment = segment
                 self._block(segment.module.body, {}, None)
-            if not (self.buffers or self._returned or self._positional):
+            if not (self.buffers or self._returned or self._positional or self.envs or self.model_classes):
                 break
 
     # definitions --------------------------------------------------------------------------
