@@ -51,17 +51,22 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--verify", "run_verify", is_flag=True, help="Also run `gradlint verify` and mark each finding with its verdict.")
 @click.option("--no-cache", is_flag=True, envvar="GRADLINT_NO_CACHE", help="Lint every file again; read and write no cache.")
+@click.option("--watch", is_flag=True, help="Lint again whenever a file under PATHS changes (Ctrl-C stops).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), envvar="GRADLINT_CACHE_DIR",
               help="Where to keep the cache (default: .gradlint_cache next to the config, or in the current directory).")
 def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
           config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
-          jobs, quiet, run_verify, no_cache, cache_dir) -> None:
+          jobs, quiet, run_verify, no_cache, watch, cache_dir) -> None:
     """Lint PATHS (files or directories; default: the current directory)."""
     from gradlint.discovery import discover
     from gradlint.engine import FixMode, lint_paths
 
     paths = list(paths) or ["."]
     settings = _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes)
+    if watch:
+        if fix or diff or run_verify:
+            _fail("--watch only reports; it does not combine with --fix, --diff or --verify")
+        _watch(paths, settings, force_exclude, jobs, no_cache, cache_dir, output_format)
     mode = FixMode(apply=fix and not diff, diff=diff, unsafe=settings.unsafe_fixes)
     found = discover(paths, settings, force_exclude)
     for missing in found.missing:
@@ -107,6 +112,47 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
     if exit_non_zero_on_fix and fixed:
         sys.exit(1)
     sys.exit(0 if exit_zero or remaining == 0 else 1)
+
+
+def _watch(paths, settings, force_exclude, jobs, no_cache, cache_dir, output_format) -> None:
+    """Poll the files' modification times (no extra dependency) and lint again on a change."""
+    import time
+
+    from gradlint.cache import Cache
+    from gradlint.discovery import discover
+    from gradlint.engine import FixMode, lint_paths
+
+    base = settings.root if settings.config_path else os.getcwd()
+    cache = None if no_cache else Cache(cache_dir or os.path.join(base, ".gradlint_cache"), settings)
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        stamps = {}
+        for path in discover(paths, settings, force_exclude).files:
+            try:
+                stat = os.stat(path)
+                stamps[path] = (stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                continue
+        return stamps
+
+    previous: dict[str, tuple[int, int]] | None = None
+    try:
+        while True:
+            current = snapshot()
+            if current != previous:
+                changed = len(current) if previous is None else sum(
+                    1 for p in set(current) | set(previous) if current.get(p) != previous.get(p))
+                results = lint_paths(sorted(current), settings, FixMode(), jobs, cache)
+                click.echo(f"[{time.strftime('%H:%M:%S')}] {changed} file(s) changed; {len(current)} checked")
+                for result in results:
+                    if result.error:
+                        click.echo(f"gradlint: error: {result.error}", err=True)
+                _report(results, FixMode(), output_format, None, False, False, False)
+                sys.stdout.flush()
+                previous = current
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        sys.exit(0)
 
 
 def _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes=None):

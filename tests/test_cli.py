@@ -255,3 +255,22 @@ def test_python_dash_m_and_no_torch_import(project: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=60)
     assert proc.stdout.splitlines()[-2:] == ["exit 1", "False"], proc.stdout + proc.stderr
     assert "GL101" in proc.stdout
+
+
+def test_watch_lints_again_when_a_file_changes(project: Path) -> None:
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "gradlint", "check", "--watch", "--no-cache", "good.py"],
+                               cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = process.stdout.readline()
+        assert "1 file(s) changed; 1 checked" in first
+        assert process.stdout.readline().strip() == "All checks passed!"
+        time.sleep(0.2)
+        (project / "good.py").write_text(BAD)
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert "1 file(s) changed" in lines[0]
+        assert lines[1].startswith("good.py:5:5: GL101")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
