@@ -268,3 +268,27 @@ def test_explain_model_command(tmp_path) -> None:
     data = json.loads(CliRunner().invoke(main, ["explain-model", "--format", "json", str(path)]).output)
     assert data[0]["path"] == ["input:x", "seq.0:Linear", "act:relu", "seq.2:Linear"]
     assert data[0]["layers"][0]["fan_in"] == 4
+
+
+def test_module_list_from_concatenated_lists_and_enumerate_index() -> None:
+    # NeRF's shape: a ModuleList built by list concatenation with a conditional element,
+    # walked with `for i, l in enumerate(...)` and indexed with `self.layers[i]`
+    models = describe("""
+        class NeRFLike(nn.Module):
+            def __init__(self, D=8, W=64, input_ch=3, skips=[4]):
+                super().__init__()
+                self.skips = skips
+                self.pts_linears = nn.ModuleList(
+                    [nn.Linear(input_ch, W)] + [nn.Linear(W, W) if i not in self.skips else nn.Linear(W + input_ch, W) for i in range(D - 1)])
+
+            def forward(self, x):
+                input_pts, views = torch.split(x, [3, 3], dim=-1)
+                h = input_pts
+                for i, l in enumerate(self.pts_linears):
+                    h = self.pts_linears[i](h)
+                    h = F.relu(h)
+                    if i in self.skips:
+                        h = torch.cat([input_pts, h], -1)
+                return h
+    """)
+    assert len(models["NeRFLike"].weight_layers()) == 8

@@ -53,7 +53,8 @@ SQUASHING = {"tanh", "sigmoid", "hardtanh", "softsign", "clamp", "hardsigmoid", 
 PASS_THROUGH = {
     "view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous",
     "float", "double", "half", "to", "dropout", "clone", "expand", "expand_as", "type_as",
-    "view_as", "reshape_as", "cuda", "cpu", "squeeze_", "unsqueeze_", "alpha_dropout",
+    "view_as", "reshape_as", "cuda", "cpu", "squeeze_", "unsqueeze_", "alpha_dropout", "split",
+    "chunk", "unbind", "narrow",
 }
 MERGES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "mul"}
 INIT_FUNCTIONS = {
@@ -911,6 +912,9 @@ class _ClassBuilder:
                 local[name] = UNKNOWN
             layer = self.layer_from(value.elt, "item", local, lists, statement)
             return self._repeat(layer, inner) if layer is not None else []
+        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):  # [a] + [b for ...]
+            return (self.list_items(value.left, env, lists, multiplicity, statement)
+                    + self.list_items(value.right, env, lists, multiplicity, statement))
         if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
             count = evaluate(value.right, env)
             items = self.list_items(value.left, env, lists, multiplicity, statement)
@@ -927,6 +931,8 @@ class _ClassBuilder:
             if default is not None and default is not value:
                 return self.layer_from(default, name, env, lists, statement)
             return None
+        if isinstance(value, cst.IfExp):  # `nn.Linear(w, w) if i not in skips else nn.Linear(w + c, w)`
+            return self.layer_from(value.body, name, env, lists, statement)
         if isinstance(value, cst.Lambda):
             body = value.body
             params = [p.name.value for p in value.params.params]
@@ -1176,10 +1182,11 @@ class _ClassBuilder:
                 env[name] = carried
             self.run(statement.body.body, env, True)
             return
-        for element in elements[:256]:  # a loop over layers: unrolled, and not a recurrence
+        enumerated = isinstance(statement.iter, cst.Call) and (dotted(statement.iter.func) or "") == "enumerate"
+        for position, element in enumerate(elements[:256]):  # a loop over layers: unrolled, not a recurrence
             env[names[-1]] = element
             if len(names) > 1:
-                env[names[0]] = UNKNOWN
+                env[names[0]] = _Index(position) if enumerated else UNKNOWN
             self.run(statement.body.body, env, False)
 
     def loop_elements(self, iterable, env) -> list | None:
@@ -1273,6 +1280,8 @@ class _ClassBuilder:
             container = self.layer_of(func.value)
             if container is not None and container.children:
                 index = func.slice[0].slice if func.slice else None
+                if isinstance(index, cst.Index):
+                    index = index.value
                 position = self._index(index, env)
                 if position is not None and -len(container.children) <= position < len(container.children):
                     layer = container.children[position]
