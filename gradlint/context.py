@@ -116,6 +116,20 @@ class FileContext:
                     break
         return cache[name]
 
+    def project_model_file(self, name: str) -> str | None:
+        """The sibling module that defines the model class `name` this file imports, if any."""
+        from gradlint.analysis.project import resolve_module, summarize_module
+
+        target = self.index.imports.names.get(name)
+        if not target or "." not in target:
+            return None
+        module, _, attr = target.rpartition(".")
+        path = resolve_module(self.source.path, module, self.settings.root)
+        summary = summarize_module(path) if path else None
+        if summary is not None and attr in summary.classes and summary.classes[attr].is_model:
+            return path
+        return None
+
     @cached_property
     def training(self) -> "TrainingAnalysis":
         from gradlint.analysis.training import TrainingAnalysis

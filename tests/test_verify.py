@@ -261,3 +261,14 @@ def test_linter_never_imports_torch_even_with_verify_available() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_model_imported_from_a_sibling_module_is_built_from_its_file() -> None:
+    split = FIXTURES / "models" / "split"
+    results = lint_paths([str(split / "train.py")], Settings(select=("GL1",), root=str(split)), jobs=1)
+    [diagnostic] = results[0].diagnostics
+    assert diagnostic.subject == "MLPNetwork"  # defined in networks.py, imported by train.py
+    [report] = verify_results(results, Settings(root=str(split)), Options())
+    assert report.status == "ok" and report.file.endswith("networks.py")
+    assert report.construction["source"] == "call site"  # the arguments train.py passes
+    assert report.verdicts[0].verdict in ("confirmed", "not confirmed") and report.verdicts[0].figures

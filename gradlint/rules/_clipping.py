@@ -68,7 +68,8 @@ def clip_fix(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, max
 def step_diagnostic(rule, ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, message: str):
     """The finding of GL101/GL103 at an unclipped step, with the clipping fix and the model."""
     step = finding.event
-    models = sorted(c for c in analysis.model_classes(step) if c in ctx.models.module_classes)
+    models = sorted(c for c in analysis.model_classes(step)
+                    if c in ctx.models.module_classes or ctx.project_model_file(c))
     fix = clip_fix(ctx, analysis, finding, rule.settings["max-norm"])
     return ctx.diagnostic(rule.code, step.segment, step.call, message, rule.severity, fix, step.anchor,
                           subject=models[0] if models else None)

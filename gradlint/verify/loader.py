@@ -141,7 +141,7 @@ def constructor_args(text: str, class_name: str, user: dict | None = None) -> Co
         if not required:
             return result
     else:
-        call = _resolvable_call_site(text, class_name, constants)
+        call = resolvable_call_site(text, class_name, constants)
         if call is not None:
             result.args, result.kwargs = call
             result.source = "call site"
@@ -189,7 +189,8 @@ def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
     return []
 
 
-def _resolvable_call_site(text: str, class_name: str, constants: dict) -> tuple[list, dict] | None:
+def resolvable_call_site(text: str, class_name: str, constants: dict) -> tuple[list, dict] | None:
+    """Arguments of the first call `ClassName(...)` in `text` whose arguments are all constants."""
     module = cst.parse_module(text)
     from gradlint.analysis.cst_walk import iter_calls
 

@@ -3,6 +3,7 @@ build each model, run the probes in the worker, and apply the verdict rule."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 from collections import defaultdict
@@ -12,12 +13,12 @@ from gradlint.analysis.models import BOUND_NAMES
 from gradlint.analysis.values import evaluate, known, module_constants
 from gradlint.config import Settings
 from gradlint.context import FileContext
-from gradlint.diagnostics import Diagnostic
+from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.prepass import index_file
 from gradlint.source import SourceError, read_source
 from gradlint.verify import ModelReport
-from gradlint.verify.loader import constructor_args, model_only_source
+from gradlint.verify.loader import constructor_args, model_only_source, resolvable_call_site
 from gradlint.verify.runner import Worker
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
@@ -46,7 +47,7 @@ def verify_results(results: list[FileResult], settings: Settings, options: Optio
 
 
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
-                 progress) -> list[ModelReport]:
+                 progress, call_site_text: str | None = None) -> list[ModelReport]:
     groups: dict[str | None, list[Diagnostic]] = defaultdict(list)
     for diagnostic in diagnostics:
         groups[diagnostic.subject].append(diagnostic)
@@ -60,6 +61,10 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
+        sibling = ctx.project_model_file(subject) if subject and subject not in models else None
+        if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
+            reports.extend(_verify_sibling(path, source.text, sibling, subject, codes, settings, options, worker))
+            continue
         if subject is None or subject not in models:
             reports.append(ModelReport(
                 path, subject or "(no model class)", found[0].line, "error",
@@ -69,6 +74,11 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         model = models[subject]
         line = ctx.span(model.segment, model.node, model.anchor)[0]
         construction = constructor_args(source.text, subject, options.init_args.get(subject))
+        if call_site_text is not None and construction.source != "user":  # the importing file's call
+            call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
+            if call is not None:
+                construction.args, construction.kwargs = call
+                construction.source, construction.guessed, construction.missing = "call site", {}, []
         report = ModelReport(path, subject, line, "ok", construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
             "guessed": construction.guessed})
@@ -112,6 +122,17 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         report.figures = figures
         report.verdicts = [decide(code, figures, options.thresholds) for code in codes]
         reports.append(report)
+    return reports
+
+
+def _verify_sibling(path: str, text: str, sibling: str, subject: str, codes: list[str], settings: Settings,
+                    options: Options, worker: Worker) -> list[ModelReport]:
+    """Findings of `path` about a model class defined in the sibling module `sibling`."""
+    stand_ins = [Diagnostic(sibling, 1, 1, 1, 1, code, "", Severity.INFO, None, subject) for code in codes]
+    reports = _verify_file(sibling, stand_ins, settings, options, worker, None, call_site_text=text)
+    for report in reports:
+        report.construction.setdefault("defined_in", sibling)
+        report.file = f"{path} -> {sibling}"
     return reports
 
 
