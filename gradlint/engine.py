@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import traceback
@@ -96,8 +97,6 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
 
 def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileResult:
     """Lint one file (and fix it when asked). Never raises for bad input."""
-    import hashlib
-
     from gradlint.analysis import project
 
     result = FileResult(path)
@@ -123,8 +122,6 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
 
 def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileResult) -> None:
     """A notebook: its code cells as one text; positions mapped back to cell and line."""
-    import hashlib
-
     from gradlint.notebook import load_notebook
 
     try:

@@ -457,82 +457,54 @@ def _rescaled_targets(function: cst.FunctionDef) -> set[str]:
         if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("mul_", "div_"):
             text = receiver_text(call.func.value) or ""
             found.add(text.removesuffix(".data"))
-    for small, _ in _small_statements(function.body):
+    for small in _statements(function.body):
         if isinstance(small, cst.AugAssign) and isinstance(small.operator, (cst.MultiplyAssign, cst.DivideAssign)):
             found.add((receiver_text(small.target) or "").removesuffix(".data"))
     return found
-
-
-def _small_statements(node: cst.CSTNode):
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.SimpleStatementLine):
-            for small in current.body:
-                yield small, current
-        elif isinstance(current, cst.BaseSmallStatement):
-            yield current, current
-        else:
-            stack.extend(c for c in _statement_children(current))
-
-
-def _statement_children(node: cst.CSTNode):
-    for part in ("body", "orelse", "finalbody"):
-        child = getattr(node, part, None)
-        if child is None:
-            continue
-        if isinstance(child, (cst.Else, cst.Finally)):
-            child = child.body
-        if isinstance(child, cst.BaseSuite):
-            yield from child.body
-        elif isinstance(child, (list, tuple)):
-            yield from child
-        elif isinstance(child, cst.CSTNode):
-            yield child
-    for handler in getattr(node, "handlers", ()):
-        yield from handler.body.body
-    for case in getattr(node, "cases", ()):
-        yield from case.body.body
 
 
 def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
     return any(call is inner for call, _ in iter_calls(outer))
 
 
-def _calls_with_statements(node: cst.CSTNode):
-    """(call, the small statement holding it) for every call under `node`."""
+def _statements(node: cst.CSTNode):
+    """Every small and compound statement under `node`, in source order (a compound one
+    before its bodies)."""
     stack = [node]
     while stack:
         current = stack.pop()
         if isinstance(current, cst.SimpleStatementLine):
-            for small in current.body:
-                for call, _ in iter_calls(small):
-                    yield call, small
+            yield from current.body
         elif isinstance(current, cst.BaseSmallStatement):
-            for call, _ in iter_calls(current):
-                yield call, current
-        elif isinstance(current, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+            yield current
+        elif isinstance(current, cst.BaseSuite):
             stack.extend(reversed(current.body))
         elif isinstance(current, cst.BaseCompoundStatement):
-            for field_name in ("test", "iter", "subject"):
-                header = getattr(current, field_name, None)
-                if header is not None:
-                    for call, _ in iter_calls(header):
-                        yield call, current
-            if isinstance(current, cst.With):
-                for item in current.items:
-                    for call, _ in iter_calls(item.item):
-                        yield call, current
+            yield current
+            inner = []
             for part in ("body", "orelse", "finalbody"):
                 child = getattr(current, part, None)
                 if child is not None:
-                    stack.append(child.body if isinstance(child, (cst.Else, cst.Finally)) else child)
-            for handler in getattr(current, "handlers", ()):
-                stack.append(handler.body)
-            for case in getattr(current, "cases", ()):
-                stack.append(case.body)
-        elif isinstance(current, cst.BaseSuite):
-            stack.extend(reversed(current.body))
+                    inner.append(child.body if isinstance(child, (cst.Else, cst.Finally)) else child)
+            inner.extend(handler.body for handler in getattr(current, "handlers", ()))
+            inner.extend(case.body for case in getattr(current, "cases", ()))
+            stack.extend(reversed(inner))
+
+
+def _calls_with_statements(node: cst.CSTNode):
+    """(call, the statement holding it) for every call under `node`; calls in a compound
+    statement's header (`if`, `for`, `while`, `with`, `match`) belong to that statement."""
+    for statement in _statements(node):
+        if isinstance(statement, cst.BaseSmallStatement):
+            headers = [statement]
+        else:
+            headers = [getattr(statement, name, None) for name in ("test", "iter", "subject")]
+            if isinstance(statement, cst.With):
+                headers.extend(item.item for item in statement.items)
+        for header in headers:
+            if header is not None:
+                for call, _ in iter_calls(header):
+                    yield call, statement
 
 
 def _init_from_call(analysis: ModelAnalysis, call: cst.Call, env: dict[str, Any], segment: Segment,

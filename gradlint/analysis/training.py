@@ -157,10 +157,6 @@ class FunctionInfo:
     call_events: list[Event] = field(default_factory=list)
     event_kinds: set[str] = field(default_factory=set)
 
-    @property
-    def qualname(self) -> str:
-        return f"{self.class_name}.{self.name}" if self.class_name else self.name
-
 
 @dataclass(eq=False)
 class ClassInfo:

@@ -16,7 +16,7 @@ from gradlint.context import FileContext
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.prepass import index_file
-from gradlint.source import SourceError, read_source
+from gradlint.source import read_source
 from gradlint.verify import ModelReport
 from gradlint.verify.loader import constructor_args, model_only_source, resolvable_call_site
 from gradlint.verify.runner import Worker
@@ -57,7 +57,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         ctx = FileContext(source, index_file(source), settings)
         models = {m.name: m for m in ctx.models.models if m.kind == "module"}
         text_only = model_only_source(source.text)
-    except (SourceError, Exception) as exc:  # noqa: BLE001 - reported, never raised
+    except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
