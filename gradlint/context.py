@@ -220,7 +220,7 @@ class FileContext:
                           subject: str | None = None) -> Diagnostic:
         """A finding about a whole model: on `class Name` for a class, on the call for an
         `nn.Sequential(...)` expression."""
-        if isinstance(node, cst.ClassDef):
+        if type(node) is cst.ClassDef:
             twin = segment.ast_twin(node)
             if twin is not None:
                 line = twin.lineno

@@ -89,7 +89,7 @@ _COMPOUND_TWINS = (
 def _flatten(body) -> list:
     flat = []
     for statement in body:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             flat.extend(statement.body)
         else:
             flat.append(statement)
@@ -116,18 +116,18 @@ def _pair_bodies(cst_body, ast_body, twins: dict) -> bool:
 
 
 def _pair_children(node, twin, twins: dict) -> bool:
-    if isinstance(node, cst.If):
+    if type(node) is cst.If:
         if not _pair_bodies(node.body.body, twin.body, twins):
             return False
-        if isinstance(node.orelse, cst.If):
+        if type(node.orelse) is cst.If:
             return _pair_bodies([node.orelse], twin.orelse, twins)
-        if isinstance(node.orelse, cst.Else):
+        if type(node.orelse) is cst.Else:
             return _pair_bodies(node.orelse.body.body, twin.orelse, twins)
         return not twin.orelse
-    if isinstance(node, (cst.For, cst.While)):
+    if type(node) in (cst.For, cst.While):
         orelse = node.orelse.body.body if node.orelse else []
         return _pair_bodies(node.body.body, twin.body, twins) and _pair_bodies(orelse, twin.orelse, twins)
-    if isinstance(node, (cst.Try, cst.TryStar)):
+    if type(node) in (cst.Try, cst.TryStar):
         if len(node.handlers) != len(twin.handlers):
             return False
         orelse = node.orelse.body.body if node.orelse else []
@@ -138,7 +138,7 @@ def _pair_children(node, twin, twins: dict) -> bool:
             and _pair_bodies(orelse, twin.orelse, twins)
             and _pair_bodies(final, twin.finalbody, twins)
         )
-    if isinstance(node, cst.Match):
+    if type(node) is cst.Match:
         return len(node.cases) == len(twin.cases) and all(
             _pair_bodies(c.body.body, t.body, twins) for c, t in zip(node.cases, twin.cases)
         )

@@ -136,19 +136,19 @@ def iter_names(node: cst.CSTNode) -> Iterator[str]:
     found: list[str] = []
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.Name):
+        if type(current) is cst.Name:
             found.append(current.value)
-        elif isinstance(current, cst.Attribute):
+        elif type(current) is cst.Attribute:
             stack.append(current.value)
-        elif isinstance(current, cst.Arg):
+        elif type(current) is cst.Arg:
             stack.append(current.value)
-        elif isinstance(current, cst.CompFor):
+        elif type(current) is cst.CompFor:
             bound.update(n.value for n in _target_names(current.target))
             stack.append(current.iter)
             stack.extend(current.ifs)
             if current.inner_for_in:
                 stack.append(current.inner_for_in)
-        elif isinstance(current, cst.Lambda):
+        elif type(current) is cst.Lambda:
             bound.update(p.name.value for p in current.params.params)
             stack.append(current.body)
         else:
@@ -157,12 +157,12 @@ def iter_names(node: cst.CSTNode) -> Iterator[str]:
 
 
 def _target_names(target: cst.BaseExpression) -> Iterator[cst.Name]:
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         yield target
-    elif isinstance(target, (cst.Tuple, cst.List)):
+    elif type(target) in (cst.Tuple, cst.List):
         for element in target.elements:
             yield from _target_names(element.value)
-    elif isinstance(target, cst.StarredElement):
+    elif type(target) is cst.StarredElement:
         yield from _target_names(target.value)
 
 

@@ -131,9 +131,9 @@ class DataFlow:
         self._classes: dict[str, cst.ClassDef] = {}
         for segment in self.segments:
             for statement in segment.module.body:
-                if isinstance(statement, cst.FunctionDef):
+                if type(statement) is cst.FunctionDef:
                     self._functions[statement.name.value] = statement
-                elif isinstance(statement, cst.ClassDef):
+                elif type(statement) is cst.ClassDef:
                     self._classes[statement.name.value] = statement
         for name, target in self.imports.names.items():
             module, _, attr = target.rpartition(".")
@@ -157,7 +157,7 @@ class DataFlow:
         node = self._functions.get(name)
         if node is None and self.function_segment is not None:
             segment = self.function_segment(name)
-            if segment is not None and isinstance(segment.module.body[0], cst.FunctionDef):
+            if segment is not None and type(segment.module.body[0]) is cst.FunctionDef:
                 node = segment.module.body[0]
                 self._functions[name] = node
                 self._function_segments[name] = segment
@@ -174,26 +174,26 @@ class DataFlow:
             self._statement(statement, env, cls)
 
     def _statement(self, statement, env, cls) -> None:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
                 self._small(small, env, cls)
         elif isinstance(statement, cst.BaseSmallStatement):
             self._small(statement, env, cls)
-        elif isinstance(statement, cst.FunctionDef):
+        elif type(statement) is cst.FunctionDef:
             saved, self._current = self._current, statement.name.value
             try:
                 self._block(statement.body.body, {}, cls)
             finally:
                 self._current = saved
-        elif isinstance(statement, cst.ClassDef):
+        elif type(statement) is cst.ClassDef:
             for member in statement.body.body:
-                if isinstance(member, cst.FunctionDef):
+                if type(member) is cst.FunctionDef:
                     self._block(member.body.body, {}, statement.name.value)
-        elif isinstance(statement, cst.For):
+        elif type(statement) is cst.For:
             taints = self._taint(statement.iter, env, statement)
             names = target_names(statement.target)
             positions = self._positional.get(receiver_text(statement.iter) or "")
-            if positions and isinstance(statement.target, (cst.Tuple, cst.List)) and len(names) == len(positions):
+            if positions and type(statement.target) in (cst.Tuple, cst.List) and len(names) == len(positions):
                 for name, position in zip(names, positions):  # `for xb, yb in loader:`
                     env[name] = env.get(name, frozenset()) | position
             else:
@@ -202,38 +202,38 @@ class DataFlow:
             self._block(statement.body.body, env, cls)
             if statement.orelse:
                 self._block(statement.orelse.body.body, env, cls)
-        elif isinstance(statement, (cst.If, cst.While)):
+        elif type(statement) in (cst.If, cst.While):
             self._taint(statement.test, env, statement)
             self._block(statement.body.body, env, cls)
             orelse = statement.orelse
-            if isinstance(orelse, cst.If):
+            if type(orelse) is cst.If:
                 self._statement(orelse, env, cls)
-            elif isinstance(orelse, cst.Else):
+            elif type(orelse) is cst.Else:
                 self._block(orelse.body.body, env, cls)
-        elif isinstance(statement, (cst.With, cst.Try)):
+        elif type(statement) in (cst.With, cst.Try):
             self._block(statement.body.body, env, cls)
             for handler in getattr(statement, "handlers", ()):
                 self._block(handler.body.body, env, cls)
 
     def _small(self, small, env, cls) -> None:
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             value = small.value
             for target in small.targets:
                 self._assign(target.target, value, env, small)
-        elif isinstance(small, (cst.AnnAssign, cst.AugAssign)) and small.value is not None:
-            if isinstance(small, cst.AugAssign):
+        elif type(small) in (cst.AnnAssign, cst.AugAssign) and small.value is not None:
+            if type(small) is cst.AugAssign:
                 value = cst.BinaryOperation(left=small.target, operator=_binary(small.operator), right=small.value)
             else:
                 value = small.value
             self._assign(small.target, value, env, small)
-        elif isinstance(small, (cst.Expr, cst.Return)) and small.value is not None:
+        elif type(small) in (cst.Expr, cst.Return) and small.value is not None:
             value = small.value
             taints = self._taint(value, env, small)
-            if isinstance(small, cst.Return) and self._current and taints:
+            if type(small) is cst.Return and self._current and taints:
                 self._returned[self._current] = self._returned.get(self._current, frozenset()) | taints
-                if isinstance(value, cst.Tuple):  # `return X_train, y_train`: by position
+                if type(value) is cst.Tuple:  # `return X_train, y_train`: by position
                     self._returned_positions[self._current] = [self._taint(e.value, env, small) for e in value.elements]
-            if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and \
+            if type(value) is cst.Call and type(value.func) is cst.Attribute and \
                     value.func.attr.value in ("append", "extend", "insert") and value.args:
                 key = receiver_text(value.func.value)  # `rewards.append(reward)`
                 if key and not set(name_tokens(key.rsplit(".", 1)[-1])) & {"buffer", "memory", "rb", "replay"}:
@@ -243,7 +243,7 @@ class DataFlow:
     def _assign(self, target, value, env, statement) -> None:
         self._note_env(target, value)
         self._note_model(target, value)
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+        if type(value) is cst.Call and type(value.func) is cst.Attribute:
             method = value.func.attr.value
             owner = receiver_text(value.func.value) or ""
             if method in ("reset", "step") and self._is_env(owner):
@@ -251,7 +251,7 @@ class DataFlow:
                 return
             if method == "sample" and self._buffer_key(owner) in self.buffers:
                 slots = self.buffers[self._buffer_key(owner)]
-                names = target_names(target) if isinstance(target, (cst.Tuple, cst.List)) else []
+                names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
                 if names and len(names) == len(slots):
                     for name, taint in zip(names, slots):
                         env[name] = taint
@@ -260,7 +260,7 @@ class DataFlow:
                 if key:
                     env[key] = frozenset().union(*slots) if slots else frozenset()
                 return
-        if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
+        if type(target) in (cst.Tuple, cst.List) and type(value) is cst.Call and type(value.func) is cst.Name:
             returned = self._returned_positions.get(value.func.value)
             names = target_names(target)
             if returned and len(returned) == len(names):
@@ -272,11 +272,11 @@ class DataFlow:
         positions = self._positions_of(value, env, statement)
         if positions is not None and receiver_text(target):
             self._positional[receiver_text(target)] = positions
-        if isinstance(target, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List):
             for name in target_names(target):
                 env[name] = taints
             return
-        if isinstance(target, cst.Subscript):  # rewards[step] = torch.tensor(reward)
+        if type(target) is cst.Subscript:  # rewards[step] = torch.tensor(reward)
             key = receiver_text(target.value)
             if key:
                 env[key] = env.get(key, frozenset()) | taints
@@ -287,7 +287,7 @@ class DataFlow:
 
     def _env_source(self, target, method, owner, call, env, statement) -> None:
         facts = self._env_facts(owner)
-        names = target_names(target) if isinstance(target, (cst.Tuple, cst.List)) else []
+        names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
         line = self.line_of(self.segment, call, statement)
         source = f"{owner}.{method}(...)"
         if not facts.known:
@@ -329,7 +329,7 @@ class DataFlow:
     def _note_env(self, target, value) -> None:
         """`env = gym.make(...)`, `env = NormalizeObservation(env)`, `envs = SyncVectorEnv([make_env(...)])`."""
         key = (receiver_text(target) or "").rsplit(".", 1)[-1]
-        if not key or not isinstance(value, cst.Call):
+        if not key or type(value) is not cst.Call:
             return
         facts = self.envs.get(key)
         made = False
@@ -341,7 +341,7 @@ class DataFlow:
                 facts = facts or EnvFacts()
                 made = True
                 env_id = next((a.value for a in call.args if a.keyword is None), None)
-                if isinstance(env_id, cst.SimpleString) and any(m in env_id.value for m in IMAGE_MARKERS):
+                if type(env_id) is cst.SimpleString and any(m in env_id.value for m in IMAGE_MARKERS):
                     facts.image = True
             elif last in ("SyncVectorEnv", "AsyncVectorEnv", "make_vec", "DummyVecEnv", "SubprocVecEnv"):
                 facts = facts or EnvFacts()
@@ -378,19 +378,19 @@ class DataFlow:
             self.envs[key] = facts
 
     def _note_model(self, target, value) -> None:
-        if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List) and type(value) in (cst.Tuple, cst.List):
             for element, item in zip(target.elements, value.elements):  # `mu, mu_target = MuNet(), MuNet()`
                 self._note_model(element.value, item.value)
             return
         key = receiver_text(target)
-        if isinstance(value, (cst.DictComp, cst.ListComp)):  # `actors = {a: Actor() for a in agents}`
-            value = value.value if isinstance(value, cst.DictComp) else value.elt
-        elif isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+        if type(value) in (cst.DictComp, cst.ListComp):  # `actors = {a: Actor() for a in agents}`
+            value = value.value if type(value) is cst.DictComp else value.elt
+        elif type(value) in (cst.List, cst.Tuple) and value.elements:
             value = value.elements[0].value
-        if not key or not isinstance(value, cst.Call):
+        if not key or type(value) is not cst.Call:
             return
         call = value
-        while isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Call) and \
+        while type(call.func) is cst.Attribute and type(call.func.value) is cst.Call and \
                 call.func.attr.value in ("to", "cuda", "cpu", "float", "train", "eval"):
             call = call.func.value
         name = (dotted(call.func) or "").rsplit(".", 1)[-1]
@@ -403,7 +403,7 @@ class DataFlow:
         func = call.func
         text = receiver_text(func) or ""
         candidates = [text]
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             candidates.append(receiver_text(func.value) or "")
         for candidate in candidates:
             if not candidate:
@@ -453,7 +453,7 @@ class DataFlow:
 
     def _positions_of(self, value, env, statement) -> list[frozenset] | None:
         """`TensorDataset(X, y)` / `DataLoader(dataset)`: what each position of a batch holds."""
-        if not isinstance(value, cst.Call):
+        if type(value) is not cst.Call:
             return None
         name = (dotted(value.func) or "").rsplit(".", 1)[-1]
         args = [a.value for a in value.args if a.keyword is None and not a.star]
@@ -472,14 +472,14 @@ class DataFlow:
 
     def _note_buffer(self, call: cst.Call, env, statement) -> None:
         func = call.func
-        if not isinstance(func, cst.Attribute) or func.attr.value not in ("add", "push", "append", "store", "insert", "store_transition", "put"):
+        if type(func) is not cst.Attribute or func.attr.value not in ("add", "push", "append", "store", "insert", "store_transition", "put"):
             return
         owner = receiver_text(func.value) or ""
         tokens = set(name_tokens(owner.rsplit(".", 1)[-1]))
         if not tokens & {"buffer", "memory", "rb", "replay", "storage", "mem"}:
             return
         args = [a.value for a in call.args if a.keyword is None and not a.star]
-        if len(args) == 1 and isinstance(args[0], (cst.Tuple, cst.List)):
+        if len(args) == 1 and type(args[0]) in (cst.Tuple, cst.List):
             args = [e.value for e in args[0].elements]
         if len(args) < 2:
             return
@@ -495,32 +495,32 @@ class DataFlow:
     def _taint(self, node, env: dict[str, frozenset], statement) -> frozenset:
         if node is None:
             return frozenset()
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             return env.get(node.value, frozenset())
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             key = receiver_text(node)
             if key and key in env:
                 return env[key]
             if node.attr.value in ("shape", "dtype", "ndim", "size", "device"):
                 return frozenset()
             return self._taint(node.value, env, statement)
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             return self._taint(node.value, env, statement)
-        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+        if type(node) in (cst.Tuple, cst.List, cst.Set):
             return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements)) if node.elements else frozenset()
-        if isinstance(node, cst.IfExp):
+        if type(node) is cst.IfExp:
             return self._taint(node.body, env, statement) | self._taint(node.orelse, env, statement)
-        if isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+        if type(node) in (cst.ListComp, cst.GeneratorExp):
             return self._taint(node.elt, {**env, **{n: self._taint(node.for_in.iter, env, statement) for n in target_names(node.for_in.target)}}, statement)
-        if isinstance(node, cst.UnaryOperation):
+        if type(node) is cst.UnaryOperation:
             return self._taint(node.expression, env, statement)
-        if isinstance(node, cst.BinaryOperation):
+        if type(node) is cst.BinaryOperation:
             return self._binary(node, env, statement)
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             return self._call(node, env, statement)
-        if isinstance(node, cst.Dict):
-            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements if isinstance(e, cst.DictElement))) if node.elements else frozenset()
-        if isinstance(node, cst.DictComp):
+        if type(node) is cst.Dict:
+            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements if type(e) is cst.DictElement)) if node.elements else frozenset()
+        if type(node) is cst.DictComp:
             return frozenset()
         return frozenset()
 
@@ -528,19 +528,19 @@ class DataFlow:
         left = self._taint(node.left, env, statement)
         right = self._taint(node.right, env, statement)
         operator = node.operator
-        if isinstance(operator, cst.Divide):
-            if isinstance(node.left, cst.BinaryOperation) and isinstance(node.left.operator, cst.Subtract):
+        if type(operator) is cst.Divide:
+            if type(node.left) is cst.BinaryOperation and type(node.left.operator) is cst.Subtract:
                 return _normalized(left)  # (x - mean) / std
             if _is_big_number(node.right) or _scale_name(node.right):
                 return _normalized(left)  # x / 255, x / obs_scale
             return left | right
-        if isinstance(operator, cst.Multiply):
+        if type(operator) is cst.Multiply:
             if _scale_name(node.right) or _small_number(node.right):
                 return _normalized(left)
             if _scale_name(node.left) or _small_number(node.left):
                 return _normalized(right)
             return left | right
-        if isinstance(operator, cst.Add) and (left or right):
+        if type(operator) is cst.Add and (left or right):
             self._reward_target(node, left, right, statement)
         return left | right
 
@@ -557,9 +557,9 @@ class DataFlow:
         func = call.func
         args = [a.value for a in call.args]
         arg_taints = [self._taint(a, env, statement) for a in args]
-        receiver = func.value if isinstance(func, cst.Attribute) else None
+        receiver = func.value if type(func) is cst.Attribute else None
         receiver_taint = self._taint(receiver, env, statement) if receiver is not None else frozenset()
-        name = func.attr.value if isinstance(func, cst.Attribute) else (dotted(func) or "")
+        name = func.attr.value if type(func) is cst.Attribute else (dotted(func) or "")
         qualified = self.imports.resolve(dotted(func) or "") or ""
         last = name.rsplit(".", 1)[-1]
         everything = frozenset().union(receiver_taint, *arg_taints)
@@ -596,7 +596,7 @@ class DataFlow:
 
 
 def _disabled(call: cst.Call, keyword: str) -> bool:
-    return any(a.keyword is not None and a.keyword.value == keyword and isinstance(a.value, cst.Name)
+    return any(a.keyword is not None and a.keyword.value == keyword and type(a.value) is cst.Name
                and a.value.value == "False" for a in call.args)
 
 
@@ -615,9 +615,9 @@ def _small_number(node) -> bool:
 
 
 def _number(node):
-    if isinstance(node, (cst.Integer, cst.Float)):
+    if type(node) in (cst.Integer, cst.Float):
         return float(node.evaluated_value)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+    if type(node) is cst.UnaryOperation and type(node.operator) is cst.Minus:
         value = _number(node.expression)
         return -value if value is not None else None
     return None
@@ -625,7 +625,7 @@ def _number(node):
 
 def _scale_name(node) -> bool:
     text = receiver_text(node) or ""
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         text = dotted(node.func) or ""
     tokens = set(name_tokens(text.rsplit(".", 1)[-1])) if text else set()
     return bool(tokens & {"scale", "std", "norm", "sigma", "max", "range", "coef", "factor", "sqrt"})
@@ -635,9 +635,9 @@ def _mentions(node, tokens: set[str]) -> bool:
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.Name) and set(name_tokens(current.value)) & tokens:
+        if type(current) is cst.Name and set(name_tokens(current.value)) & tokens:
             return True
-        if isinstance(current, cst.Attribute) and set(name_tokens(current.attr.value)) & tokens:
+        if type(current) is cst.Attribute and set(name_tokens(current.attr.value)) & tokens:
             return True
         stack.extend(children(current))
     return False

@@ -35,13 +35,13 @@ class ImportTable:
                 self.add_from(module, alias.name, alias.asname)
 
     def add_cst(self, node: cst.Import | cst.ImportFrom) -> None:
-        if isinstance(node, cst.Import):
+        if type(node) is cst.Import:
             for alias in node.names:
                 asname = alias.asname.name.value if alias.asname else None  # type: ignore[union-attr]
                 self.add_import(dotted(alias.name) or "", asname)
         else:
             module = "." * len(node.relative) + (dotted(node.module) or "" if node.module else "")
-            if isinstance(node.names, cst.ImportStar):
+            if type(node.names) is cst.ImportStar:
                 return
             for alias in node.names:
                 asname = alias.asname.name.value if alias.asname else None  # type: ignore[union-attr]
@@ -90,10 +90,10 @@ def collect_module_imports(tree: ast.Module) -> ImportTable:
 def dotted(node: cst.BaseExpression | None) -> str | None:
     """`a.b.c` for a Name/Attribute chain; None for anything else."""
     parts: list[str] = []
-    while isinstance(node, cst.Attribute):
+    while type(node) is cst.Attribute:
         parts.append(node.attr.value)
         node = node.value
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         parts.append(node.value)
         return ".".join(reversed(parts))
     return None
@@ -103,12 +103,12 @@ def receiver_text(node: cst.BaseExpression) -> str | None:
     """Like `dotted`, but sees through subscripts and calls: `self.opts[i]` -> `self.opts`."""
     parts: list[str] = []
     while True:
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             parts.append(node.attr.value)
             node = node.value
-        elif isinstance(node, cst.Subscript):
+        elif type(node) is cst.Subscript:
             node = node.value
-        elif isinstance(node, cst.Name):
+        elif type(node) is cst.Name:
             parts.append(node.value)
             return ".".join(reversed(parts))
         else:

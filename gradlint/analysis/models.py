@@ -343,9 +343,9 @@ class ModelAnalysis:
         self._described: dict[str, ModelDescription | None] = {}
         for segment in segments:
             for statement in segment.module.body:
-                if isinstance(statement, cst.ClassDef):
+                if type(statement) is cst.ClassDef:
                     self.classes.setdefault(statement.name.value, (statement, segment))
-                elif isinstance(statement, cst.FunctionDef):
+                elif type(statement) is cst.FunctionDef:
                     self.functions.setdefault(statement.name.value, (statement, segment))
         self.module_classes = self._find_module_classes()
         for name in self.classes:
@@ -411,11 +411,11 @@ class ModelAnalysis:
                 self._scan_statement(statement, segment, None)
 
     def _scan_statement(self, statement: cst.CSTNode, segment: Segment, function: str | None) -> None:
-        if isinstance(statement, cst.ClassDef):
+        if type(statement) is cst.ClassDef:
             for call, anchor in _calls_with_statements(statement):
                 self._note_softsign(call, segment, anchor)
             return
-        if isinstance(statement, cst.FunctionDef):
+        if type(statement) is cst.FunctionDef:
             rescaled = _rescaled_targets(statement)
             for call, anchor in _calls_with_statements(statement.body):
                 self._note_softsign(call, segment, anchor)
@@ -454,11 +454,11 @@ def _rescaled_targets(function: cst.FunctionDef) -> set[str]:
     their final scale is not the init's."""
     found: set[str] = set()
     for call, _ in iter_calls(function.body):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("mul_", "div_"):
+        if type(call.func) is cst.Attribute and call.func.attr.value in ("mul_", "div_"):
             text = receiver_text(call.func.value) or ""
             found.add(text.removesuffix(".data"))
     for small in _statements(function.body):
-        if isinstance(small, cst.AugAssign) and isinstance(small.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+        if type(small) is cst.AugAssign and type(small.operator) in (cst.MultiplyAssign, cst.DivideAssign):
             found.add((receiver_text(small.target) or "").removesuffix(".data"))
     return found
 
@@ -473,7 +473,7 @@ def _statements(node: cst.CSTNode):
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.SimpleStatementLine):
+        if type(current) is cst.SimpleStatementLine:
             yield from current.body
         elif isinstance(current, cst.BaseSmallStatement):
             yield current
@@ -485,7 +485,7 @@ def _statements(node: cst.CSTNode):
             for part in ("body", "orelse", "finalbody"):
                 child = getattr(current, part, None)
                 if child is not None:
-                    inner.append(child.body if isinstance(child, (cst.Else, cst.Finally)) else child)
+                    inner.append(child.body if type(child) in (cst.Else, cst.Finally) else child)
             inner.extend(handler.body for handler in getattr(current, "handlers", ()))
             inner.extend(case.body for case in getattr(current, "cases", ()))
             stack.extend(reversed(inner))
@@ -499,7 +499,7 @@ def _calls_with_statements(node: cst.CSTNode):
             headers = [statement]
         else:
             headers = [getattr(statement, name, None) for name in ("test", "iter", "subject")]
-            if isinstance(statement, cst.With):
+            if type(statement) is cst.With:
                 headers.extend(item.item for item in statement.items)
         for header in headers:
             if header is not None:
@@ -531,7 +531,7 @@ def _init_from_call(analysis: ModelAnalysis, call: cst.Call, env: dict[str, Any]
             value = params.get("val", UNKNOWN)
             method = "constant_zero" if value == 0 else "constant"
         return target, Init(method, _target_kind(target), params, call, segment, anchor)
-    if isinstance(func, cst.Attribute) and func.attr.value in TENSOR_INIT_METHODS:
+    if type(func) is cst.Attribute and func.attr.value in TENSOR_INIT_METHODS:
         owner = receiver_text(func.value)
         if owner is None:
             return None
@@ -579,7 +579,7 @@ class _ClassBuilder:
         self.methods: dict[str, cst.FunctionDef] = {}
         if node is not None:
             for statement in node.body.body:
-                if isinstance(statement, cst.FunctionDef):
+                if type(statement) is cst.FunctionDef:
                     self.methods[statement.name.value] = statement
         self.param_nodes: dict[str, cst.BaseExpression] = {}
         self.attribute_values: dict[str, cst.BaseExpression] = {}
@@ -625,15 +625,15 @@ class _ClassBuilder:
             self.statement(statement, env, lists, multiplicity)
 
     def statement(self, statement, env, lists, multiplicity) -> None:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
                 self.small(small, env, lists, multiplicity)
         elif isinstance(statement, cst.BaseSmallStatement):
             self.small(statement, env, lists, multiplicity)
-        elif isinstance(statement, cst.If):
+        elif type(statement) is cst.If:
             condition = evaluate(statement.test, env)
             orelse = statement.orelse
-            other = [orelse] if isinstance(orelse, cst.If) else (orelse.body.body if isinstance(orelse, cst.Else) else [])
+            other = [orelse] if type(orelse) is cst.If else (orelse.body.body if type(orelse) is cst.Else else [])
             if condition is UNKNOWN:  # both; the `if` branch wins (usually the feature that is on)
                 self.body(other, env, lists, multiplicity)
                 self.body(statement.body.body, env, lists, multiplicity)
@@ -641,7 +641,7 @@ class _ClassBuilder:
                 self.body(statement.body.body, env, lists, multiplicity)
             else:
                 self.body(other, env, lists, multiplicity)
-        elif isinstance(statement, cst.For):
+        elif type(statement) is cst.For:
             count = self.loop_count(statement.iter, env)
             saved = {name: env.get(name, UNKNOWN) for name in target_names(statement.target)}
             for name in saved:
@@ -658,19 +658,19 @@ class _ClassBuilder:
                     start = before.get(name, 0)
                     items[start:] = self._repeat_group(items[start:], count)
             env.update(saved)
-        elif isinstance(statement, (cst.With, cst.Try)):
+        elif type(statement) in (cst.With, cst.Try):
             self.body(statement.body.body, env, lists, multiplicity)
 
     def loop_count(self, iterable: cst.BaseExpression, env: dict[str, Any]) -> Any:
-        if isinstance(iterable, cst.Call) and (dotted(iterable.func) or "") == "range":
+        if type(iterable) is cst.Call and (dotted(iterable.func) or "") == "range":
             args = [evaluate(a.value, env) for a in iterable.args if a.keyword is None]
             if not all(known(a) and isinstance(a, int) for a in args) or not args:
                 return UNKNOWN
             start, stop, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) > 2 else 1)
             return max(0, math.ceil((stop - start) / step)) if step else UNKNOWN
-        if isinstance(iterable, (cst.List, cst.Tuple)):
+        if type(iterable) in (cst.List, cst.Tuple):
             return len(iterable.elements)
-        if isinstance(iterable, cst.Name):
+        if type(iterable) is cst.Name:
             value = env.get(iterable.value, UNKNOWN)
             if isinstance(value, (list, tuple)):
                 return len(value)
@@ -678,7 +678,7 @@ class _ClassBuilder:
 
     def _is_module_loop(self, statement: cst.For) -> bool:
         """`for m in self.modules():` with isinstance checks and init calls."""
-        return isinstance(statement.iter, cst.Call) and isinstance(statement.iter.func, cst.Attribute) and \
+        return type(statement.iter) is cst.Call and type(statement.iter.func) is cst.Attribute and \
             statement.iter.func.attr.value in ("modules", "children", "named_modules")
 
     def module_loop(self, statement: cst.For, env, lists) -> None:
@@ -689,24 +689,23 @@ class _ClassBuilder:
     def _typed_init_block(self, statements, variable: str | None, env, kinds: set[str]) -> None:
         """Init calls on `m.weight` under `isinstance(m, nn.Linear)` checks."""
         for statement in statements:
-            if isinstance(statement, cst.If):
+            if type(statement) is cst.If:
                 # an `isinstance(m, nn.Linear)` test narrows the layers; any other test
                 # (`classname.find("Linear")`) leaves them unknown: attach nowhere
                 narrowed = self._isinstance_kinds(statement.test, variable)
                 self._typed_init_block(statement.body.body, variable, env, narrowed or {"?"})
                 orelse = statement.orelse
-                if isinstance(orelse, cst.If):
+                if type(orelse) is cst.If:
                     self._typed_init_block([orelse], variable, env, kinds)
-                elif isinstance(orelse, cst.Else):
+                elif type(orelse) is cst.Else:
                     self._typed_init_block(orelse.body.body, variable, env, kinds)
-            elif isinstance(statement, cst.SimpleStatementLine):
+            elif type(statement) is cst.SimpleStatementLine:
                 for small in statement.body:
-                    if isinstance(small, cst.AugAssign) and variable:  # `m.weight.data *= scale`
+                    if type(small) is cst.AugAssign and variable:  # `m.weight.data *= scale`
                         target = receiver_text(small.target) or ""
-                        if target.split(".")[0] == variable and isinstance(
-                                small.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+                        if target.split(".")[0] == variable and type(small.operator) in (cst.MultiplyAssign, cst.DivideAssign):
                             factor = evaluate(small.value, env)
-                            if known(factor) and isinstance(small.operator, cst.DivideAssign):
+                            if known(factor) and type(small.operator) is cst.DivideAssign:
                                 factor = 1 / factor
                             attr = target.split(".", 1)[1].removesuffix(".data") if "." in target else ""
                             self.typed_inits.append((kinds, attr, Init("scale", _target_kind(attr), {"factor": factor})))
@@ -716,7 +715,7 @@ class _ClassBuilder:
                         if found and variable and found[0].split(".")[0] == variable:
                             attr = found[0].split(".", 1)[1] if "." in found[0] else ""
                             self.typed_inits.append((kinds, attr, found[1]))
-            elif isinstance(statement, (cst.For, cst.With)):
+            elif type(statement) in (cst.For, cst.With):
                 self._typed_init_block(statement.body.body, variable, env, kinds)
 
     def _isinstance_kinds(self, test: cst.BaseExpression, variable: str | None) -> set[str] | None:
@@ -725,29 +724,29 @@ class _ClassBuilder:
                 if receiver_text(call.args[0].value) != variable:
                     continue
                 types = call.args[1].value
-                elements = [e.value for e in types.elements] if isinstance(types, cst.Tuple) else [types]
+                elements = [e.value for e in types.elements] if type(types) is cst.Tuple else [types]
                 kinds = {self.analysis.torch_name(e) or dotted(e) or "" for e in elements}
                 return {k for k in kinds if k}
         return None
 
     def small(self, small, env, lists, multiplicity) -> None:
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             for target in small.targets:
                 self.assign(target.target, small.value, env, lists, multiplicity, small)
-        elif isinstance(small, cst.AnnAssign) and small.value is not None:
+        elif type(small) is cst.AnnAssign and small.value is not None:
             self.assign(small.target, small.value, env, lists, multiplicity, small)
-        elif isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Name):
+        elif type(small) is cst.AugAssign and type(small.target) is cst.Name:
             name = small.target.value
-            if name in lists and isinstance(small.operator, cst.AddAssign):
+            if name in lists and type(small.operator) is cst.AddAssign:
                 lists[name].extend(self.list_items(small.value, env, lists, multiplicity, small))
-            elif isinstance(small.operator, cst.AddAssign):
+            elif type(small.operator) is cst.AddAssign:
                 value = evaluate(small.value, env)
                 env[name] = env.get(name, UNKNOWN) + value if known(env.get(name)) and known(value) else UNKNOWN
-        elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        elif type(small) is cst.Expr and type(small.value) is cst.Call:
             self.call_statement(small.value, env, lists, multiplicity, small)
 
     def assign(self, target, value, env, lists, multiplicity, statement) -> None:
-        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == "self":
+        if type(target) is cst.Attribute and type(target.value) is cst.Name and target.value.value == "self":
             attr = target.attr.value
             self.attribute_values[attr] = value
             if attr in BOUND_NAMES or any(b in attr for b in ("max_action", "action_bound", "action_scale")):
@@ -757,14 +756,14 @@ class _ClassBuilder:
             if layer is not None:
                 self.description.layers[attr] = layer
             return
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             name = target.value
-            if isinstance(value, (cst.List, cst.Tuple)) and not value.elements or (
-                isinstance(value, cst.Call) and dotted(value.func) == "list" and not value.args
+            if type(value) in (cst.List, cst.Tuple) and not value.elements or (
+                type(value) is cst.Call and dotted(value.func) == "list" and not value.args
             ):
                 lists[name] = []
                 return
-            if isinstance(value, (cst.List, cst.ListComp)) and name not in env:
+            if type(value) in (cst.List, cst.ListComp) and name not in env:
                 items = self.list_items(value, env, lists, multiplicity, statement)
                 if items:
                     lists[name] = items
@@ -778,7 +777,7 @@ class _ClassBuilder:
 
     def call_statement(self, call: cst.Call, env, lists, multiplicity, statement) -> None:
         func = call.func
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+        if type(func) is cst.Attribute and type(func.value) is cst.Name:
             owner, method = func.value.value, func.attr.value
             if owner in lists and method in ("append", "extend", "insert"):
                 argument = call.args[-1].value if call.args else None
@@ -797,7 +796,7 @@ class _ClassBuilder:
                 self._inlined.add(method)  # `self.reset_parameters()`
                 self.body(self.methods[method].body.body, env, lists, multiplicity)
                 return
-        if isinstance(func, cst.Attribute) and func.attr.value == "add_module" and len(call.args) == 2:
+        if type(func) is cst.Attribute and func.attr.value == "add_module" and len(call.args) == 2:
             name = evaluate(call.args[0].value, env)
             layer = self.layer_from(call.args[1].value, str(name), env, lists, statement)
             if layer is not None and isinstance(name, str):
@@ -862,19 +861,19 @@ class _ClassBuilder:
 
     def list_items(self, value, env, lists, multiplicity, statement) -> list[Layer]:
         """Layers a list expression holds: literals, `*other`, comprehensions over range(n)."""
-        if isinstance(value, cst.Name) and value.value in lists:
+        if type(value) is cst.Name and value.value in lists:
             return list(lists[value.value])
-        if isinstance(value, (cst.List, cst.Tuple)):
+        if type(value) in (cst.List, cst.Tuple):
             group: list[Layer] = []  # one pass of the loop, repeated as a whole, in order
             for element in value.elements:
-                if isinstance(element, cst.StarredElement):
+                if type(element) is cst.StarredElement:
                     group.extend(self.list_items(element.value, env, lists, 1, statement))
                     continue
                 layer = self.layer_from(element.value, "item", env, lists, statement)
                 if layer is not None:
                     group.append(layer)
             return self._repeat_group(group, multiplicity)
-        if isinstance(value, (cst.ListComp, cst.GeneratorExp)):
+        if type(value) in (cst.ListComp, cst.GeneratorExp):
             count = self.loop_count(value.for_in.iter, env)
             inner = multiplicity * count if known(count) and known(multiplicity) else UNKNOWN
             if value.for_in.inner_for_in is not None:
@@ -884,10 +883,10 @@ class _ClassBuilder:
                 local[name] = UNKNOWN
             layer = self.layer_from(value.elt, "item", local, lists, statement)
             return self._repeat(layer, inner) if layer is not None else []
-        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):  # [a] + [b for ...]
+        if type(value) is cst.BinaryOperation and type(value.operator) is cst.Add:  # [a] + [b for ...]
             return (self.list_items(value.left, env, lists, multiplicity, statement)
                     + self.list_items(value.right, env, lists, multiplicity, statement))
-        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
+        if type(value) is cst.BinaryOperation and type(value.operator) is cst.Multiply:
             count = evaluate(value.right, env)
             items = self.list_items(value.left, env, lists, multiplicity, statement)
             if known(count) and isinstance(count, int):
@@ -896,28 +895,28 @@ class _ClassBuilder:
 
     def layer_from(self, value, name: str, env, lists, statement) -> Layer | None:
         """What an expression in `__init__` builds, as a Layer (None if it is not a module)."""
-        if isinstance(value, cst.Name):
+        if type(value) is cst.Name:
             if f"<var>{value.value}" in lists and lists[f"<var>{value.value}"]:
                 return lists[f"<var>{value.value}"][0]
             default = self.param_nodes.get(value.value)
             if default is not None and default is not value:
                 return self.layer_from(default, name, env, lists, statement)
             return None
-        if isinstance(value, cst.IfExp):  # `nn.Linear(w, w) if i not in skips else nn.Linear(w + c, w)`
+        if type(value) is cst.IfExp:  # `nn.Linear(w, w) if i not in skips else nn.Linear(w + c, w)`
             return self.layer_from(value.body, name, env, lists, statement)
-        if isinstance(value, cst.Lambda):
+        if type(value) is cst.Lambda:
             body = value.body
             params = [p.name.value for p in value.params.params]
-            if isinstance(body, cst.Name) and params and body.value == params[0]:
+            if type(body) is cst.Name and params and body.value == params[0]:
                 return Layer(name, "Identity", "identity")
             return None
-        if isinstance(value, (cst.Attribute,)):
+        if type(value) in (cst.Attribute,):
             text = self.analysis.qualified(value)
             last = text.rsplit(".", 1)[-1]
             if last in FUNCTIONAL_ACTIVATIONS and text.startswith("torch"):
                 return Layer(name, last, "activation", activation=_activation_name(last))
             return None
-        if not isinstance(value, cst.Call):
+        if type(value) is not cst.Call:
             return None
         kind = self.analysis.torch_name(value.func)
         anchor = statement
@@ -1002,9 +1001,9 @@ class _ClassBuilder:
         """`nn.Parameter(torch.randn(n, m) / math.sqrt(n))` -> a weight with an init."""
         value = call.args[0].value
         factor: Any = 1.0
-        while isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
+        while type(value) is cst.BinaryOperation and type(value.operator) in (cst.Multiply, cst.Divide):
             scale = evaluate(value.right, env)
-            if isinstance(value.right, cst.Call) and isinstance(value.left, (cst.Integer, cst.Float)):
+            if type(value.right) is cst.Call and type(value.left) in (cst.Integer, cst.Float):
                 scale, value_next = evaluate(value.left, env), value.right
                 value = value_next
                 factor = factor * scale if known(scale) else UNKNOWN
@@ -1012,9 +1011,9 @@ class _ClassBuilder:
             if not known(scale):
                 factor = UNKNOWN
             else:
-                factor = factor * scale if isinstance(value.operator, cst.Multiply) else factor / scale
+                factor = factor * scale if type(value.operator) is cst.Multiply else factor / scale
             value = value.left
-        if not isinstance(value, cst.Call):
+        if type(value) is not cst.Call:
             return None
         creator = (self.analysis.qualified(value.func) or "").rsplit(".", 1)[-1]
         shape = [evaluate(a.value, env) for a in value.args if a.keyword is None]
@@ -1066,7 +1065,7 @@ class _ClassBuilder:
             qualified = self.analysis.torch_name(call.func)
             if name in ("tanh", "sigmoid", "clamp", "clip", "hardtanh") or qualified in ("Tanh", "Sigmoid", "Hardtanh"):
                 return True
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("tanh", "sigmoid", "clamp", "clip"):
+            if type(call.func) is cst.Attribute and call.func.attr.value in ("tanh", "sigmoid", "clamp", "clip"):
                 return True
         return False
 
@@ -1088,44 +1087,44 @@ class _ClassBuilder:
 
     def run(self, statements, env: dict[str, Any], in_loop: bool) -> None:
         for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
+            if type(statement) is cst.SimpleStatementLine:
                 for small in statement.body:
                     self.run_small(small, env, in_loop)
-            elif isinstance(statement, cst.If):
+            elif type(statement) is cst.If:
                 first = dict(env)
                 self.run(statement.body.body, first, in_loop)
                 second = dict(env)
                 orelse = statement.orelse
-                if isinstance(orelse, cst.If):
+                if type(orelse) is cst.If:
                     self.run([orelse], second, in_loop)
-                elif isinstance(orelse, cst.Else):
+                elif type(orelse) is cst.Else:
                     self.run(orelse.body.body, second, in_loop)
                 for name in set(first) | set(second):
                     env[name] = _prefer(first.get(name), second.get(name))
-            elif isinstance(statement, cst.For):
+            elif type(statement) is cst.For:
                 self.run_for(statement, env)
-            elif isinstance(statement, cst.While):
+            elif type(statement) is cst.While:
                 self.run(statement.body.body, env, True)
-            elif isinstance(statement, (cst.With, cst.Try)):
+            elif type(statement) in (cst.With, cst.Try):
                 self.run(statement.body.body, env, in_loop)
 
     def run_small(self, small, env, in_loop: bool) -> None:
-        if isinstance(small, cst.Return):
+        if type(small) is cst.Return:
             if small.value is not None:
                 value = small.value
-                if isinstance(value, cst.Tuple) and value.elements:
+                if type(value) is cst.Tuple and value.elements:
                     self.description.tuple_output = True
                     value = value.elements[0].value
                 self._returns.append((small, self.evaluate(value, env)))
             return
-        if isinstance(small, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
+        if type(small) in (cst.Assign, cst.AnnAssign, cst.AugAssign):
             value = small.value
             if value is None:
                 return
-            if isinstance(small, cst.AugAssign):
+            if type(small) is cst.AugAssign:
                 value = cst.BinaryOperation(left=small.target, operator=_binary_for(small.operator), right=value)
                 targets = [small.target]
-            elif isinstance(small, cst.Assign):
+            elif type(small) is cst.Assign:
                 targets = [t.target for t in small.targets]
             else:
                 targets = [small.target]
@@ -1139,7 +1138,7 @@ class _ClassBuilder:
                             self.description.recurrences.append(Recurrence(name, activation, small, self.segment))
 
     def _outer_activation(self, value: cst.BaseExpression) -> str | None:
-        if isinstance(value, cst.Call):
+        if type(value) is cst.Call:
             name = self._activation_of_call(value)
             if name:
                 return name
@@ -1154,7 +1153,7 @@ class _ClassBuilder:
                 env[name] = carried
             self.run(statement.body.body, env, True)
             return
-        enumerated = isinstance(statement.iter, cst.Call) and (dotted(statement.iter.func) or "") == "enumerate"
+        enumerated = type(statement.iter) is cst.Call and (dotted(statement.iter.func) or "") == "enumerate"
         for position, element in enumerate(elements[:256]):  # a loop over layers: unrolled, not a recurrence
             env[names[-1]] = element
             if len(names) > 1:
@@ -1163,14 +1162,14 @@ class _ClassBuilder:
 
     def loop_elements(self, iterable, env) -> list | None:
         """The layers a `for` over a ModuleList/Sequential visits, or range indices."""
-        if isinstance(iterable, cst.Call) and (dotted(iterable.func) or "") == "enumerate" and iterable.args:
+        if type(iterable) is cst.Call and (dotted(iterable.func) or "") == "enumerate" and iterable.args:
             return self.loop_elements(iterable.args[0].value, env)
         layer = self.layer_of(iterable)
         if layer is not None and layer.children is not None:
             if not all(child.count_known for child in layer.children):
                 return None
             return [_LayerRef(child) for child in layer.children]
-        if isinstance(iterable, cst.Call) and (dotted(iterable.func) or "") == "range":
+        if type(iterable) is cst.Call and (dotted(iterable.func) or "") == "range":
             count = _ClassBuilder.loop_count(self, iterable, {**self.analysis.constants, **self._numbers()})
             if known(count) and isinstance(count, int):
                 return [_Index(i) for i in range(count)]
@@ -1185,31 +1184,31 @@ class _ClassBuilder:
         return numbers
 
     def layer_of(self, node: cst.BaseExpression) -> Layer | None:
-        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        if type(node) is cst.Attribute and type(node.value) is cst.Name and node.value.value == "self":
             return self.description.layers.get(node.attr.value)
         return None
 
     def evaluate(self, node: cst.BaseExpression, env: dict[str, Any]) -> tuple | None:
         """The data path an expression carries, or None if it carries none we can follow."""
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             value = env.get(node.value)
             return value if isinstance(value, tuple) else None
-        if isinstance(node, (cst.Subscript,)):
+        if type(node) in (cst.Subscript,):
             inner = self.evaluate(node.value, env)
             return inner
-        if isinstance(node, cst.Attribute):
-            if isinstance(node.value, cst.Name) and node.value.value == "self":
+        if type(node) is cst.Attribute:
+            if type(node.value) is cst.Name and node.value.value == "self":
                 return None
             return self.evaluate(node.value, env)
-        if isinstance(node, cst.BinaryOperation):
+        if type(node) is cst.BinaryOperation:
             return self.binary(node, env)
-        if isinstance(node, cst.UnaryOperation):
+        if type(node) is cst.UnaryOperation:
             return self.evaluate(node.expression, env)
-        if isinstance(node, cst.IfExp):
+        if type(node) is cst.IfExp:
             return _prefer(self.evaluate(node.body, env), self.evaluate(node.orelse, env))
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             return self.call(node, env)
-        if isinstance(node, (cst.Tuple, cst.List)) and node.elements:
+        if type(node) in (cst.Tuple, cst.List) and node.elements:
             paths = [self.evaluate(e.value, env) for e in node.elements]
             known_paths = [p for p in paths if p]
             return max(known_paths, key=len) if known_paths else None
@@ -1218,14 +1217,14 @@ class _ClassBuilder:
     def binary(self, node: cst.BinaryOperation, env) -> tuple | None:
         left, right = self.evaluate(node.left, env), self.evaluate(node.right, env)
         operator = node.operator
-        if isinstance(operator, cst.MatrixMultiply):
+        if type(operator) is cst.MatrixMultiply:
             path = left or right
             weight = self._param_of(node.right) or self._param_of(node.left)
             if path is not None and weight is not None:
                 return path + (Op("layer", weight),)
             return path + (Op("unknown", name="matmul"),) if path else None
         if left and right:
-            if isinstance(operator, cst.Add) or isinstance(operator, cst.Subtract):
+            if type(operator) is cst.Add or type(operator) is cst.Subtract:
                 shorter, longer = sorted((left, right), key=len)
                 if longer[: len(shorter)] == shorter:  # x + f(x): a skip connection
                     return longer[: len(shorter)] + (Op("residual"),)
@@ -1234,7 +1233,7 @@ class _ClassBuilder:
         path = left or right
         if path is None:
             return None
-        if isinstance(operator, (cst.Multiply, cst.Divide)):
+        if type(operator) in (cst.Multiply, cst.Divide):
             other = node.right if left else node.left
             return path + (Op("scale", name=cst.Module([]).code_for_node(other)),)
         return path
@@ -1248,16 +1247,16 @@ class _ClassBuilder:
         first = next((a.value for a in node.args if a.keyword is None and not a.star), None)
         # a layer of the model: self.fc(x), self.layers[i](x), layer(x)
         layer = self.layer_of(func)
-        if layer is None and isinstance(func, cst.Subscript):
+        if layer is None and type(func) is cst.Subscript:
             container = self.layer_of(func.value)
             if container is not None and container.children:
                 index = func.slice[0].slice if func.slice else None
-                if isinstance(index, cst.Index):
+                if type(index) is cst.Index:
                     index = index.value
                 position = self._index(index, env)
                 if position is not None and -len(container.children) <= position < len(container.children):
                     layer = container.children[position]
-        if layer is None and isinstance(func, cst.Name) and isinstance(env.get(func.value), _LayerRef):
+        if layer is None and type(func) is cst.Name and isinstance(env.get(func.value), _LayerRef):
             layer = env[func.value].layer
         if layer is not None:
             path = self.evaluate(first, env) if first is not None else None
@@ -1266,12 +1265,12 @@ class _ClassBuilder:
             return path + tuple(self.apply_layer(layer, 0))
         # activations and pass-through in any spelling
         activation = self._activation_of_call(node)
-        receiver = func.value if isinstance(func, cst.Attribute) else None
+        receiver = func.value if type(func) is cst.Attribute else None
         if activation:
             source = first if not _is_method_on_value(func, self.analysis) else receiver
             path = self.evaluate(source, env) if source is not None else None
             return path + (Op("act", name=activation),) if path else None
-        name = (dotted(func) or "").rsplit(".", 1)[-1] if dotted(func) else (func.attr.value if isinstance(func, cst.Attribute) else "")
+        name = (dotted(func) or "").rsplit(".", 1)[-1] if dotted(func) else (func.attr.value if type(func) is cst.Attribute else "")
         if name in PASS_THROUGH:
             if receiver is not None and not self.analysis.qualified(func).startswith("torch"):
                 path = self.evaluate(receiver, env)
@@ -1288,13 +1287,13 @@ class _ClassBuilder:
             if path is not None:
                 return path + ((Op("layer", weight),) if weight is not None else (Op("unknown", name="linear"),))
         if name in MERGES and first is not None:
-            if isinstance(first, (cst.List, cst.Tuple)):
+            if type(first) in (cst.List, cst.Tuple):
                 path = self.evaluate(first, env)
             else:
                 path = max((p for p in (self.evaluate(a.value, env) for a in node.args) if p), key=len, default=None)
             return path + (Op("concat", name=name),) if path else None
         # a method of this model: inline it
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+        if type(func) is cst.Attribute and type(func.value) is cst.Name and func.value.value == "self":
             method = self.methods.get(func.attr.value)
             if method is not None and self._depth < 4:
                 return self.inline_method(method, node, env)
@@ -1329,7 +1328,7 @@ class _ClassBuilder:
     def _index(self, node, env) -> int | None:
         if node is None:
             return None
-        if isinstance(node, cst.Name) and isinstance(env.get(node.value), _Index):
+        if type(node) is cst.Name and isinstance(env.get(node.value), _Index):
             return env[node.value].value
         value = evaluate(node, {})
         return value if isinstance(value, int) else None
@@ -1340,7 +1339,7 @@ class _ClassBuilder:
         if layer is not None and layer.category == "activation":
             return layer.activation
         qualified = self.analysis.qualified(func)
-        last = qualified.rsplit(".", 1)[-1] if qualified else (func.attr.value if isinstance(func, cst.Attribute) else "")
+        last = qualified.rsplit(".", 1)[-1] if qualified else (func.attr.value if type(func) is cst.Attribute else "")
         if last in FUNCTIONAL_ACTIVATIONS and (qualified.startswith("torch") or _is_method_on_value(func, self.analysis)):
             return _activation_name(last)
         return None
@@ -1383,7 +1382,7 @@ class _Index:
 
 def _is_method_on_value(func: cst.BaseExpression, analysis: ModelAnalysis) -> bool:
     """`x.relu()` (a tensor method) rather than `F.relu(x)`."""
-    if not isinstance(func, cst.Attribute):
+    if type(func) is not cst.Attribute:
         return False
     qualified = analysis.qualified(func)
     return not qualified.startswith("torch")

@@ -118,7 +118,7 @@ def model_normalizes_input(model, text: str) -> bool:
 
         # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
         for statement in node.body.body:  # type: ignore[union-attr]
-            if isinstance(statement, cst.FunctionDef) and statement.name.value != "__init__":
+            if type(statement) is cst.FunctionDef and statement.name.value != "__init__":
                 if _normalizes_text(text_of(statement)):
                     return True
     except AttributeError:

@@ -131,13 +131,13 @@ class Binding:
         """The constructor call, seen through `.to(device)`, `.cuda()`, `.float()` chains."""
         value = self.value
         while (
-            isinstance(value, cst.Call)
-            and isinstance(value.func, cst.Attribute)
+            type(value) is cst.Call
+            and type(value.func) is cst.Attribute
             and value.func.attr.value in _MODULE_CHAIN_METHODS
-            and isinstance(value.func.value, cst.Call)
+            and type(value.func.value) is cst.Call
         ):
             value = value.func.value
-        return value if isinstance(value, cst.Call) else None
+        return value if type(value) is cst.Call else None
 
     def call_name(self, imports: ImportTable) -> str | None:
         call = self.constructed
@@ -198,30 +198,30 @@ class _Builder:
     def statement(self, stmt, func, cls, in_loop) -> Block:
         if isinstance(stmt, cst.BaseSmallStatement):  # the body of `if x: opt.step()`
             return self.small_statement(stmt, func, cls, in_loop)
-        if isinstance(stmt, cst.SimpleStatementLine):
+        if type(stmt) is cst.SimpleStatementLine:
             items: Block = []
             for small in stmt.body:
                 items.extend(self.small_statement(small, func, cls, in_loop))
             return items
-        if isinstance(stmt, cst.FunctionDef):
+        if type(stmt) is cst.FunctionDef:
             self.function(stmt, func, cls)
             return []
-        if isinstance(stmt, cst.ClassDef):
+        if type(stmt) is cst.ClassDef:
             self.class_def(stmt, func)
             return []
-        if isinstance(stmt, cst.If):
+        if type(stmt) is cst.If:
             items = self.events(stmt.test, None, func, cls, stmt)
             orelse = stmt.orelse
-            if isinstance(orelse, cst.If):
+            if type(orelse) is cst.If:
                 other = self.statement(orelse, func, cls, in_loop)
-            elif isinstance(orelse, cst.Else):
+            elif type(orelse) is cst.Else:
                 other = self.block(orelse.body.body, func, cls, in_loop)
             else:
                 other = []
             items.append(Branch([self.block(stmt.body.body, func, cls, in_loop), other]))
             return items
-        if isinstance(stmt, (cst.For, cst.While)):
-            if isinstance(stmt, cst.For):
+        if type(stmt) in (cst.For, cst.While):
+            if type(stmt) is cst.For:
                 items = self.events(stmt.iter, None, func, cls, stmt)
                 func.locals.update(target_names(stmt.target))
                 self.bind_targets(stmt.target, stmt.iter, func, cls, loop_variable=True)
@@ -231,7 +231,7 @@ class _Builder:
             orelse = self.block(stmt.orelse.body.body, func, cls, in_loop) if stmt.orelse else []
             items.append(Loop(body, orelse))
             return items
-        if isinstance(stmt, (cst.Try, cst.TryStar)):
+        if type(stmt) in (cst.Try, cst.TryStar):
             return [
                 Try(
                     self.block(stmt.body.body, func, cls, in_loop),
@@ -240,7 +240,7 @@ class _Builder:
                     self.block(stmt.finalbody.body.body, func, cls, in_loop) if stmt.finalbody else [],
                 )
             ]
-        if isinstance(stmt, cst.With):
+        if type(stmt) is cst.With:
             items = []
             for item in stmt.items:
                 items.extend(self.events(item.item, None, func, cls, stmt))
@@ -248,7 +248,7 @@ class _Builder:
                     func.locals.update(target_names(item.asname.name))
             items.extend(self.block(stmt.body.body, func, cls, in_loop))
             return items
-        if isinstance(stmt, cst.Match):
+        if type(stmt) is cst.Match:
             items = self.events(stmt.subject, None, func, cls, stmt)
             items.append(Branch([self.block(case.body.body, func, cls, in_loop) for case in stmt.cases] + [[]]))
             return items
@@ -256,24 +256,24 @@ class _Builder:
 
     def small_statement(self, small, func, cls, in_loop) -> Block:
         self.current_statement = small
-        if isinstance(small, (cst.Import, cst.ImportFrom)):
+        if type(small) in (cst.Import, cst.ImportFrom):
             self.imports.add_cst(small)
             return []
         items = self.events(small, small, func, cls, small)
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             for target in small.targets:
                 self.bind_targets(target.target, small.value, func, cls)
                 if in_loop and cls is not None:
                     self.check_recurrence(target.target, small.value, cls)
-        elif isinstance(small, (cst.AnnAssign, cst.AugAssign)) and small.value is not None:
+        elif type(small) in (cst.AnnAssign, cst.AugAssign) and small.value is not None:
             self.bind_targets(small.target, small.value, func, cls)
-            if isinstance(small, cst.AugAssign) and in_loop and cls is not None:
+            if type(small) is cst.AugAssign and in_loop and cls is not None:
                 self.check_recurrence(small.target, small.value, cls)
-        if isinstance(small, (cst.Return, cst.Raise)):
+        if type(small) in (cst.Return, cst.Raise):
             items.append(Jump("return"))
-        elif isinstance(small, cst.Break):
+        elif type(small) is cst.Break:
             items.append(Jump("break"))
-        elif isinstance(small, cst.Continue):
+        elif type(small) is cst.Continue:
             items.append(Jump("continue"))
         return items
 
@@ -285,7 +285,7 @@ class _Builder:
             info.locals.add(param.name.value)
             info.params.append(param.name.value)
         for star in (params.star_arg, params.star_kwarg):
-            if isinstance(star, cst.Param):
+            if type(star) is cst.Param:
                 info.locals.add(star.name.value)
         if cls is not None and outer is self.module:
             cls.methods[info.name] = info
@@ -299,7 +299,7 @@ class _Builder:
         info = ClassInfo(node.name.value, bases)
         self.classes.setdefault(info.name, info)
         for stmt in node.body.body:
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 self.function(stmt, self.module, info)
             else:
                 for call, _ in iter_calls(stmt):
@@ -310,13 +310,13 @@ class _Builder:
     # bindings -----------------------------------------------------------------------------
 
     def bind_targets(self, target, value, func, cls, loop_variable: bool = False) -> None:
-        if isinstance(target, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List):
             elements = [e.value for e in target.elements]
             # `model, opt = accelerator.prepare(model, opt)`: bind each name to its argument
-            if isinstance(value, cst.Call) and len(value.args) == len(elements):
+            if type(value) is cst.Call and len(value.args) == len(elements):
                 for element, arg in zip(elements, value.args):
                     self.bind_targets(element, arg.value, func, cls)
-            elif isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(elements):
+            elif type(value) in (cst.Tuple, cst.List) and len(value.elements) == len(elements):
                 for element, item in zip(elements, value.elements):
                     self.bind_targets(element, item.value, func, cls)
             else:
@@ -326,16 +326,16 @@ class _Builder:
         if loop_variable:  # `for opt in optimizers` - the element of a collection, not the collection
             return
         binding = Binding(value, func, self.segment, self.current_statement)  # type: ignore[arg-type]
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             func.locals.add(target.value)
             func.bindings.setdefault(target.value, []).append(binding)
-        elif isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
+        elif type(target) is cst.Attribute and type(target.value) is cst.Name:
             if target.value.value == "self" and cls is not None:
                 cls.attributes.setdefault(target.attr.value, []).append(binding)
 
     def check_recurrence(self, target, value, cls: ClassInfo) -> None:
         """`h = tanh(self.W(h) + self.U(x[t]))` inside a loop: a hand-written recurrence."""
-        if not isinstance(target, cst.Name):
+        if type(target) is not cst.Name:
             return
         name = target.value
         if name not in set(iter_names(value)):
@@ -372,14 +372,14 @@ class _Builder:
 
     def classify(self, call: cst.Call, name: str | None):
         func = call.func
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             attr = func.attr.value
             owner = func.value
             owner_text = receiver_text(owner)
             if attr in BACKWARD_METHODS:
                 scaled = (
-                    isinstance(owner, cst.Call)
-                    and isinstance(owner.func, cst.Attribute)
+                    type(owner) is cst.Call
+                    and type(owner.func) is cst.Attribute
                     and owner.func.attr.value == "scale"
                     and looks_like_scaler_name(receiver_text(owner.func.value) or "")
                 )
@@ -424,7 +424,7 @@ def parameter_roots(expr: cst.BaseExpression) -> set[str]:
     """
     roots = set()
     for call, _ in iter_calls(expr):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value in {"parameters", "named_parameters"}:
+        if type(call.func) is cst.Attribute and call.func.attr.value in {"parameters", "named_parameters"}:
             text = receiver_text(call.func.value)
             if text:
                 roots.add(text)
@@ -748,10 +748,10 @@ class TrainingAnalysis:
             seen.add((name, id(context)))
             for binding in self.lookup(name, context):
                 value = binding.constructed or binding.value
-                if isinstance(value, cst.Call):
+                if type(value) is cst.Call:
                     if is_optimizer_class(binding.call_name(self.imports) or "") and value.args:
                         return value, binding
-                elif isinstance(value, (cst.Name, cst.Attribute)):
+                elif type(value) in (cst.Name, cst.Attribute):
                     alias = receiver_text(value)
                     if alias:
                         todo.append((alias, binding.function))

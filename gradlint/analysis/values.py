@@ -54,28 +54,28 @@ def evaluate(node: cst.BaseExpression | None, env: dict[str, Any]) -> Any:
 def _evaluate(node, env) -> Any:
     if node is None:
         return UNKNOWN
-    if isinstance(node, cst.Integer):
+    if type(node) is cst.Integer:
         return node.evaluated_value
-    if isinstance(node, cst.Float):
+    if type(node) is cst.Float:
         return node.evaluated_value
-    if isinstance(node, cst.SimpleString):
+    if type(node) is cst.SimpleString:
         return node.evaluated_value
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         if node.value in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.value]
         return env.get(node.value, UNKNOWN)
-    if isinstance(node, cst.UnaryOperation):
+    if type(node) is cst.UnaryOperation:
         value = _evaluate(node.expression, env)
         if not known(value):
             return UNKNOWN
-        if isinstance(node.operator, cst.Minus):
+        if type(node.operator) is cst.Minus:
             return -value
-        if isinstance(node.operator, cst.Plus):
+        if type(node.operator) is cst.Plus:
             return value
-        if isinstance(node.operator, cst.Not):
+        if type(node.operator) is cst.Not:
             return not value
         return UNKNOWN
-    if isinstance(node, cst.BinaryOperation):
+    if type(node) is cst.BinaryOperation:
         function = _BINARY.get(type(node.operator))
         left, right = _evaluate(node.left, env), _evaluate(node.right, env)
         if function is None or not known(left) or not known(right):
@@ -83,7 +83,7 @@ def _evaluate(node, env) -> Any:
         if isinstance(left, str) or isinstance(right, str):
             return UNKNOWN
         return function(left, right)
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         name = (dotted(node.func) or "").rsplit(".", 1)[-1]
         args = [a for a in node.args if a.keyword is None]
         if name in _SQRT and len(args) == 1:
@@ -96,7 +96,7 @@ def _evaluate(node, env) -> Any:
             nonlinearity = _evaluate(args[0].value, env)
             return gain_for(nonlinearity) if isinstance(nonlinearity, str) else UNKNOWN
         return UNKNOWN
-    if isinstance(node, cst.Attribute) and dotted(node) in ("math.pi", "np.pi", "numpy.pi"):
+    if type(node) is cst.Attribute and dotted(node) in ("math.pi", "np.pi", "numpy.pi"):
         return math.pi
     return UNKNOWN
 

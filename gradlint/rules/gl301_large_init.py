@@ -178,7 +178,7 @@ class Net(nn.Module):
                 name = func.rsplit(".", 1)[0] + "." + method
             else:
                 name, extra = spelled(ctx, f"torch.nn.init.{method}")
-        elif isinstance(call.func, cst.Attribute):  # w.data.normal_() and other tensor methods
+        elif type(call.func) is cst.Attribute:  # w.data.normal_() and other tensor methods
             target = ctx.code(call.func.value)
             name, extra = spelled(ctx, f"torch.nn.init.{method}")
         else:
