@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -207,6 +208,30 @@ def select_statements(source: SourceFile, index: FileIndex, trigger: re.Pattern[
     return sorted(keep)
 
 
+@contextmanager
+def _without_node_validation():
+    """libcst validates every node it builds (a fifth of a parse); the native parser's output is
+    valid by construction, so gradlint's own parses skip that. Nodes built while this is
+    active are not checked, so nothing but the parse may run inside it."""
+    base = cst.CSTNode
+    saved = base.__dict__["__post_init__"]
+    base.__post_init__ = _no_validation  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        base.__post_init__ = saved  # type: ignore[method-assign]
+
+
+def _no_validation(self) -> None:
+    return None
+
+
+def parse_module(text: str) -> cst.Module:
+    """`libcst.parse_module` without the per-node validation pass."""
+    with _without_node_validation():
+        return cst.parse_module(text)
+
+
 def parse_segments(source: SourceFile, index: FileIndex, chosen: list[int]) -> list[Segment]:
     """libcst-parse each run of consecutive chosen statements (whole lines) once."""
     runs: list[tuple[int, int]] = []
@@ -225,7 +250,7 @@ def parse_segments(source: SourceFile, index: FileIndex, chosen: list[int]) -> l
         end = starts[end_line] if end_line < len(starts) else len(source.text)
         text = source.text[starts[start_line - 1] : end]
         try:
-            module = cst.parse_module(text)
+            module = parse_module(text)
         except cst.ParserSyntaxError as exc:
             raise SourceError(
                 f"libcst cannot parse this (newer syntax than the installed libcst supports?): "

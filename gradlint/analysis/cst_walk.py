@@ -34,16 +34,27 @@ def child_fields(node_type: type) -> tuple[str, ...]:
     return names
 
 
-_IS_NODE: dict[type, bool] = {}
+def _node_types() -> frozenset[type]:
+    found: set[type] = set()
+    stack = [cst.CSTNode]
+    while stack:
+        kind = stack.pop()
+        found.add(kind)
+        stack.extend(kind.__subclasses__())
+    return frozenset(found)
+
+
+# isinstance against the CSTNode ABC is slow; a set of the node classes is a hash lookup
+_NODE_TYPES = _node_types()
 
 
 def _is_node(value: object) -> bool:
-    # isinstance against the CSTNode ABC is slow; node types are few, so remember them
     kind = type(value)
-    known = _IS_NODE.get(kind)
-    if known is None:
-        known = _IS_NODE[kind] = isinstance(value, cst.CSTNode)
-    return known
+    if kind in _NODE_TYPES:
+        return True
+    if kind.__module__.startswith("libcst"):
+        return False
+    return isinstance(value, cst.CSTNode)  # a subclass made after import (not in parsed trees)
 
 
 def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -55,17 +66,6 @@ def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                     yield item
         elif _is_node(value):
             yield value
-
-
-def child_list(node: cst.CSTNode) -> list[cst.CSTNode]:
-    result = []
-    for name in child_fields(type(node)):
-        value = getattr(node, name)
-        if type(value) in (tuple, list):
-            result.extend(item for item in value if _is_node(item))
-        elif _is_node(value):
-            result.append(value)
-    return result
 
 
 _EMPTY = cst.Module(body=[])
@@ -106,27 +106,43 @@ def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cs
     key = id(node)
     hit = _CALLS.get(key)
     if hit is None or hit[0] is not node or hit[1][0] != in_closure:
-        hit = (node, [in_closure, list(_iter_calls(node, in_closure))])
+        hit = (node, [in_closure, _iter_calls(node, in_closure)])
         _CALLS[key] = hit
     return iter(hit[1][1])
 
 
-def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cst.Call, bool]]:
-    # an explicit stack: post-order without a generator per node
-    stack: list[tuple[cst.CSTNode, bool, bool]] = [(node, in_closure, False)]
+def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.Call, bool]]:
+    # The hottest loop of the analyses: an explicit stack, a Call pushed back once as a marker so
+    # that it comes after its receiver and arguments, child fields read straight off the node.
+    found: list[tuple[cst.Call, bool]] = []
+    stack: list[tuple] = [(node, in_closure)]
+    push, pop = stack.append, stack.pop
+    fields, node_types, closures, call_type, lambda_type = _FIELDS, _NODE_TYPES, _CLOSURE_TYPES, cst.Call, cst.Lambda
     while stack:
-        current, closure, expanded = stack.pop()
+        entry = pop()
+        current = entry[0]
+        if len(entry) == 3:
+            found.append((current, entry[1]))
+            continue
         kind = type(current)
-        if expanded:
-            if kind is cst.Call:
-                yield current, closure  # type: ignore[misc]
+        if kind is lambda_type:
             continue
-        if kind is cst.Lambda:
-            continue
-        stack.append((current, closure, True))
-        inner = closure or kind in _CLOSURE_TYPES
-        for child in reversed(child_list(current)):
-            stack.append((child, inner, False))
+        closure = entry[1]
+        if kind is call_type:
+            push((current, closure, True))
+        inner = closure or kind in closures
+        names = fields.get(kind) or child_fields(kind)
+        kids = []
+        for name in names:
+            value = getattr(current, name)
+            value_type = type(value)
+            if value_type in node_types:
+                kids.append(value)
+            elif value_type is tuple or value_type is list:
+                kids.extend([item for item in value if type(item) in node_types])
+        for child in reversed(kids):
+            push((child, inner))
+    return found
 
 
 def iter_names(node: cst.CSTNode) -> Iterator[str]:
