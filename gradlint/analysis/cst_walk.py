@@ -111,25 +111,47 @@ def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cs
     return iter(hit[1][1])
 
 
+def _memo_types() -> frozenset[type]:
+    statements = (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine, cst.BaseSuite)
+    return frozenset(kind for kind in _NODE_TYPES if issubclass(kind, statements)) | {cst.Call}
+
+
+# Subtrees whose calls are remembered as they are walked, so that a later question about a
+# whole block or class reuses what the per-statement questions already found (and vice versa).
+_MEMO_TYPES = _memo_types()
+
+
 def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.Call, bool]]:
-    # The hottest loop of the analyses: an explicit stack, a Call pushed back once as a marker so
-    # that it comes after its receiver and arguments, child fields read straight off the node.
+    # The hottest loop of the analyses: an explicit stack, child fields read straight off the
+    # node. A Call is pushed back as a marker (None) so that it comes after its receiver and
+    # arguments; a statement or call pushes an end marker (its start in `found`) to be memoised.
     found: list[tuple[cst.Call, bool]] = []
     stack: list[tuple] = [(node, in_closure)]
     push, pop = stack.append, stack.pop
-    fields, node_types, closures, call_type, lambda_type = _FIELDS, _NODE_TYPES, _CLOSURE_TYPES, cst.Call, cst.Lambda
+    fields, node_types, closures, memo, memo_types = _FIELDS, _NODE_TYPES, _CLOSURE_TYPES, _CALLS, _MEMO_TYPES
+    call_type, lambda_type = cst.Call, cst.Lambda
     while stack:
         entry = pop()
         current = entry[0]
         if len(entry) == 3:
-            found.append((current, entry[1]))
+            start = entry[2]
+            if start is None:
+                found.append((current, entry[1]))
+            else:
+                memo[id(current)] = (current, [entry[1], found[start:]])
             continue
         kind = type(current)
         if kind is lambda_type:
             continue
         closure = entry[1]
+        if kind in memo_types and current is not node:
+            hit = memo.get(id(current))
+            if hit is not None and hit[0] is current and hit[1][0] == closure:
+                found.extend(hit[1][1])
+                continue
+            push((current, closure, len(found)))
         if kind is call_type:
-            push((current, closure, True))
+            push((current, closure, None))
         inner = closure or kind in closures
         names = fields.get(kind) or child_fields(kind)
         kids = []
