@@ -97,6 +97,8 @@ class GradMonitor:
         self._calls = 0
         self._excursion = False
         self._handle = None
+        self._index = None
+        self._scale = 1.0
         self._log = None
         self._csv = None
         if log_path:
@@ -116,16 +118,21 @@ class GradMonitor:
         if not grads:
             return 0.0, {}
         if hasattr(torch, "_foreach_norm"):
-            per_tensor = torch.stack(torch._foreach_norm(grads)).float()
+            norms = torch._foreach_norm(grads)
         else:  # pragma: no cover - old torch
-            per_tensor = torch.stack([g.norm() for g in grads]).float()
+            norms = [g.norm() for g in grads]
+        device = norms[0].device  # a model split over devices: gather the per-tensor norms on one
+        per_tensor = torch.stack([n.to(device=device, dtype=torch.float32) for n in norms])
         squares = per_tensor.pow(2)
-        per_layer = torch.zeros(len(self.layers), device=squares.device).index_add_(
-            0, torch.tensor(index, device=squares.device), squares)
+        key = (tuple(index), squares.device)
+        if self._index is None or self._index[0] != key:  # a host-to-device copy once, not at every record
+            self._index = (key, torch.tensor(index, device=squares.device))
+        per_layer = torch.zeros(len(self.layers), device=squares.device).index_add_(0, self._index[1], squares)
         values = torch.cat([squares.sum().sqrt().view(1), per_layer.sqrt()]).tolist()  # the one sync
         scale = 1.0
         if self.scaler is not None and not getattr(self, "_unscaled", False):
             scale = float(self.scaler.get_scale()) or 1.0
+        self._scale = scale
         total = values[0] / scale
         layers = {name: value / scale for name, value in zip(self.layers, values[1:])} if self.per_layer else {}
         return total, layers
@@ -145,12 +152,19 @@ class GradMonitor:
         total, layers = self.norms()
         record: dict[str, Any] = {"name": self.name, "step": step, "global_norm": total}
         if clipped_norm is not None:
-            record["clipped_norm"] = float(clipped_norm)
+            record["clipped_norm"] = _number(clipped_norm)
         if layers:
             record["layers"] = layers
-        for key, value in scalars.items():
-            record[key] = float(value) if hasattr(value, "__float__") else value
-        event = self._detect(step, total, layers)
+        for key, value in scalars.items():  # a tensor on any device (loss=loss): copied to the host
+            record[key] = _number(value) if hasattr(value, "__float__") else value
+        # detection looks at the pre-clip norm where it is given: recorded after clip_grad_norm_, the
+        # gradients themselves never exceed the clip threshold, and no blow-up would ever show
+        watched = total
+        if clipped_norm is not None:
+            pre_clip = record["clipped_norm"] / self._scale
+            if not math.isfinite(pre_clip) or pre_clip > total:
+                watched = pre_clip
+        event = self._detect(step, watched, layers)
         if event is not None:
             record["event"] = event.kind
         self.records.append(record)
@@ -230,6 +244,10 @@ class GradMonitor:
             self.writer.add_scalar(f"{self.name}/grad_norm", record["global_norm"], record["step"])
             for layer, value in record.get("layers", {}).items():
                 self.writer.add_scalar(f"{self.name}/grad_norm/{layer}", value, record["step"])
+
+
+def _number(value) -> float:
+    return float(value.detach()) if hasattr(value, "detach") else float(value)
 
 
 def read_log(path: str) -> list[dict]:

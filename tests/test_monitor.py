@@ -93,6 +93,22 @@ def test_every_k_steps_callback_and_clip_norm() -> None:
     assert all(abs(r["clipped_norm"] - r["global_norm"]) / r["clipped_norm"] > 0.5 for r in monitor.records)  # recorded after clipping
 
 
+def test_a_blow_up_is_detected_from_the_pre_clip_norm_when_recorded_after_clipping() -> None:
+    # the README's loop: clip, then record(clipped_norm=total); the clipped gradients stay at
+    # the threshold, so detection must look at the pre-clip norm clip_grad_norm_ returned
+    torch.manual_seed(0)
+    model = mlp()
+    monitor = GradMonitor(model, on_event="raise")
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    with pytest.raises(GradientExplosion, match=r"step 30: gradient norm"):
+        for step in range(40):
+            model.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y * (1e4 if step == 30 else 1.0)).backward()
+            total = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            monitor.record(step, clipped_norm=total)
+    assert monitor.records[-1]["global_norm"] <= 0.5 + 1e-6 < monitor.records[-1]["clipped_norm"]
+
+
 def test_attach_records_before_each_optimizer_step_for_several_models() -> None:
     torch.manual_seed(0)
     actor, critic = mlp(), mlp()

@@ -1,6 +1,9 @@
 """Measurements on a built model (torch is imported here, and only here and in the worker).
 
-Every probe returns plain numbers; `gradlint.verify.verdict` decides what they mean.
+Every probe returns plain numbers (Python floats, copied off the device, which synchronises
+it); `gradlint.verify.verdict` decides what they mean. Probes run on the device of the model
+and its inputs; the random numbers they draw (inputs, targets, re-initialised weights) are
+drawn on the CPU and moved there, so a model gets the same numbers on any device.
 """
 
 from __future__ import annotations
@@ -18,6 +21,29 @@ RECURRENT_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def device_of(module: nn.Module) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def randn(*shape, device=None, seed: int | None = None) -> torch.Tensor:
+    """Standard normal numbers drawn on the CPU (device-independent), then moved to `device`."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return torch.randn(*shape).to(device) if device is not None else torch.randn(*shape)
+
+
+def _initialise(param: torch.Tensor, init) -> None:
+    """Apply an nn.init function through a CPU copy: the same values on every device."""
+    with torch.no_grad():
+        values = torch.empty(param.shape, dtype=torch.float32)
+        init(values)
+        param.copy_(values.to(device=param.device, dtype=param.dtype))
 
 
 def tensors_of(output: Any) -> list[torch.Tensor]:
@@ -141,13 +167,12 @@ def with_he_init(model: nn.Module) -> nn.Module:
     copy_ = copy.deepcopy(model)
     for module in copy_.modules():
         if isinstance(module, WEIGHT_TYPES):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            _initialise(module.weight, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     for name, param in copy_.named_parameters():
         if param.dim() == 2 and not any(param is getattr(m, "weight", None) for m in copy_.modules()):
-            with torch.no_grad():
-                param.normal_(0, 1 / math.sqrt(param.shape[0]))
+            _initialise(param, lambda w: w.normal_(0, 1 / math.sqrt(w.shape[0])))
     return copy_
 
 
@@ -160,7 +185,8 @@ def with_layernorm(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Module | 
     for name, module in order[:-1]:
         parent_name, _, attr = name.rpartition(".")
         parent = copy_.get_submodule(parent_name) if parent_name else copy_
-        replacement = nn.Sequential(module, nn.LayerNorm(module.out_features))
+        norm = nn.LayerNorm(module.out_features).to(device=module.weight.device, dtype=module.weight.dtype)
+        replacement = nn.Sequential(module, norm)
         if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
             parent[int(attr)] = replacement
         else:
@@ -174,7 +200,7 @@ def with_small_output(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Module
     if not order:
         return None
     last = order[-1][1]
-    nn.init.uniform_(last.weight, -3e-3, 3e-3)
+    _initialise(last.weight, lambda w: nn.init.uniform_(w, -3e-3, 3e-3))
     return copy_
 
 
@@ -223,8 +249,7 @@ def recurrent_profile(model: nn.Module, inputs: list[torch.Tensor], time_axis: i
         for length in lengths:
             shape = [1, 1, module.input_size]
             shape[axis] = length
-            torch.manual_seed(0)
-            x = torch.randn(*shape, requires_grad=True)
+            x = randn(*shape, device=device_of(module), seed=0).requires_grad_()
             module.zero_grad(set_to_none=True)
             out = module(x)[0]
             out.select(axis, length - 1).float().pow(2).sum().backward()
@@ -236,8 +261,7 @@ def recurrent_profile(model: nn.Module, inputs: list[torch.Tensor], time_axis: i
     for length in lengths:
         shape = list(base.shape)
         shape[time_axis] = length
-        torch.manual_seed(0)
-        x = torch.randn(*shape, requires_grad=True)
+        x = randn(*shape, device=base.device, seed=0).to(base.dtype).requires_grad_()
         model.zero_grad(set_to_none=True)
         output = model(x, *inputs[1:])
         tensors = [t for t in tensors_of(output) if t.is_floating_point()]
@@ -261,13 +285,14 @@ def training_run(model: nn.Module, inputs: list[torch.Tensor], optimizer: str, l
     opt = opt_class(copy_.parameters(), lr=lr)
     torch.manual_seed(1)
     with torch.no_grad():
-        shapes = [t.shape for t in tensors_of(copy_(*inputs)) if t.is_floating_point()]
-    if not shapes:
+        produced = [t for t in tensors_of(copy_(*inputs)) if t.is_floating_point()]
+    if not produced:
         return {"error": "no float output"}
-    targets = [torch.randn(s) * target_scale for s in shapes]
+    targets = [randn(*t.shape) * target_scale for t in produced]
     for target in targets:  # a few rare, much larger targets, as sparse large rewards give
         flat = target.view(-1)
         flat[:: max(1, flat.numel() // 8)] *= 10
+    targets = [target.to(t.device) for target, t in zip(targets, produced)]
     norms, losses = [], []
     nonfinite = False
     for _ in range(steps):
@@ -278,7 +303,7 @@ def training_run(model: nn.Module, inputs: list[torch.Tensor], optimizer: str, l
         total = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in copy_.parameters() if p.grad is not None])))
         norms.append(_finite(total))
         losses.append(_finite(float(loss.detach())))
-        if not math.isfinite(total) or not math.isfinite(float(loss)):
+        if not math.isfinite(total) or not math.isfinite(float(loss.detach())):
             nonfinite = True
             break
         if clip is not None:

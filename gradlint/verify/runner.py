@@ -2,9 +2,14 @@
 (torch is imported once), restarted if user code kills it.
 
 Isolation: a scrubbed environment (no tokens, keys, secrets or cloud credentials), a temporary
-working directory, no inherited file descriptors, its own process group, an address-space
-limit, and a wall-clock timeout per model. A crash, hang or out-of-memory in user code becomes
-an error reply, never an exception in gradlint.
+working directory, no inherited file descriptors, its own process group, a memory limit, and a
+wall-clock timeout per model. A crash, hang or out-of-memory in user code becomes an error
+reply, never an exception in gradlint.
+
+The memory limit: on the CPU an address-space limit (RLIMIT_AS) of `memory_mb`; on a CUDA
+device no address-space limit (the CUDA driver reserves far more virtual address space than any
+such limit allows, and fails to initialise under one) but a cap of `memory_mb` on the worker's
+GPU memory (torch's caching allocator), so host memory is not limited there.
 """
 
 from __future__ import annotations
@@ -38,16 +43,27 @@ class WorkerStartError(RuntimeError):
     pass
 
 
+class DeviceUnavailableError(WorkerStartError):
+    """The worker started but cannot use the requested device (no CUDA, a broken driver)."""
+
+
+def uses_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
 class Worker:
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB, device: str = "cpu") -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.device = device
         self.process: subprocess.Popen | None = None
         self.directory: str | None = None
         self.stderr_path: str | None = None
         self._next = 0
 
     def _limits(self) -> None:  # runs in the child, before exec
+        if uses_cuda(self.device):  # CUDA cannot initialise under an address-space limit; the worker caps GPU memory
+            return
         try:
             import resource
 
@@ -61,7 +77,8 @@ class Worker:
         self.stderr_path = os.path.join(self.directory, "stderr.txt")
         stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - kept open by the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradlint.verify.worker"],
+            [sys.executable, "-m", "gradlint.verify.worker", "--device", str(self.device),
+             "--memory-mb", str(self.memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             cwd=self.directory, env=scrubbed_environment(self.directory), close_fds=True,
             start_new_session=True, preexec_fn=self._limits if os.name == "posix" else None,
@@ -70,7 +87,22 @@ class Worker:
         ready = self._read_line(max(120.0, self.timeout))
         if not isinstance(ready, dict) or not ready.get("ready"):
             self.stop()
-            raise WorkerStartError(ready.get("error") if isinstance(ready, dict) else "the worker did not start")
+            if isinstance(ready, dict) and ready.get("device_unavailable"):
+                raise DeviceUnavailableError(ready.get("error"))
+            raise WorkerStartError(self._start_failure(ready))
+
+    def _start_failure(self, ready) -> str:
+        if isinstance(ready, dict) and ready.get("error"):
+            return str(ready["error"])
+        tail = self._stderr_tail()
+        return "the worker did not start" + (f"; last output: {tail}" if tail else "")
+
+    def _stderr_tail(self) -> str:
+        if self.stderr_path and os.path.exists(self.stderr_path):
+            with open(self.stderr_path, "rb") as handle:
+                lines = handle.read().decode(errors="replace").strip().splitlines()
+            return lines[-1][:200] if lines else ""
+        return ""
 
     def _read_line(self, timeout: float) -> dict:
         assert self.process is not None and self.process.stdout
@@ -116,15 +148,13 @@ class Worker:
                                                 "raise --timeout if the model is just large"}
         if reply.get("eof"):
             return self._died()
+        if reply.pop("restart", False):  # e.g. a CUDA error: the context is lost, the next model gets a fresh worker
+            self.stop()
         return reply
 
     def _died(self) -> dict:
         code = self.process.wait(timeout=5) if self.process else None
-        tail = ""
-        if self.stderr_path and os.path.exists(self.stderr_path):
-            with open(self.stderr_path, "rb") as handle:
-                lines = handle.read().decode(errors="replace").strip().splitlines()
-            tail = lines[-1][:200] if lines else ""
+        tail = self._stderr_tail()
         self.process = None
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)

@@ -9,6 +9,8 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import click
+
 from gradlint.analysis.models import BOUND_NAMES
 from gradlint.analysis.values import evaluate, known, module_constants
 from gradlint.config import Settings
@@ -19,7 +21,7 @@ from gradlint.prepass import index_file
 from gradlint.source import read_source
 from gradlint.verify import ModelReport
 from gradlint.verify.loader import constructor_args, model_only_source, resolvable_call_site
-from gradlint.verify.runner import Worker
+from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
 
@@ -33,10 +35,27 @@ class Options:
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
+class DeviceError(click.ClickException):
+    """The requested device cannot be used: one line on stderr, exit status 2, no traceback
+    (a ClickException, so the CLI shows it as such; other callers can catch it)."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"gradlint: error: {self.format_message()}", file=file, err=file is None)
+
+
 def verify_results(results: list[FileResult], settings: Settings, options: Options, progress=None) -> list[ModelReport]:
     reports: list[ModelReport] = []
-    worker = Worker(options.timeout, options.memory_mb)
+    worker = Worker(options.timeout, options.memory_mb, options.device)
     try:
+        if uses_cuda(options.device):  # find out now, once, rather than as an error on every model
+            try:
+                worker.start()
+            except DeviceUnavailableError as exc:
+                raise DeviceError(f"--device {options.device}: {exc}; use --device cpu") from None
+            except WorkerStartError:
+                pass  # any other start failure: reported on each model, as on the CPU
         for result in results:
             if not result.diagnostics:
                 continue

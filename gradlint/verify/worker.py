@@ -2,6 +2,10 @@
 model from its model-only source, runs the probes the findings need, and writes one JSON
 result per line. Started by `gradlint.verify.runner` with a scrubbed environment, a temporary
 working directory, a memory limit and a wall-clock timeout; never imported by the linter.
+
+`python -m gradlint.verify.worker [--device cpu|cuda[:N]] [--memory-mb N]`: on a CUDA device the
+worker checks and initialises CUDA before its first model (and says so in its ready line if it
+cannot), caps its GPU memory at --memory-mb, and measures in full fp32 (no TF32).
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ def build(request: dict):
     return cls(*request.get("args", []), **request.get("kwargs", {}))
 
 
-def candidate_inputs(model, request: dict) -> list[list]:
+def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
+    """Input candidates, drawn on the CPU (the same numbers whatever the device); the caller
+    moves them to the model's device."""
     import torch
     from torch import nn
 
@@ -82,7 +88,7 @@ def candidate_inputs(model, request: dict) -> list[list]:
     numbers = {**hints.get("dims", {}), **request.get("kwargs", {})}
     if len(inputs) >= 2 and hasattr(model, "init_hidden") and first is not None:  # forward(x, hidden)
         for x in _first_inputs(first, batch):
-            for call in ((batch,), (batch, "cpu"), ()):
+            for call in ((batch,), (batch, str(device)), ()):
                 try:
                     candidates.append([x, model.init_hidden(*call)])
                     break
@@ -155,11 +161,13 @@ def _first_inputs(first, batch: int) -> list:
     return []
 
 
-def find_inputs(model, request: dict):
+def find_inputs(model, request: dict, device="cpu"):
+    """The first candidate the model accepts, on `device` (the model's)."""
     import torch
 
     last_error = None
-    for inputs in candidate_inputs(model, request):
+    for candidate in candidate_inputs(model, request, device):
+        inputs = _to(candidate, device)
         try:
             with torch.no_grad():
                 model(*inputs)
@@ -177,9 +185,9 @@ def measure(request: dict) -> dict:
 
     torch.manual_seed(request.get("seed", 0))
     device = request.get("device", "cpu")
-    model = build(request).to(device)
+    model = build(request).to(device)  # built on the CPU, so its weights do not depend on the device
     model.train()
-    inputs = [_to(x, device) for x in find_inputs(model, request)]
+    inputs = find_inputs(model, request, device)
     codes = set(request.get("codes", []))
     figures: dict[str, Any] = {"input_shapes": [_shape(x) for x in inputs]}
     profile = probes.gradient_profile(model, inputs)
@@ -236,15 +244,71 @@ def _time_axis(model, inputs) -> int | None:
     return None
 
 
+def _arguments(argv: list[str]) -> dict:
+    options = {"device": "cpu", "memory_mb": None}
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--device":
+            options["device"] = value
+        elif flag == "--memory-mb":
+            options["memory_mb"] = int(value)
+    return options
+
+
+def prepare_device(device: str, memory_mb: int | None) -> str | None:
+    """Check and initialise an accelerator before any user code runs; None if it is usable,
+    else why not (one line)."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = ("this torch is built without CUDA" if torch.version.cuda is None else
+               "no CUDA GPU is visible" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""))
+        return f"CUDA is not available: {why} (torch {torch.__version__})"
+    try:
+        index = torch.device(device).index or 0
+        torch.cuda.set_device(index)
+        torch.zeros(1, device=device).sum().item()  # creates the context now, not inside a model's timeout
+        if memory_mb:  # --memory caps the GPU memory here; host memory is not limited on CUDA
+            total = torch.cuda.get_device_properties(index).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, memory_mb * 1024 * 1024 / total), index)
+    except Exception as exc:  # noqa: BLE001 - a broken driver, an invalid index
+        return f"CUDA could not be initialised on {device}: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    # measure in full fp32, as on the CPU: TF32 convolutions and recurrences (cuDNN's default) blur
+    # the figures. The flags of every torch version; torch >= 2.9 maps them onto conv and rnn alike,
+    # and user code can still read them with either API.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return None
+
+
+def _error_reply(request_id, exc: BaseException, device: str, memory_mb: int | None) -> dict:
+    reply = {"id": request_id, "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
+    text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryError" and memory_mb:
+        reply["error"] = (f"out of GPU memory (the worker may use {memory_mb} MiB on {device}: raise --memory); "
+                          + reply["error"])[:500]
+    if "CUDA error" in text or "device-side assert" in text or "illegal memory access" in text:
+        reply["restart"] = True  # the CUDA context is unusable from here on: the runner starts a fresh worker
+    return reply
+
+
 def main() -> None:
+    options = _arguments(sys.argv[1:])
     # the protocol owns the real stdout; whatever user code prints goes to stderr
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    import torch  # noqa: F401 - imported once, before the first model's timeout starts
+    import torch  # imported once, before the first model's timeout starts
 
+    problem = prepare_device(options["device"], options["memory_mb"])
+    if problem is not None:
+        protocol.write(json.dumps({"ready": False, "error": problem, "device_unavailable": True}) + "\n")
+        protocol.flush()
+        return
     _confine(os.getcwd())
-    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.write(json.dumps({"ready": True, "device": options["device"]}) + "\n")
     protocol.flush()
     for line in sys.stdin:
         if not line.strip():
@@ -254,7 +318,9 @@ def main() -> None:
             figures = measure(request)
             reply = {"id": request["id"], "status": "ok", "figures": figures}
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
-            reply = {"id": request["id"], "status": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
+            reply = _error_reply(request["id"], exc, options["device"], options["memory_mb"])
+        if options["device"].startswith("cuda"):
+            torch.cuda.empty_cache()  # the next model gets the memory back
         protocol.write(json.dumps(reply, default=_json_default) + "\n")
         protocol.flush()
 
