@@ -26,7 +26,7 @@ def discover(paths: list[str], settings: Settings, force_exclude: bool = False) 
     seen: set[str] = set()
 
     def add(path: str) -> None:
-        key = os.path.normcase(os.path.abspath(path))
+        key = os.path.normcase(os.path.abspath(path))  # the same file named twice is linted once
         if key not in seen:
             seen.add(key)
             files.append(path)
@@ -34,15 +34,16 @@ def discover(paths: list[str], settings: Settings, force_exclude: bool = False) 
     for path in paths:
         if os.path.isdir(path):
             for directory, subdirs, names in os.walk(path):
+                base = settings.relative(directory)  # once per directory, not per file
+                prefix = "" if base == "." else base + "/"
                 subdirs[:] = sorted(
                     d for d in subdirs
-                    if not settings.is_excluded(os.path.join(directory, d))
+                    if not settings.is_excluded_relative(prefix + d)
                     and not os.path.islink(os.path.join(directory, d))
                 )
                 for name in sorted(names):
-                    full = os.path.join(directory, name)
-                    if name.endswith((".py", ".ipynb")) and not settings.is_excluded(full):
-                        add(full)
+                    if name.endswith((".py", ".ipynb")) and not settings.is_excluded_relative(prefix + name):
+                        add(os.path.join(directory, name))
         elif os.path.lexists(path):
             if force_exclude and settings.is_excluded(path):
                 continue
