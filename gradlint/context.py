@@ -8,11 +8,13 @@ import re
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.diagnostics import Diagnostic, Edit, Fix, Severity
 from gradlint.prepass import FileIndex, Segment, function_names, parse_segments, select_statements
 from gradlint.source import SourceFile
+
+cst = lazy_module("libcst")
 
 if TYPE_CHECKING:
     from gradlint.analysis.dataflow import DataFlow
@@ -20,7 +22,12 @@ if TYPE_CHECKING:
     from gradlint.analysis.training import TrainingAnalysis
     from gradlint.config import Settings
 
-_EMPTY_MODULE = cst.Module(body=[])
+
+
+def _code_for_node(node: cst.CSTNode) -> str:
+    from gradlint.analysis.cst_walk import code_for_node
+
+    return code_for_node(node)
 
 
 def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
@@ -34,7 +41,7 @@ def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
         current = stack.pop()
         if current is node:
             return index
-        if type(current) is type(node) and _EMPTY_MODULE.code_for_node(current) == code:
+        if type(current) is type(node) and _code_for_node(current) == code:
             index += 1
             continue
         stack.extend(reversed(list(children(current))))
@@ -201,7 +208,7 @@ class FileContext:
 
     def code(self, node: cst.CSTNode) -> str:
         """The exact source text of a node (libcst keeps every character inside a node)."""
-        return _EMPTY_MODULE.code_for_node(node)
+        return _code_for_node(node)
 
     def diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, message: str,
                    severity: Severity, fix: Fix | None = None, within: cst.CSTNode | None = None,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.context import FileContext
 from gradlint.diagnostics import Edit
 from gradlint.prepass import Segment
+
+cst = lazy_module("libcst")
 
 
 def insert_statement_before(ctx: FileContext, segment: Segment, stmt: cst.BaseSmallStatement,

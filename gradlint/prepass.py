@@ -9,15 +9,18 @@ statement. Only the statements that a rule may care about are then parsed with l
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.imports import ImportTable, collect_module_imports
 from gradlint.source import SourceError, SourceFile
+
+cst = lazy_module("libcst")
 
 
 @dataclass
@@ -74,17 +77,19 @@ class Segment:
         return self._positions
 
 
-_COMPOUND_TWINS = (
-    (cst.FunctionDef, (ast.FunctionDef, ast.AsyncFunctionDef)),
-    (cst.ClassDef, (ast.ClassDef,)),
-    (cst.If, (ast.If,)),
-    (cst.For, (ast.For, ast.AsyncFor)),
-    (cst.While, (ast.While,)),
-    (cst.With, (ast.With, ast.AsyncWith)),
-    (cst.Try, (ast.Try,)),
-    (cst.TryStar, (getattr(ast, "TryStar", ast.Try),)),
-    (cst.Match, (ast.Match,)),
-)
+@functools.lru_cache(maxsize=1)
+def _compound_twins() -> tuple:
+    return (
+        (cst.FunctionDef, (ast.FunctionDef, ast.AsyncFunctionDef)),
+        (cst.ClassDef, (ast.ClassDef,)),
+        (cst.If, (ast.If,)),
+        (cst.For, (ast.For, ast.AsyncFor)),
+        (cst.While, (ast.While,)),
+        (cst.With, (ast.With, ast.AsyncWith)),
+        (cst.Try, (ast.Try,)),
+        (cst.TryStar, (getattr(ast, "TryStar", ast.Try),)),
+        (cst.Match, (ast.Match,)),
+    )
 
 
 def _flatten(body) -> list:
@@ -108,7 +113,7 @@ def _pair_bodies(cst_body, ast_body, twins: dict) -> bool:
             if isinstance(twin, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.FunctionDef, ast.ClassDef)):
                 return False
             continue
-        expected = next((kinds for kind, kinds in _COMPOUND_TWINS if isinstance(node, kind)), None)
+        expected = next((kinds for kind, kinds in _compound_twins() if isinstance(node, kind)), None)
         if expected is None or not isinstance(twin, expected):
             return False
         if not _pair_children(node, twin, twins):

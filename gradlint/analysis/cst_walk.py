@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-import libcst as cst
+from gradlint.lazy import lazy_module
+
+cst = lazy_module("libcst")
 
 _TRIVIA = {
     "lpar", "rpar", "comma", "semicolon", "equal", "colon", "dot", "star", "lbracket",
@@ -18,8 +20,12 @@ _TRIVIA = {
     "whitespace_after", "lines_after", "annotation_indicator",
 }
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_CLOSURES = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
-_CLOSURE_TYPES = set(_CLOSURES)
+# node-class tables, built on first use (libcst is imported lazily)
+_CLOSURE_TYPES: frozenset[type] = frozenset()
+_NODE_TYPES: frozenset[type] = frozenset()
+# Subtrees whose calls are remembered as they are walked, so that a later question about a
+# whole block or class reuses what the per-statement questions already found (and vice versa).
+_MEMO_TYPES: frozenset[type] = frozenset()
 
 
 def child_fields(node_type: type) -> tuple[str, ...]:
@@ -44,11 +50,18 @@ def _node_types() -> frozenset[type]:
     return frozenset(found)
 
 
-# isinstance against the CSTNode ABC is slow; a set of the node classes is a hash lookup
-_NODE_TYPES = _node_types()
+def _build_tables() -> None:
+    global _CLOSURE_TYPES, _NODE_TYPES, _MEMO_TYPES
+    # isinstance against the CSTNode ABC is slow; a set of the node classes is a hash lookup
+    _NODE_TYPES = _node_types()
+    _CLOSURE_TYPES = frozenset((cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp))
+    statements = (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine, cst.BaseSuite)
+    _MEMO_TYPES = frozenset(kind for kind in _NODE_TYPES if issubclass(kind, statements)) | {cst.Call}
 
 
 def _is_node(value: object) -> bool:
+    if not _NODE_TYPES:
+        _build_tables()
     kind = type(value)
     if kind in _NODE_TYPES:
         return True
@@ -68,7 +81,14 @@ def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             yield value
 
 
-_EMPTY = cst.Module(body=[])
+_EMPTY: list = []
+
+
+def code_for_node(node: cst.CSTNode) -> str:
+    """libcst's code generation for one node (costs like a visitor pass over it)."""
+    if not _EMPTY:
+        _EMPTY.append(cst.Module(body=[]))
+    return _EMPTY[0].code_for_node(node)
 _TEXT_OF = None  # set per file by the engine: slices the source instead of generating code
 
 
@@ -84,7 +104,7 @@ def text_of(node: cst.CSTNode) -> str:
         text = _TEXT_OF(node)
         if text is not None:
             return text
-    return _EMPTY.code_for_node(node)
+    return code_for_node(node)
 
 
 _CALLS: dict[int, tuple[cst.CSTNode, list]] = {}  # the analyses of one file ask for the same calls
@@ -111,16 +131,6 @@ def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cs
     return iter(hit[1][1])
 
 
-def _memo_types() -> frozenset[type]:
-    statements = (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine, cst.BaseSuite)
-    return frozenset(kind for kind in _NODE_TYPES if issubclass(kind, statements)) | {cst.Call}
-
-
-# Subtrees whose calls are remembered as they are walked, so that a later question about a
-# whole block or class reuses what the per-statement questions already found (and vice versa).
-_MEMO_TYPES = _memo_types()
-
-
 def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.Call, bool]]:
     # The hottest loop of the analyses: an explicit stack, child fields read straight off the
     # node. A Call is pushed back as a marker (None) so that it comes after its receiver and
@@ -128,6 +138,8 @@ def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.C
     found: list[tuple[cst.Call, bool]] = []
     stack: list[tuple] = [(node, in_closure)]
     push, pop = stack.append, stack.pop
+    if not _NODE_TYPES:
+        _build_tables()
     fields, node_types, closures, memo, memo_types = _FIELDS, _NODE_TYPES, _CLOSURE_TYPES, _CALLS, _MEMO_TYPES
     call_type, lambda_type = cst.Call, cst.Lambda
     while stack:

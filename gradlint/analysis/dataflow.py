@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.cst_walk import children, iter_calls, target_names, text_of
 from gradlint.analysis.imports import ImportTable, dotted, receiver_text
@@ -34,6 +34,8 @@ from gradlint.analysis.project import (
 )
 from gradlint.analysis.training import name_tokens
 from gradlint.prepass import Segment
+
+cst = lazy_module("libcst")
 
 CONVERSIONS = {
     "tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor", "array", "asarray",

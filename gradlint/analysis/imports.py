@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ast
 
-import libcst as cst
+from gradlint.lazy import lazy_module
+
+cst = lazy_module("libcst")
 
 
 class ImportTable:

@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.cst_walk import iter_calls, iter_names, target_names, text_of
 from gradlint.analysis.imports import ImportTable, dotted, receiver_text
 from gradlint.analysis.values import UNKNOWN, evaluate, gain_for, known
 from gradlint.prepass import Segment
+
+cst = lazy_module("libcst")
 
 WEIGHT_LAYERS = {
     "Linear", "Bilinear", "LazyLinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",

@@ -18,11 +18,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.cst_walk import iter_calls, iter_names, target_names
 from gradlint.analysis.imports import ImportTable, dotted, receiver_text
 from gradlint.prepass import Segment
+
+cst = lazy_module("libcst")
 
 OPTIMIZER_NAMES = {
     "Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam",

@@ -12,9 +12,11 @@ import math
 import operator
 from typing import Any
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.imports import dotted
+
+cst = lazy_module("libcst")
 
 
 class _Unknown:
@@ -27,10 +29,9 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 
-_BINARY = {
-    cst.Add: operator.add, cst.Subtract: operator.sub, cst.Multiply: operator.mul,
-    cst.Divide: operator.truediv, cst.FloorDivide: operator.floordiv, cst.Power: operator.pow,
-    cst.Modulo: operator.mod,
+_BINARY_NAMES = {
+    "Add": operator.add, "Subtract": operator.sub, "Multiply": operator.mul, "Divide": operator.truediv,
+    "FloorDivide": operator.floordiv, "Power": operator.pow, "Modulo": operator.mod,
 }
 _AST_BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -76,7 +77,7 @@ def _evaluate(node, env) -> Any:
             return not value
         return UNKNOWN
     if type(node) is cst.BinaryOperation:
-        function = _BINARY.get(type(node.operator))
+        function = _BINARY_NAMES.get(type(node.operator).__name__)
         left, right = _evaluate(node.left, env), _evaluate(node.right, env)
         if function is None or not known(left) or not known(right):
             return UNKNOWN

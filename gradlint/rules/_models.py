@@ -3,7 +3,7 @@ and the edits their unsafe fixes make."""
 
 from __future__ import annotations
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.models import Init, Layer, ModelDescription
 from gradlint.analysis.training import name_tokens
@@ -11,6 +11,8 @@ from gradlint.analysis.values import known
 from gradlint.context import FileContext
 from gradlint.diagnostics import Edit
 from gradlint.edits import import_edit
+
+cst = lazy_module("libcst")
 
 ACTOR_TOKENS = {"actor", "policy", "pi", "mu", "pol"}
 VALUE_TOKENS = {"critic", "q", "qnet", "value", "v", "dqn", "qf", "soft", "twin", "duel", "dueling", "vf"}

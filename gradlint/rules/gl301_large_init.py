@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
+from gradlint.lazy import lazy_module
 
 from gradlint.analysis.models import Init, Layer, ModelDescription
 from gradlint.analysis.values import known
@@ -10,6 +10,8 @@ from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.rules._models import call_edit, spelled
 from gradlint.rules.base import Option, Rule
+
+cst = lazy_module("libcst")
 
 STD_CEILING = 0.5  # where fan-in is unknown: c > 2 for any layer with more than 16 inputs
 EXEMPT_KINDS = {"Embedding", "EmbeddingBag"}
