@@ -1,11 +1,14 @@
-"""A content-hash cache of lint results, so an unchanged file is not parsed again.
+"""A result cache, so an unchanged file is not parsed again.
 
-Layout: `<cache dir>/<gradlint version>/<hash of the settings>/<hash of the path>.json`. An entry
-holds the file's content hash, its findings or error, and the content hashes of the sibling
-modules its analysis read (a data rule looking into `envs.py`): it is used only when all of
-them still match, so a change of version, settings, the file or a sibling never serves a stale
-result. Entries are written through a temporary file and a rename, so two runs at once never
-see a half-written entry.
+Layout: `<cache dir>/<gradlint version>/<hash of the settings and gradlint's code>/results.json`,
+one file per configuration (one read and one write per run, not one per source file). An entry
+holds the file's size, modification time and content hash, its findings or error, and the same
+for the sibling modules its analysis read (a data rule looking into `envs.py`): it is used only
+when all of them still match, so a change of version, settings, the file or a sibling never
+serves a stale result. Size and modification time spare hashing an unchanged file; they are
+trusted only when the file was last modified well before the entry was made (as git does for
+its index), and the content hash decides otherwise. The file is replaced atomically, merged with
+what another run wrote meanwhile: two runs at once can only cost a later run some re-linting.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 
 from gradlint import __version__
 from gradlint.config import Settings
@@ -46,56 +50,106 @@ def file_hash(path: str) -> str | None:
         return None
 
 
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file, or None."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+RACY_NS = 2_000_000_000  # a file modified this close to its entry may change again unseen
+
+
 class Cache:
     def __init__(self, directory: str, settings: Settings) -> None:
         self.root = directory
         key = hashlib.sha256((settings.fingerprint() + _code_fingerprint()).encode()).hexdigest()[:16]
         self.directory = os.path.join(directory, __version__, key)
+        self.path = os.path.join(self.directory, "results.json")
+        self._entries: dict[str, dict] | None = None
+        self._changed: dict[str, dict] = {}
 
-    def _prepare(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        for name, content in (("CACHEDIR.TAG", CACHEDIR_TAG), (".gitignore", "*\n")):
-            path = os.path.join(self.root, name)
-            if not os.path.exists(path):
-                _write_atomically(path, content)
+    def _load(self) -> dict[str, dict]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                entries = json.load(handle)
+            return entries if isinstance(entries, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
-    def _entry_path(self, path: str) -> str:
-        key = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32]
-        return os.path.join(self.directory, key + ".json")
+    @property
+    def entries(self) -> dict[str, dict]:
+        if self._entries is None:
+            self._entries = self._load()
+        return self._entries
+
+    def _unchanged(self, path: str, recorded: dict) -> bool:
+        stamp = file_stamp(path)
+        if stamp is None:
+            return False
+        size, mtime = stamp
+        if (size == recorded.get("size") and mtime == recorded.get("mtime")
+                and mtime < recorded.get("checked", 0) - RACY_NS):
+            return True
+        return file_hash(path) == recorded.get("hash")
 
     def get(self, path: str):
         """The cached FileResult for `path`, or None."""
         from gradlint.engine import FileResult
 
-        try:
-            with open(self._entry_path(path), encoding="utf-8") as handle:
-                entry = json.load(handle)
-        except (OSError, ValueError):
+        entry = self.entries.get(os.path.abspath(path))
+        if not isinstance(entry, dict) or not self._unchanged(path, entry):
             return None
-        if entry.get("hash") != file_hash(path):
-            return None
-        for dependency, digest in entry.get("dependencies", {}).items():
-            if file_hash(dependency) != digest:
+        for dependency, recorded in entry.get("dependencies", {}).items():
+            if not self._unchanged(dependency, recorded):
                 return None
-        result = FileResult(path)
-        result.diagnostics = [_diagnostic(d, path) for d in entry.get("diagnostics", [])]
-        if entry.get("error"):
-            result.error = FileError(path, **entry["error"])
+        try:
+            result = FileResult(path)
+            result.diagnostics = [_diagnostic(d, path) for d in entry.get("diagnostics", [])]
+            if entry.get("error"):
+                result.error = FileError(path, **entry["error"])
+        except (KeyError, TypeError, ValueError):
+            return None  # an entry of another shape: lint again
         return result
 
-    def put(self, result, content_hash: str | None, dependencies: list[str]) -> None:
+    def put(self, result, content_hash: str | None, dependencies: list[str], stamp=None) -> None:
+        """Remember a result; `stamp` is (size, mtime, time of the stat) taken before the file was
+        read, so that a change made while it was linted is seen next time."""
         if content_hash is None:
             return
+        now = time.time_ns()
+        size, mtime, checked = stamp or (*(file_stamp(result.path) or (None, None)), 0)
+        deps = {}
+        for dependency in dependencies:
+            dep_size, dep_mtime = file_stamp(dependency) or (None, None)
+            deps[dependency] = {"size": dep_size, "mtime": dep_mtime, "hash": file_hash(dependency), "checked": now}
+        entry = {
+            "size": size, "mtime": mtime, "hash": content_hash, "checked": checked,
+            "dependencies": deps,
+            "diagnostics": [d.to_dict() for d in result.diagnostics],
+            "error": None if result.error is None else {
+                "message": result.error.message, "line": result.error.line, "column": result.error.column},
+        }
+        key = os.path.abspath(result.path)
+        self.entries[key] = entry
+        self._changed[key] = entry
+
+    def save(self) -> None:
+        """Write what this run learnt, merged into what is on disk now."""
+        if not self._changed:
+            return
         try:
-            self._prepare()
-            entry = {
-                "hash": content_hash,
-                "dependencies": {d: file_hash(d) for d in dependencies},
-                "diagnostics": [d.to_dict() for d in result.diagnostics],
-                "error": None if result.error is None else {
-                    "message": result.error.message, "line": result.error.line, "column": result.error.column},
-            }
-            _write_atomically(self._entry_path(result.path), json.dumps(entry))
+            os.makedirs(self.directory, exist_ok=True)
+            for name, content in (("CACHEDIR.TAG", CACHEDIR_TAG), (".gitignore", "*\n")):
+                tag = os.path.join(self.root, name)
+                if not os.path.exists(tag):
+                    _write_atomically(tag, content)
+            merged = self._load()
+            merged.update(self._changed)
+            _write_atomically(self.path, json.dumps(merged, separators=(",", ":")))
+            self._changed = {}
         except OSError:
             pass  # a read-only tree: lint without caching
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +37,7 @@ class FileResult:
     fix_errors: list[str] = field(default_factory=list)
     content_hash: str | None = None  # for the cache
     dependencies: list[str] = field(default_factory=list)  # sibling modules the analysis read
+    stamp: tuple[int, int, int] | None = None  # (size, mtime, when) taken before reading, for the cache
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
 
     result = FileResult(path)
     project.READ.clear()
+    result.stamp = _stamp(path)
     try:
         if path.endswith(".ipynb"):
             _lint_notebook(path, settings, mode, result)
@@ -118,6 +121,15 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
         result.diagnostics = []
     result.dependencies = sorted(set(project.READ))
     return result
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    now = time.time_ns()
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, now
 
 
 def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileResult) -> None:
@@ -241,5 +253,7 @@ def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode
     for index, result in zip(todo, fresh):
         results[index] = result
         if cache is not None and not mode.active:
-            cache.put(result, result.content_hash, result.dependencies)
+            cache.put(result, result.content_hash, result.dependencies, result.stamp)
+    if cache is not None:
+        cache.save()
     return results  # type: ignore[return-value]

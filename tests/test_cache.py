@@ -83,3 +83,53 @@ def test_no_cache_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text(BAD)
     assert run("check", "--no-cache", ".", cwd=tmp_path).exit_code == 1
     assert not (tmp_path / ".gradlint_cache").exists()
+
+
+def _linted(tmp_path: Path, text: str, mtime_ago_s: float | None = None):
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    if mtime_ago_s is not None:
+        old = path.stat().st_mtime - mtime_ago_s
+        os.utime(path, (old, old))
+    settings = Settings(root=str(tmp_path))
+    cache = Cache(str(tmp_path / "cache"), settings)
+    [result] = lint_paths([str(path)], settings, cache=cache, jobs=1)
+    assert result.diagnostics
+    return path, settings
+
+
+def test_a_recent_edit_that_keeps_size_and_mtime_is_still_seen(tmp_path: Path) -> None:
+    path, settings = _linted(tmp_path, BAD)
+    stat = path.stat()
+    edited = BAD.replace("model(x).sum()", "model(x).max()")
+    assert len(edited) == len(BAD) and edited != BAD
+    path.write_text(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime, new content
+    assert Cache(str(tmp_path / "cache"), settings).get(str(path)) is None
+
+
+def test_size_and_mtime_spare_hashing_an_old_unchanged_file(tmp_path: Path, monkeypatch) -> None:
+    path, settings = _linted(tmp_path, BAD, mtime_ago_s=3600)
+    import gradlint.cache as cache_module
+
+    def no_hashing(path):
+        raise AssertionError("an old file with the recorded size and mtime is not hashed again")
+
+    monkeypatch.setattr(cache_module, "file_hash", no_hashing)
+    cached = Cache(str(tmp_path / "cache"), settings).get(str(path))
+    assert cached is not None and [d.code for d in cached.diagnostics] == ["GL101"]
+
+
+def test_two_runs_at_once_keep_each_others_entries(tmp_path: Path) -> None:
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text(BAD)
+    settings = Settings(root=str(tmp_path))
+    first, second = (Cache(str(tmp_path / "cache"), settings) for _ in range(2))
+    [a] = lint_paths([str(tmp_path / "a.py")], settings, jobs=1)
+    [b] = lint_paths([str(tmp_path / "b.py")], settings, jobs=1)
+    first.put(a, a.content_hash, a.dependencies, a.stamp)
+    second.put(b, b.content_hash, b.dependencies, b.stamp)
+    first.save()
+    second.save()  # read what `first` wrote, added its own
+    fresh = Cache(str(tmp_path / "cache"), settings)
+    assert fresh.get(str(tmp_path / "a.py")) is not None and fresh.get(str(tmp_path / "b.py")) is not None
