@@ -69,13 +69,16 @@ def file_may_model(text: str) -> bool:
     return "nn" in text and ("torch" in text or "Module" in text)
 
 
-_FEED = re.compile(r"\.reset\(|\.step\(|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap")
+_FEED = re.compile(
+    r"\.reset\(|\.step\(\s*[^)\s]|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap"
+)
 
 
 def file_may_feed(text: str) -> bool:
     """The documented skip criterion of the data rules: data enters the file from an
-    environment (`.reset(`/`.step(`) or from disk (`pd.read_csv` and the other pandas readers,
-    `np.load`/`loadtxt`/`genfromtxt`/`memmap`)."""
+    environment (`.reset(`, or `.step(` with an argument: `env.step(action)`, not the
+    `optimizer.step()` of every training script) or from disk (`pd.read_csv` and the other
+    pandas readers, `np.load`/`loadtxt`/`genfromtxt`/`memmap`)."""
     return _FEED.search(text) is not None
 
 

@@ -210,3 +210,17 @@ def test_normalization_in_a_sibling_module_is_seen(tmp_path: Path) -> None:
     assert lint_source(read_source(str(tmp_path / "train.py")), settings) == []
     [diagnostic] = lint_source(read_source(str(tmp_path / "train_raw.py")), settings)
     assert diagnostic.code == "GL401" and diagnostic.line == 10
+
+
+@pytest.mark.parametrize(("text", "feeds"), [
+    ("optimizer.step()\nscheduler.step()\n", False),  # every training script: no data source
+    ("scaler.step(optimizer)\n", True),  # an argument: kept (conservative)
+    ("obs, r, done, info = env.step(action)\n", True),
+    ("obs = env.reset()\n", True),
+    ("df = pd.read_csv(path)\n", True),
+    ("x = np.load('a.npy')\n", True),
+])
+def test_the_data_rules_skip_criterion(text: str, feeds: bool) -> None:
+    from gradlint.context import file_may_feed
+
+    assert file_may_feed(text) is feeds
