@@ -14,6 +14,7 @@ class are seen together, and a helper that clips counts as clipping.
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Union
@@ -42,9 +43,14 @@ _MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
-def name_tokens(name: str) -> list[str]:
-    """`actor_optimizer` -> [actor, optimizer]; `optimizerD` -> [optimizer, d]."""
-    return [t.lower() for part in name.split("_") for t in _TOKEN.findall(part)]
+def name_tokens(name: str) -> tuple[str, ...]:
+    """`actor_optimizer` -> (actor, optimizer); `optimizerD` -> (optimizer, d)."""
+    return _name_tokens(name)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few hundred names are asked about over and over
+def _name_tokens(name: str) -> tuple[str, ...]:
+    return tuple(t.lower() for part in name.split("_") for t in _TOKEN.findall(part))
 
 
 def is_optimizer_class(qualified: str) -> bool:
