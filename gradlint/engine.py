@@ -8,7 +8,6 @@ import re
 import time
 import traceback
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from gradlint.config import Settings
@@ -255,6 +254,8 @@ def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode
         # idling while the other works through a late chunk of big training scripts.
         todo.sort(key=lambda i: -_size(files[i]))
         chunksize = max(1, min(8, len(todo) // (jobs * 16)))
+        from concurrent.futures import ProcessPoolExecutor  # 16 ms of imports a one-file run does not need
+
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             for result in pool.map(_lint_one, [(files[i], settings, mode) for i in todo], chunksize=chunksize):
                 fresh.append(result)
