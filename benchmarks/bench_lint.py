@@ -8,7 +8,10 @@ scripts, model files, plain modules and tests). Each figure is measured in a fre
 
 - bare `ast.parse` and bare `libcst.parse_module` of the same files (the floor of any libcst
   linter), then gradlint with one worker and with all workers;
-- the pre-commit case: `gradlint check` on one file, wall time of the whole command;
+- the pre-commit case: `gradlint check` on one training script, wall time of the whole command,
+  and the start-up alone (`gradlint --version`);
+- the same ratio measured file by file in one process (robust to a machine whose speed drifts);
+- peak memory on a quarter of the files and on all of them, and where one worker's time goes;
 - the CLI cold (empty cache) and warm (nothing changed), all workers;
 - TorchFix on the same files, as the peer (give --torchfix, or have `torchfix` on PATH; install
   it in its own virtual environment: it pins libcst < 1.6).
@@ -222,6 +225,8 @@ def main() -> None:
     single = str(Path((trainers or files)[0]).resolve()) if files else str(ROOT / "fixtures")
     wall = command_wall(["check", "--exit-zero", "--no-cache", single], args.repeat)
     print(f"{'single-file check (wall)':<28} {wall:8.3f} s   target: <= 0.5 s   ({Path(single).name})")
+    startup = command_wall(["--version"], args.repeat)
+    print(f"{'start-up (gradlint --version)':<28} {startup:8.3f} s   (Python itself, click, the rule registry; no libcst)")
 
 
 if __name__ == "__main__":
