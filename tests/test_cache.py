@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from gradlint.cache import Cache
 from gradlint.cli import main
 from gradlint.config import Settings
 from gradlint.engine import lint_paths
-from tests.test_cli import BAD
+from tests.test_cli import BAD, GOOD
 
 
 def run(*args: str, cwd: Path):
@@ -133,3 +136,18 @@ def test_two_runs_at_once_keep_each_others_entries(tmp_path: Path) -> None:
     second.save()  # read what `first` wrote, added its own
     fresh = Cache(str(tmp_path / "cache"), settings)
     assert fresh.get(str(tmp_path / "a.py")) is not None and fresh.get(str(tmp_path / "b.py")) is not None
+
+
+def test_two_check_runs_at_once_share_the_cache_safely(tmp_path: Path) -> None:
+    for i in range(10):
+        (tmp_path / f"train{i}.py").write_text(BAD if i % 2 else GOOD)
+    command = [sys.executable, "-m", "gradlint", "check", "--format", "concise", "-j", "1",
+               "--cache-dir", str(tmp_path / "cache"), str(tmp_path)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in runs]
+    assert [p.returncode for p in runs] == [1, 1] and outputs[0][0] == outputs[1][0], outputs
+    assert outputs[0][0].count("GL101") == 5
+    [results] = (tmp_path / "cache").glob("*/*/results.json")
+    assert len(json.loads(results.read_text())) == 10  # whichever run saved last, nothing torn or lost
+    warm = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert warm.stdout == outputs[0][0]
