@@ -64,9 +64,13 @@ SEGMENT_TRIGGER = re.compile(
 
 
 def file_may_model(text: str) -> bool:
-    """The documented skip criterion of the model rules: the file mentions torch's `nn`
-    (`nn.Module`, `nn.Linear`, `torch.nn`, `from torch import nn`) or a `Module` base."""
-    return "nn" in text and ("torch" in text or "Module" in text)
+    """The documented skip criterion of the model rules: the file mentions torch's `nn` as a
+    word (`nn.Module`, `nn.Linear`, `torch.nn`, `from torch import nn`) and `torch` or a
+    `Module` base."""
+    return _NN.search(text) is not None and ("torch" in text or "Module" in text)
+
+
+_NN = re.compile(r"\bnn\b")  # the word: "channels" or "running" in a torch data file is not a model
 
 
 _FEED = re.compile(

@@ -380,3 +380,17 @@ def test_gl302_look_alikes(init: str, clip: str) -> None:
 def test_gl302_only_for_actor_critic_value_networks() -> None:
     code = CRITIC.format(init="", clip="").replace("Critic", "Encoder")
     assert found(code, "GL302") == []
+
+
+@pytest.mark.parametrize(("text", "models"), [
+    ("import torch.nn as nn\nclass Net(nn.Module): ...\n", True),
+    ("from torch import nn\n", True),
+    ("import torch\nlayer = torch.nn.Linear(3, 4)\n", True),
+    # a torch data file: "nn" only inside words such as channels or running
+    ("import torch\nclass Frames(torch.utils.data.Dataset):\n    channels = 3\n    running = True\n", False),
+    ("channels = 3\n", False),
+])
+def test_the_model_rules_skip_criterion(text: str, models: bool) -> None:
+    from gradlint.context import file_may_model
+
+    assert file_may_model(text) is models
