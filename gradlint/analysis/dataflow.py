@@ -88,6 +88,54 @@ class EnvFacts:
     known: bool = True  # built from gym/gymnasium or a factory we can read
 
 
+_ABSENT = object()
+
+
+class PassState(dict):
+    """A dict of what the data flow learnt, that notes the keys read in a pass before that pass
+    wrote them (those reads saw the previous pass's value, or nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written: set = set()
+        self._early: set = set()
+        self._before: dict = {}
+
+    def start_pass(self) -> None:
+        self._written, self._early, self._before = set(), set(), dict(self)
+
+    def so_far(self, key):
+        """The value this pass has written for `key` (None before it does): what a statement
+        that adds to an entry builds on, so that it adds the same in every pass."""
+        return dict.get(self, key) if key in self._written else None
+
+    def read_early_and_changed(self) -> bool:
+        """Whether a key read before this pass wrote it holds something else now."""
+        get = dict.get
+        return any(get(self._before, key, _ABSENT) is not get(self, key, _ABSENT) and
+                   get(self._before, key, _ABSENT) != get(self, key, _ABSENT) for key in self._early)
+
+    def _note(self, key) -> None:
+        if key not in self._written:
+            self._early.add(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key):
+        self._note(key)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key) -> bool:
+        self._note(key)
+        return dict.__contains__(self, key)
+
+    def __setitem__(self, key, value) -> None:
+        self._written.add(key)
+        dict.__setitem__(self, key, value)
+
+
 class DataFlow:
     def __init__(self, imports: ImportTable, segments: list[Segment], models: ModelAnalysis, source_path: str,
                  source_text: str, root: str, line_of, function_segment=None) -> None:
@@ -101,30 +149,38 @@ class DataFlow:
         self.function_segment = function_segment  # name -> Segment of a function not parsed yet
         self.model_inputs: list[ModelInput] = []
         self.reward_targets: list[RewardTarget] = []
-        self.buffers: dict[str, list[frozenset]] = {}
-        self.envs: dict[str, EnvFacts] = {}
-        self.model_classes: dict[str, str] = {}  # binding name -> class name
+        # What one statement learns for later ones; each notes the keys read before this pass
+        # wrote them, which decides whether a second pass is needed (below).
+        self.buffers: PassState = PassState()
+        self.envs: PassState = PassState()
+        self.model_classes: PassState = PassState()  # binding name -> class name
         self.normalizes_advantages = False
+        # memo tables of what depends on the file alone, the same in every pass: not tracked
         self._functions: dict[str, cst.FunctionDef] = {}
         self._function_summaries: dict[str, FunctionSummary | None] = {}
         self._project_classes: dict[str, object] = {}
         self._entered: set[str] = set()
         self._current: str | None = None
-        self._positional: dict[str, list[frozenset]] = {}
-        self._returned: dict[str, frozenset] = {}  # taints a function of the file returns
-        self._returned_positions: dict[str, list[frozenset]] = {}
+        self._positional: PassState = PassState()
+        self._returned: PassState = PassState()  # taints a function of the file returns
+        self._returned_positions: PassState = PassState()
         self._function_segments: dict[str, Segment] = {}
         self._collect_definitions()
-        # a second pass only when the first learnt something code before it depends on: an env
-        # or a model built in main() and used in an earlier function, a buffer filled in one
-        # function and sampled in another, what a function returns
-        self._final = True
+        states = (self.buffers, self.envs, self.model_classes, self._positional, self._returned,
+                  self._returned_positions)
+        # A second pass only when the first read something before the code that sets it had run
+        # and that something has changed since: an env or a model built in main() and used in
+        # an earlier function, a buffer filled in one function and sampled in another, what a
+        # function defined later returns. A read that saw what the second pass would see too
+        # cannot change its outcome, so most scripts, written in order, need one pass.
         for _ in range(2):
+            for state in states:
+                state.start_pass()
             self.model_inputs, self.reward_targets = [], []
             for segment in segments:
                 self.segment = segment
                 self._block(segment.module.body, {}, None)
-            if not (self.buffers or self._returned or self._positional or self.envs or self.model_classes):
+            if not any(state.read_early_and_changed() for state in states):
                 break
 
     # definitions --------------------------------------------------------------------------
@@ -232,7 +288,7 @@ class DataFlow:
             value = small.value
             taints = self._taint(value, env, small)
             if type(small) is cst.Return and self._current and taints:
-                self._returned[self._current] = self._returned.get(self._current, frozenset()) | taints
+                self._returned[self._current] = (self._returned.so_far(self._current) or frozenset()) | taints
                 if type(value) is cst.Tuple:  # `return X_train, y_train`: by position
                     self._returned_positions[self._current] = [self._taint(e.value, env, small) for e in value.elements]
             if type(value) is cst.Call and type(value.func) is cst.Attribute and \
@@ -333,7 +389,7 @@ class DataFlow:
         key = (receiver_text(target) or "").rsplit(".", 1)[-1]
         if not key or type(value) is not cst.Call:
             return
-        facts = self.envs.get(key)
+        facts = self.envs.so_far(key)
         made = False
         for call, _ in iter_calls(value):
             name = dotted(call.func) or ""
@@ -487,7 +543,7 @@ class DataFlow:
             return
         slots = [self._taint(arg, env, statement) for arg in args]
         key = self._buffer_key(owner)
-        old = self.buffers.get(key)
+        old = self.buffers.so_far(key)
         if old and len(old) == len(slots):
             slots = [a | b for a, b in zip(old, slots)]
         self.buffers[key] = slots
@@ -551,7 +607,7 @@ class DataFlow:
         for rewards, other in ((left, node.right), (right, node.left)):
             raw = {t for t in rewards if t.kind == "reward" and not t.normalized}
             if raw and _mentions(other, GAMMA_TOKENS):
-                if self._final and all(r.node is not node for r in self.reward_targets):
+                if all(r.node is not node for r in self.reward_targets):
                     self.reward_targets.append(RewardTarget(node, self.segment, statement, frozenset(raw)))
                 return
 
@@ -568,10 +624,9 @@ class DataFlow:
         self._note_buffer(call, env, statement)
         model = self._model_of(call)
         if model is not None:
-            if self._final:
-                dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
-                if dirty and not self._model_normalizes(model[1]):
-                    self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty, model[1]))
+            dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
+            if dirty and not self._model_normalizes(model[1]):
+                self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty, model[1]))
             return frozenset()
         if last in FRAME_READS and qualified.split(".")[0] in ("pandas", "numpy", "pd", "np"):
             line = self.line_of(self.segment, call, statement)

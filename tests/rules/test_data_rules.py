@@ -224,3 +224,27 @@ def test_the_data_rules_skip_criterion(text: str, feeds: bool) -> None:
     from gradlint.context import file_may_feed
 
     assert file_may_feed(text) is feeds
+
+
+EARLIER_FUNCTION = """
+    def evaluate(policy, env):
+        obs, _ = env.reset(seed=0)
+        return policy(torch.as_tensor(obs, dtype=torch.float32))  # <-
+
+
+    env = gym.make("Pendulum-v1")
+    policy = Policy()
+    evaluate(policy, env)
+"""
+
+
+@pytest.mark.parametrize(("code", "passes"), [(RAW_LOOP, 1), (EARLIER_FUNCTION, 2)])
+def test_the_data_flow_takes_a_second_pass_only_when_code_used_something_learnt_later(
+        code: str, passes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradlint.analysis import dataflow
+
+    started: list[int] = []
+    start_pass = dataflow.PassState.start_pass
+    monkeypatch.setattr(dataflow.PassState, "start_pass", lambda self: started.append(id(self)) or start_pass(self))
+    assert found(code, "GL401") == [("GL401", marked(code)[0])]  # found either way
+    assert len(started) == passes * len(set(started))
