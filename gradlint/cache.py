@@ -50,13 +50,15 @@ def file_hash(path: str) -> str | None:
         return None
 
 
-def file_stamp(path: str) -> tuple[int, int] | None:
-    """(size, modification time in ns) of a file, or None."""
+def file_stamp(path: str) -> tuple[int, int, int] | None:
+    """(size, modification time, when this was asked) in ns, or None. Taken before a file is
+    read or hashed, so that a change made afterwards shows as a newer modification time."""
+    now = time.time_ns()
     try:
         stat = os.stat(path)
     except OSError:
         return None
-    return stat.st_size, stat.st_mtime_ns
+    return stat.st_size, stat.st_mtime_ns, now
 
 
 RACY_NS = 2_000_000_000  # a file modified this close to its entry may change again unseen
@@ -89,7 +91,7 @@ class Cache:
         stamp = file_stamp(path)
         if stamp is None:
             return False
-        size, mtime = stamp
+        size, mtime, _ = stamp
         if (size == recorded.get("size") and mtime == recorded.get("mtime")
                 and mtime < recorded.get("checked", 0) - RACY_NS):
             return True
@@ -115,16 +117,16 @@ class Cache:
         return result
 
     def put(self, result, content_hash: str | None, dependencies: list[str], stamp=None) -> None:
-        """Remember a result; `stamp` is (size, mtime, time of the stat) taken before the file was
-        read, so that a change made while it was linted is seen next time."""
+        """Remember a result; `stamp` is the file's `file_stamp` taken before it was read, so that
+        a change made while it was linted is seen next time."""
         if content_hash is None:
             return
-        now = time.time_ns()
-        size, mtime, checked = stamp or (*(file_stamp(result.path) or (None, None)), 0)
+        size, mtime, checked = stamp or (None, None, 0)  # no stamp: the hash always decides
         deps = {}
         for dependency in dependencies:
-            dep_size, dep_mtime = file_stamp(dependency) or (None, None)
-            deps[dependency] = {"size": dep_size, "mtime": dep_mtime, "hash": file_hash(dependency), "checked": now}
+            dep_size, dep_mtime, dep_checked = file_stamp(dependency) or (None, None, 0)
+            deps[dependency] = {"size": dep_size, "mtime": dep_mtime, "hash": file_hash(dependency),
+                                "checked": dep_checked}
         entry = {
             "size": size, "mtime": mtime, "hash": content_hash, "checked": checked,
             "dependencies": deps,

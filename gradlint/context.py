@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from gradlint.lazy import lazy_module
 
+from gradlint.analysis.cst_walk import code_for_node
 from gradlint.diagnostics import Diagnostic, Edit, Fix, Severity
 from gradlint.prepass import FileIndex, Segment, function_names, parse_segments, select_statements
 from gradlint.source import SourceFile
@@ -23,13 +24,6 @@ if TYPE_CHECKING:
     from gradlint.config import Settings
 
 
-
-def _code_for_node(node: cst.CSTNode) -> str:
-    from gradlint.analysis.cst_walk import code_for_node
-
-    return code_for_node(node)
-
-
 def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
     """Which of the nodes of `holder` with the same text as `node` it is, in source order
     (nodes with equal text never nest, so pre-order is source order)."""
@@ -41,7 +35,7 @@ def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
         current = stack.pop()
         if current is node:
             return index
-        if type(current) is type(node) and _code_for_node(current) == code:
+        if type(current) is type(node) and code_for_node(current) == code:
             index += 1
             continue
         stack.extend(reversed(list(children(current))))
@@ -215,7 +209,7 @@ class FileContext:
 
     def code(self, node: cst.CSTNode) -> str:
         """The exact source text of a node (libcst keeps every character inside a node)."""
-        return _code_for_node(node)
+        return code_for_node(node)
 
     def diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, message: str,
                    severity: Severity, fix: Fix | None = None, within: cst.CSTNode | None = None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from gradlint.cache import file_stamp
 from gradlint.config import Settings
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, FileError
@@ -102,7 +102,7 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
 
     result = FileResult(path)
     project.READ.clear()
-    result.stamp = _stamp(path)
+    result.stamp = file_stamp(path)
     try:
         if path.endswith(".ipynb"):
             _lint_notebook(path, settings, mode, result)
@@ -120,15 +120,6 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
         result.diagnostics = []
     result.dependencies = sorted(set(project.READ))
     return result
-
-
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    now = time.time_ns()
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns, now
 
 
 def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileResult) -> None:

@@ -7,6 +7,7 @@ time). These helpers read the dataclass fields directly and skip whitespace and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 
 from gradlint.lazy import lazy_module
@@ -62,12 +63,7 @@ def _build_tables() -> None:
 def _is_node(value: object) -> bool:
     if not _NODE_TYPES:
         _build_tables()
-    kind = type(value)
-    if kind in _NODE_TYPES:
-        return True
-    if kind.__module__.startswith("libcst"):
-        return False
-    return isinstance(value, cst.CSTNode)  # a subclass made after import (not in parsed trees)
+    return type(value) in _NODE_TYPES
 
 
 def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -81,14 +77,16 @@ def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
             yield value
 
 
-_EMPTY: list = []
+@functools.lru_cache(maxsize=1)
+def _empty_module() -> cst.Module:
+    return cst.Module(body=[])
 
 
 def code_for_node(node: cst.CSTNode) -> str:
     """libcst's code generation for one node (costs like a visitor pass over it)."""
-    if not _EMPTY:
-        _EMPTY.append(cst.Module(body=[]))
-    return _EMPTY[0].code_for_node(node)
+    return _empty_module().code_for_node(node)
+
+
 _TEXT_OF = None  # set per file by the engine: slices the source instead of generating code
 
 
@@ -107,7 +105,8 @@ def text_of(node: cst.CSTNode) -> str:
     return code_for_node(node)
 
 
-_CALLS: dict[int, tuple[cst.CSTNode, list]] = {}  # the analyses of one file ask for the same calls
+# id(node) -> (node, in_closure, calls): the analyses of one file ask for the same calls
+_CALLS: dict[int, tuple[cst.CSTNode, bool, list]] = {}
 
 
 def clear_cache() -> None:
@@ -123,12 +122,10 @@ def iter_calls(node: cst.CSTNode, in_closure: bool = False) -> Iterator[tuple[cs
     Lambda bodies are skipped (they do not run here); calls inside comprehensions are
     yielded with `in_closure=True`. Memoised per node for the file being linted.
     """
-    key = id(node)
-    hit = _CALLS.get(key)
-    if hit is None or hit[0] is not node or hit[1][0] != in_closure:
-        hit = (node, [in_closure, _iter_calls(node, in_closure)])
-        _CALLS[key] = hit
-    return iter(hit[1][1])
+    hit = _CALLS.get(id(node))
+    if hit is None or hit[0] is not node or hit[1] != in_closure:
+        hit = _CALLS[id(node)] = (node, in_closure, _iter_calls(node, in_closure))
+    return iter(hit[2])
 
 
 def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.Call, bool]]:
@@ -150,7 +147,7 @@ def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.C
             if start is None:
                 found.append((current, entry[1]))
             else:
-                memo[id(current)] = (current, [entry[1], found[start:]])
+                memo[id(current)] = (current, entry[1], found[start:])
             continue
         kind = type(current)
         if kind is lambda_type:
@@ -158,8 +155,8 @@ def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.C
         closure = entry[1]
         if kind in memo_types and current is not node:
             hit = memo.get(id(current))
-            if hit is not None and hit[0] is current and hit[1][0] == closure:
-                found.extend(hit[1][1])
+            if hit is not None and hit[0] is current and hit[1] == closure:
+                found.extend(hit[2])
                 continue
             push((current, closure, len(found)))
         if kind is call_type:

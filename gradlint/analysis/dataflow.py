@@ -111,9 +111,11 @@ class PassState(dict):
 
     def read_early_and_changed(self) -> bool:
         """Whether a key read before this pass wrote it holds something else now."""
-        get = dict.get
-        return any(get(self._before, key, _ABSENT) is not get(self, key, _ABSENT) and
-                   get(self._before, key, _ABSENT) != get(self, key, _ABSENT) for key in self._early)
+        for key in self._early:
+            before, now = dict.get(self._before, key, _ABSENT), dict.get(self, key, _ABSENT)
+            if before is not now and before != now:
+                return True
+        return False
 
     def _note(self, key) -> None:
         if key not in self._written:
