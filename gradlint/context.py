@@ -4,6 +4,7 @@ analyses, each computed at most once and only when a rule asks for it."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -49,6 +50,17 @@ def _nth(text: str, code: str, n: int) -> int:
         n -= 1
     return found
 
+def _find_across_lines(text: str, code: str, occurrence) -> tuple[int, int]:
+    """(offset, length) of a node that spans lines: libcst prints its continuation lines
+    without the enclosing block's indentation, so the whitespace between tokens may differ."""
+    pattern = re.compile(r"[ \t\f\\\r\n]*".join(re.escape(part) for part in code.split()))
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return -1, 0
+    match = matches[occurrence()] if len(matches) > 1 and occurrence() < len(matches) else matches[0]
+    return match.start(), match.end() - match.start()
+
+
 # Top-level statements whose text matches this are parsed with libcst (classes always are):
 # training steps for GL1xx, and models, init calls and activations for GL2xx/GL3xx.
 SEGMENT_TRIGGER = re.compile(
@@ -57,6 +69,7 @@ SEGMENT_TRIGGER = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=2)  # every model rule asks about the same file text
 def file_may_model(text: str) -> bool:
     """The documented skip criterion of the model rules: the file mentions torch's `nn` as a
     word (`nn.Module`, `nn.Linear`, `torch.nn`, `from torch import nn`) and `torch` or a
@@ -64,14 +77,17 @@ def file_may_model(text: str) -> bool:
     return _NN.search(text) is not None and ("torch" in text or "Module" in text)
 
 
-_NN = re.compile(r"\bnn\b")  # the word: "channels" or "running" in a torch data file is not a model
+# `\bnn\b`, written to start with a literal (30x faster); the word, because "channels" or
+# "running" in a torch data file is not a model
+_NN = re.compile(r"nn(?!\w)(?<!\wnn)")
 
 
-_FEED = re.compile(
-    r"\.reset\(|\.step\(\s*[^)\s]|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap"
+_FEED = re.compile(  # the lookahead lets the scan skip most characters at once
+    r"(?=[.rlgm])(?:\.reset\(|\.step\(\s*[^)\s]|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap)"
 )
 
 
+@functools.lru_cache(maxsize=2)
 def file_may_feed(text: str) -> bool:
     """The documented skip criterion of the data rules: data enters the file from an
     environment (`.reset(`, or `.step(` with an argument: `env.step(action)`, not the
@@ -103,7 +119,9 @@ class FileContext:
 
     def _statement_text(self, node: cst.CSTNode) -> str | None:
         """The file's text of a statement (classes, functions, methods) via its ast twin."""
-        for segment in self.segments if "segments" in self.__dict__ else ():
+        segments = list(self.__dict__.get("segments", ()))
+        segments += [s for s in self.__dict__.get("_function_segments", {}).values() if s is not None]
+        for segment in segments:
             twin = segment.ast_twin(node)
             if twin is not None:
                 line, col, end_line, end_col = self._ast_span(twin)
@@ -182,13 +200,15 @@ class FileContext:
                 start = self.source.offset(line, col)
                 text = self.source.text[start : self.source.offset(end_line, end_col)]
                 code = self.code(node)
-                found = text.find(code)
+                found, length = text.find(code), len(code)
                 if found >= 0 and text.find(code, found + 1) >= 0:
                     found = _nth(text, code, _occurrence(within, node, code))
+                elif found < 0 and "\n" in code:
+                    found, length = _find_across_lines(text, code, lambda: _occurrence(within, node, code))
                 if found >= 0:
                     begin = start + found
                     line, col = self.source.line_col(begin)
-                    end_line, end_col = self.source.line_col(begin + len(code))
+                    end_line, end_col = self.source.line_col(begin + length)
                     return line, col, end_line, end_col
         code_range = segment.positions()[node]
         shift = segment.start_line - 1

@@ -65,7 +65,7 @@ class Segment:
                 twins = {}
             self._twins = twins
         pair = self._twins.get(id(statement))
-        return pair[1] if pair else None
+        return pair[1] if pair and pair[0] is statement else None
 
     def positions(self):
         """libcst positions for this segment (the slow fallback), computed on first need."""

@@ -103,3 +103,63 @@ def _events(block):
     from gradlint.rules._clipping import events_in_order
 
     return list(events_in_order(block))
+
+
+MULTILINE = textwrap.dedent('''\
+    import torch
+
+    class Trainer:
+        def update(self, batch):
+            for i in range(2):
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(
+                    self.nets[i].parameters(),  # a comment inside
+                    1.0)
+                self.optimizers[i].step()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(
+                    self.nets[i].parameters(),  # a comment inside
+                    1.0)
+                self.optimizers[i].step()
+''')
+
+
+def test_calls_across_lines_are_placed_without_the_libcst_fallback() -> None:
+    """libcst prints a call's continuation lines without the block's indentation, so the
+    text search must allow for it; the slow PositionProvider must not be needed."""
+    source = SourceFile("t.py", MULTILINE)
+    ctx = FileContext(source, index_file(source), Settings())
+    events = [e for f in (ctx.training.module, *ctx.training.functions) for e in _events(f.body)]
+    steps = [e for e in events if "\n" in ctx.code(e.call)]
+    assert len(steps) == 2
+    got = [ctx.span(e.segment, e.call, e.anchor) for e in steps]
+    assert all(e.segment._positions is None for e in steps)
+    assert got == [(7, 12, 9, 20), (12, 12, 14, 20)]
+    for event, span in zip(steps, got):
+        libcst_range = event.segment.positions()[event.call]
+        shift = event.segment.start_line - 1
+        assert span == (libcst_range.start.line + shift, libcst_range.start.column,
+                        libcst_range.end.line + shift, libcst_range.end.column)
+
+
+def test_statement_text_is_sliced_from_the_file_after_a_sibling_was_summarised(tmp_path, monkeypatch) -> None:
+    """Summarising a sibling module (its own FileContext) must not take over the current
+    file's text source, or every later `text_of` falls back to libcst's code generation."""
+    from gradlint.analysis import cst_walk, project
+
+    (tmp_path / "nets.py").write_text("import torch.nn as nn\n\nclass Net(nn.Module):\n"
+                                      "    def forward(self, x):\n        return x / 255.0\n")
+    text = ("import torch\nfrom nets import Net\n\n\ndef make_env(name):\n    return gym.make(name)\n\n\n"
+            "model = Net()\nenv = make_env('CartPole-v1')\nobs = env.reset()\n")
+    (tmp_path / "train.py").write_text(text)
+    source = SourceFile(str(tmp_path / "train.py"), text)
+    ctx = FileContext(source, index_file(source), Settings(root=str(tmp_path)))
+    function = next(s for seg in ctx.segments for s in seg.module.body if isinstance(s, cst.FunctionDef))
+    project._CACHE.clear()
+    assert ctx.project_model_file("Net") == str(tmp_path / "nets.py")
+
+    def no_codegen(node):
+        raise AssertionError("text_of fell back to code generation")
+
+    monkeypatch.setattr(cst_walk, "code_for_node", no_codegen)
+    assert cst_walk.text_of(function) == "def make_env(name):\n    return gym.make(name)"

@@ -6,6 +6,7 @@ time). These helpers read the dataclass fields directly and skip whitespace and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Iterator
@@ -93,6 +94,16 @@ _TEXT_OF = None  # set per file by the engine: slices the source instead of gene
 def set_text_source(function) -> None:
     global _TEXT_OF
     _TEXT_OF = function
+
+
+@contextlib.contextmanager
+def another_file():
+    """Analyse another file (a sibling module) without losing the current file's text source."""
+    saved = _TEXT_OF
+    try:
+        yield
+    finally:
+        set_text_source(saved)
 
 
 def text_of(node: cst.CSTNode) -> str:

@@ -73,6 +73,7 @@ def summarize_module(path: str) -> ModuleSummary | None:
         return _CACHE[key]
     _CACHE[key] = None  # import cycles
     try:
+        from gradlint.analysis.cst_walk import another_file
         from gradlint.config import Settings
         from gradlint.context import FileContext
         from gradlint.prepass import index_file
@@ -89,19 +90,24 @@ def summarize_module(path: str) -> ModuleSummary | None:
             text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
             summary.functions[node.name] = summarize_function_text(text)
     try:
-        ctx = FileContext(source, index, Settings())
-        for model in ctx.models.models:
-            if model.kind != "module":
-                continue
-            summary.classes[model.name] = ClassSummary(
-                is_model=True,
-                normalizes_input=model_normalizes_input(model, source.text),
-                path=None if model.path is None else [op.describe() for op in model.path],
-            )
+        with another_file():
+            summarize_models(summary, FileContext(source, index, Settings()))
     except (SourceError, RecursionError):
         pass
     _CACHE[key] = summary
     return summary
+
+
+def summarize_models(summary: ModuleSummary, ctx) -> None:
+    """Add the module's model classes, as its own FileContext describes them, to `summary`."""
+    for model in ctx.models.models:
+        if model.kind != "module":
+            continue
+        summary.classes[model.name] = ClassSummary(
+            is_model=True,
+            normalizes_input=model_normalizes_input(model, ctx.source.text),
+            path=None if model.path is None else [op.describe() for op in model.path],
+        )
 
 
 def model_normalizes_input(model, text: str) -> bool:
