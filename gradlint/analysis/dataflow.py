@@ -27,6 +27,7 @@ from gradlint.analysis.project import (
     OBS_NORMALIZERS,
     REWARD_NORMALIZERS,
     FunctionSummary,
+    ProjectClasses,
     model_normalizes_input,
     resolve_module,
     summarize_function_text,
@@ -160,7 +161,7 @@ class DataFlow:
         # memo tables of what depends on the file alone, the same in every pass: not tracked
         self._functions: dict[str, cst.FunctionDef] = {}
         self._function_summaries: dict[str, FunctionSummary | None] = {}
-        self._project_classes: dict[str, object] = {}
+        self._project_classes = ProjectClasses()
         self._entered: set[str] = set()
         self._current: str | None = None
         self._positional: PassState = PassState()
@@ -207,8 +208,8 @@ class DataFlow:
                 continue
             if attr in summary.functions:
                 self._function_summaries[name] = summary.functions[attr]
-            if attr in summary.classes:
-                self._project_classes[name] = summary.classes[attr]
+            if attr in summary.class_names:
+                self._project_classes.add(name, summary, attr)
         self.normalizes_advantages = advantage_normalization(self.text)
 
     def function_summary(self, name: str) -> FunctionSummary | None:
@@ -475,7 +476,7 @@ class DataFlow:
 
     def _model_normalizes(self, cls: str) -> bool | None:
         if cls in self._project_classes:
-            return self._project_classes[cls].normalizes_input  # type: ignore[attr-defined]
+            return self._project_classes[cls].normalizes_input
         for model in self.models.models:
             if model.kind == "module" and model.name == cls:
                 return model_normalizes_input(model, self.text)

@@ -36,9 +36,20 @@ class ClassSummary:
 
 @dataclass
 class ModuleSummary:
+    """A sibling module's functions (from its `ast`, at once) and model classes (on first use:
+    they need the libcst parse and the model analysis, which most importers never ask for)."""
+
     path: str
     functions: dict[str, FunctionSummary] = field(default_factory=dict)
-    classes: dict[str, ClassSummary] = field(default_factory=dict)
+    class_names: frozenset[str] = frozenset()
+    _classes: dict[str, ClassSummary] | None = field(default=None, repr=False)
+
+    @property
+    def classes(self) -> dict[str, ClassSummary]:
+        if self._classes is None:
+            self._classes = {}  # import cycles
+            self._classes = _describe_models(self.path)
+        return self._classes
 
 
 def summarize_function_text(text: str) -> FunctionSummary:
@@ -73,11 +84,8 @@ def summarize_module(path: str) -> ModuleSummary | None:
         return _CACHE[key]
     _CACHE[key] = None  # import cycles
     try:
-        from gradlint.analysis.cst_walk import another_file
-        from gradlint.config import Settings
-        from gradlint.context import FileContext
         from gradlint.prepass import index_file
-        from gradlint.source import SourceError, read_source
+        from gradlint.source import read_source
 
         source = read_source(path)
         index = index_file(source)
@@ -89,13 +97,48 @@ def summarize_module(path: str) -> ModuleSummary | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
             summary.functions[node.name] = summarize_function_text(text)
-    try:
-        with another_file():
-            summarize_models(summary, FileContext(source, index, Settings()))
-    except (SourceError, RecursionError):
-        pass
+    summary.class_names = frozenset(node.name for node in index.tree.body if isinstance(node, ast.ClassDef))
     _CACHE[key] = summary
     return summary
+
+
+def _describe_models(path: str) -> dict[str, ClassSummary]:
+    from gradlint.analysis.cst_walk import another_file
+    from gradlint.config import Settings
+    from gradlint.context import FileContext, file_may_model
+    from gradlint.prepass import index_file
+    from gradlint.source import read_source
+
+    summary = ModuleSummary(path, _classes={})
+    try:
+        source = read_source(path)
+        if not file_may_model(source.text):  # the model rules' own skip criterion
+            return {}
+        index = index_file(source)
+        with another_file():
+            summarize_models(summary, FileContext(source, index, Settings()))
+    except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
+        pass
+    return summary.classes
+
+
+class ProjectClasses:
+    """Classes a file imports from its sibling modules, looked up as model classes; a sibling
+    is only parsed with libcst and described when one of its names is looked up."""
+
+    def __init__(self) -> None:
+        self._imported: dict[str, tuple[ModuleSummary, str]] = {}
+
+    def add(self, name: str, summary: ModuleSummary, attr: str) -> None:
+        self._imported[name] = (summary, attr)
+
+    def __contains__(self, name: object) -> bool:
+        found = self._imported.get(name)  # type: ignore[arg-type]
+        return found is not None and found[1] in found[0].classes
+
+    def __getitem__(self, name: str) -> ClassSummary:
+        summary, attr = self._imported[name]
+        return summary.classes[attr]
 
 
 def summarize_models(summary: ModuleSummary, ctx) -> None:
@@ -103,7 +146,7 @@ def summarize_models(summary: ModuleSummary, ctx) -> None:
     for model in ctx.models.models:
         if model.kind != "module":
             continue
-        summary.classes[model.name] = ClassSummary(
+        summary.classes[model.name] = ClassSummary(  # `classes` is the plain dict here
             is_model=True,
             normalizes_input=model_normalizes_input(model, ctx.source.text),
             path=None if model.path is None else [op.describe() for op in model.path],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -210,6 +211,41 @@ def test_normalization_in_a_sibling_module_is_seen(tmp_path: Path) -> None:
     assert lint_source(read_source(str(tmp_path / "train.py")), settings) == []
     [diagnostic] = lint_source(read_source(str(tmp_path / "train_raw.py")), settings)
     assert diagnostic.code == "GL401" and diagnostic.line == 10
+
+
+@pytest.mark.parametrize(("scaled", "expected"), [("x / 255.0", []), ("x", ["GL403"])])
+def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is_used(
+        tmp_path: Path, scaled: str, expected: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradlint import context
+    from gradlint.analysis import project
+
+    networks = ATARI.split("    env =")[0].format(scaled=scaled)
+    (tmp_path / "networks.py").write_text(HEADER + textwrap.dedent(networks))
+    (tmp_path / "extra.py").write_text(HEADER)  # a model module imported but not used here
+    (tmp_path / "buffers.py").write_text("class ReplayBuffer:\n    def __init__(self):\n        self.items = []\n")
+    train = textwrap.dedent("""
+        import gymnasium as gym
+        import torch
+        from buffers import ReplayBuffer
+        from extra import Policy
+        from networks import QNetwork
+
+        env = gym.wrappers.AtariPreprocessing(gym.make("ALE/Breakout-v5", frameskip=1))
+        buffer = ReplayBuffer()
+        q_network = QNetwork()
+        obs, _ = env.reset()
+        q_values = q_network(torch.as_tensor(obs).float())
+    """)
+    (tmp_path / "train.py").write_text(train)
+    parsed: list[str] = []
+    parse_segments = context.parse_segments
+    monkeypatch.setattr(context, "parse_segments", lambda source, *a: parsed.append(os.path.basename(source.path))
+                        or parse_segments(source, *a))
+    project._CACHE.clear()
+    settings = Settings(select=("GL4",), root=str(tmp_path))
+    assert [d.code for d in lint_source(read_source(str(tmp_path / "train.py")), settings)] == expected
+    # the model's forward was read from networks.py; buffers.py has no `nn`, extra.py's Policy is not used
+    assert sorted(set(parsed)) == ["networks.py", "train.py"]
 
 
 @pytest.mark.parametrize(("text", "feeds"), [
