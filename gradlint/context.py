@@ -108,6 +108,16 @@ class FileContext:
         self.index = index
         self.settings = settings
 
+    def release(self) -> None:
+        """Drop the parsed trees and the analyses. They refer back to this context (the data
+        flow holds its span method), so without this only Python's cyclic garbage collector
+        could free a file's trees, and its full collections grow with everything held."""
+        training = self.__dict__.get("training")
+        if training is not None:
+            training.release()
+        for name in ("segments", "training", "models", "dataflow", "_function_segments"):
+            self.__dict__.pop(name, None)
+
     @cached_property
     def segments(self) -> list[Segment]:
         from gradlint.analysis.cst_walk import set_text_source

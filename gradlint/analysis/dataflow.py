@@ -34,6 +34,7 @@ from gradlint.analysis.project import (
     summarize_module,
 )
 from gradlint.analysis.training import name_tokens
+from gradlint.analysis.values import number_literal
 from gradlint.prepass import Segment
 
 cst = lazy_module("libcst")
@@ -676,7 +677,7 @@ def _small_number(node) -> bool:
 
 def _number(node):
     if type(node) in (cst.Integer, cst.Float):
-        return float(node.evaluated_value)
+        return float(number_literal(node.value))
     if type(node) is cst.UnaryOperation and type(node.operator) is cst.Minus:
         value = _number(node.expression)
         return -value if value is not None else None

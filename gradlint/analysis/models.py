@@ -205,16 +205,13 @@ class ModelDescription:
 
     def all_layers(self) -> list[Layer]:
         seen: list[Layer] = []
-
-        def visit(layer: Layer) -> None:
+        stack = list(reversed(self.layers.values()))  # depth first, in declaration order
+        while stack:
+            layer = stack.pop()
             if layer in seen:
-                return
+                continue
             seen.append(layer)
-            for child in layer.children or []:
-                visit(child)
-
-        for layer in self.layers.values():
-            visit(layer)
+            stack.extend(reversed(layer.children or []))
         return seen
 
     def to_dict(self) -> dict:

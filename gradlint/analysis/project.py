@@ -115,8 +115,12 @@ def _describe_models(path: str) -> dict[str, ClassSummary]:
         if not file_may_model(source.text):  # the model rules' own skip criterion
             return {}
         index = index_file(source)
+        ctx = FileContext(source, index, Settings())
         with another_file():
-            summarize_models(summary, FileContext(source, index, Settings()))
+            try:
+                summarize_models(summary, ctx)
+            finally:
+                ctx.release()
     except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
         pass
     return summary.classes

@@ -500,6 +500,17 @@ class TrainingAnalysis:
         self._recurrent_classes: dict[str, str | None] = {}
         self._run()
 
+    def release(self) -> None:
+        """Unlink the skeleton (events and bindings point back at their function), so that
+        reference counting frees it and the trees it holds without the cyclic collector."""
+        methods = [m for c in self.classes.values() for m in c.methods.values()]
+        for func in [self.module, *self.functions, *methods]:
+            func.body.clear()
+            func.bindings.clear()
+            func.call_events.clear()
+            func.parent = None
+        self.findings.clear()
+
     # public -------------------------------------------------------------------------------
 
     @property

@@ -8,6 +8,7 @@ Anything else is `UNKNOWN`, and rules stay silent about what they cannot resolve
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from typing import Any
@@ -52,13 +53,22 @@ def evaluate(node: cst.BaseExpression | None, env: dict[str, Any]) -> Any:
         return UNKNOWN
 
 
+@functools.lru_cache(maxsize=1024)
+def number_literal(text: str) -> int | float:
+    """The value of an Integer or Float literal's text (`1_000`, `0x10`, `3e-4`). libcst's
+    `evaluated_value` calls `ast.literal_eval`, 20x slower and a reference cycle per call."""
+    plain = text.replace("_", "")
+    try:
+        return int(plain, 0)
+    except ValueError:
+        return float(plain)
+
+
 def _evaluate(node, env) -> Any:
     if node is None:
         return UNKNOWN
-    if type(node) is cst.Integer:
-        return node.evaluated_value
-    if type(node) is cst.Float:
-        return node.evaluated_value
+    if type(node) is cst.Integer or type(node) is cst.Float:
+        return number_literal(node.value)
     if type(node) is cst.SimpleString:
         return node.evaluated_value
     if type(node) is cst.Name:
