@@ -1,6 +1,10 @@
 """Generate a benchmark corpus: a few thousand realistic files, made from the bundled fixtures
-(training scripts and model files, renamed and varied) plus plain non-torch modules and tests,
-in the proportions of a real ML repository.
+(training scripts and model files, renamed and varied) plus plain non-torch modules and tests.
+
+The mix is deliberately heavy in training code: 45 % of the files are fixtures (42 % are
+training scripts, about 80 % of the parse time), where a real repository such as
+stable-baselines3 or DETR has 4 %. Nearly every line of a training script is one a rule must
+see, so this corpus is the hard case for the ratio to a bare parse.
 
     python benchmarks/make_corpus.py OUT_DIR [--files 3000] [--seed 0]
 """
