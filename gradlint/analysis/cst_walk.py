@@ -148,7 +148,7 @@ def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.C
     push, pop = stack.append, stack.pop
     if not _NODE_TYPES:
         _build_tables()
-    fields, node_types, closures, memo, memo_types = _FIELDS, _NODE_TYPES, _CLOSURE_TYPES, _CALLS, _MEMO_TYPES
+    reversed_fields, node_types, closures, memo, memo_types = _REVERSED_FIELDS, _NODE_TYPES, _CLOSURE_TYPES, _CALLS, _MEMO_TYPES
     call_type, lambda_type = cst.Call, cst.Lambda
     while stack:
         entry = pop()
@@ -173,18 +173,25 @@ def _iter_calls(node: cst.CSTNode, in_closure: bool = False) -> list[tuple[cst.C
         if kind is call_type:
             push((current, closure, None))
         inner = closure or kind in closures
-        names = fields.get(kind) or child_fields(kind)
-        kids = []
-        for name in names:
+        names = reversed_fields.get(kind) or _reversed_child_fields(kind)
+        for name in names:  # pushed last field first, so that the first is walked first
             value = getattr(current, name)
             value_type = type(value)
             if value_type in node_types:
-                kids.append(value)
+                push((value, inner))
             elif value_type is tuple or value_type is list:
-                kids.extend([item for item in value if type(item) in node_types])
-        for child in reversed(kids):
-            push((child, inner))
+                for item in reversed(value):
+                    if type(item) in node_types:
+                        push((item, inner))
     return found
+
+
+_REVERSED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _reversed_child_fields(node_type: type) -> tuple[str, ...]:
+    names = _REVERSED_FIELDS[node_type] = tuple(reversed(child_fields(node_type)))
+    return names
 
 
 def iter_names(node: cst.CSTNode) -> Iterator[str]:
