@@ -50,6 +50,7 @@ def _nth(text: str, code: str, n: int) -> int:
         n -= 1
     return found
 
+
 def _find_across_lines(text: str, code: str, occurrence) -> tuple[int, int]:
     """(offset, length) of a node that spans lines: libcst prints its continuation lines
     without the enclosing block's indentation, so the whitespace between tokens may differ."""

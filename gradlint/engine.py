@@ -76,13 +76,14 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
     from gradlint.analysis.cst_walk import clear_cache
 
     clear_cache()
-    # A file's trees and analyses refer to each other (a step event and the function holding
-    # it), so only the cyclic collector frees them. Left to run on its own, it promotes them to
-    # the old generations while they are in use and its full collections then walk them over
-    # and over (15 % of a run). Paused here, one young collection frees them once at the end.
+    index = index_file(source)  # raises SourceError on a syntax error
+    # The cyclic collector is paused while the file's trees are in use: running on its own, it
+    # promoted them to its old generations and its full collections walked them over and over
+    # (15 % of a run). Released below, they are freed by reference counting; one young
+    # collection at the end takes any small cycle that is left.
     collecting = gc.isenabled()
     gc.disable()
-    ctx = FileContext(source, index_file(source), settings)
+    ctx = FileContext(source, index, settings)
     diagnostics: list[Diagnostic] = []
     try:
         for rule in wanted:

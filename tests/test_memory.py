@@ -8,10 +8,11 @@ from __future__ import annotations
 import gc
 
 import libcst as cst
+import pytest
 
 from gradlint.config import Settings
 from gradlint.engine import lint_source
-from gradlint.source import read_source
+from gradlint.source import SourceError, SourceFile, read_source
 from tests.conftest import FIXTURES
 
 
@@ -35,3 +36,12 @@ def test_linting_leaves_no_tree_for_the_cyclic_collector() -> None:
             gc.enable()
     assert findings > 0  # the files were analysed, not skipped
     assert left == []
+
+
+def test_the_collector_is_running_again_after_a_file_with_a_syntax_error_or_a_finding() -> None:
+    assert gc.isenabled()
+    with pytest.raises(SourceError):
+        lint_source(SourceFile("bad.py", "import torch\nloss.backward(\noptimizer.step()\n"), Settings())
+    assert gc.isenabled()
+    assert lint_source(SourceFile("ok.py", "import torch\nloss.backward()\noptimizer.step()\n"), Settings())
+    assert gc.isenabled()
