@@ -116,19 +116,19 @@ class Cache:
             return None  # an entry of another shape: lint again
         return result
 
-    def put(self, result, content_hash: str | None, dependencies: list[str], stamp=None) -> None:
-        """Remember a result; `stamp` is the file's `file_stamp` taken before it was read, so that
-        a change made while it was linted is seen next time."""
-        if content_hash is None:
+    def put(self, result) -> None:
+        """Remember a FileResult. Its `stamp` was taken before the file was read, so that a change
+        made while it was linted is seen next time."""
+        if result.content_hash is None:
             return
-        size, mtime, checked = stamp or (None, None, 0)  # no stamp: the hash always decides
+        size, mtime, checked = result.stamp or (None, None, 0)  # no stamp: the hash always decides
         deps = {}
-        for dependency in dependencies:
+        for dependency in result.dependencies:
             dep_size, dep_mtime, dep_checked = file_stamp(dependency) or (None, None, 0)
             deps[dependency] = {"size": dep_size, "mtime": dep_mtime, "hash": file_hash(dependency),
                                 "checked": dep_checked}
         entry = {
-            "size": size, "mtime": mtime, "hash": content_hash, "checked": checked,
+            "size": size, "mtime": mtime, "hash": result.content_hash, "checked": checked,
             "dependencies": deps,
             "diagnostics": [d.to_dict() for d in result.diagnostics],
             "error": None if result.error is None else {

@@ -58,7 +58,8 @@ def _find_across_lines(text: str, code: str, occurrence) -> tuple[int, int]:
     matches = list(pattern.finditer(text))
     if not matches:
         return -1, 0
-    match = matches[occurrence()] if len(matches) > 1 and occurrence() < len(matches) else matches[0]
+    index = occurrence() if len(matches) > 1 else 0
+    match = matches[index] if index < len(matches) else matches[0]
     return match.start(), match.end() - match.start()
 
 
@@ -155,16 +156,12 @@ class FileContext:
 
     def project_model_file(self, name: str) -> str | None:
         """The sibling module that defines the model class `name` this file imports, if any."""
-        from gradlint.analysis.project import resolve_module, summarize_module
+        from gradlint.analysis.project import imported_summary
 
         target = self.index.imports.names.get(name)
-        if not target or "." not in target:
-            return None
-        module, _, attr = target.rpartition(".")
-        path = resolve_module(self.source.path, module, self.settings.root)
-        summary = summarize_module(path) if path else None
-        if summary is not None and attr in summary.classes and summary.classes[attr].is_model:
-            return path
+        found = imported_summary(self.source.path, target, self.settings.root) if target else None
+        if found is not None and found[1] in found[0].classes and found[0].classes[found[1]].is_model:
+            return found[0].path
         return None
 
     @cached_property

@@ -269,7 +269,7 @@ def lint_paths(files: Iterable[str], settings: Settings, mode: FixMode = FixMode
     for index, result in zip(todo, fresh):
         results[index] = result
         if cache is not None and not mode.active:
-            cache.put(result, result.content_hash, result.dependencies, result.stamp)
+            cache.put(result)
     if cache is not None:
         cache.save()
     return results  # type: ignore[return-value]

@@ -130,8 +130,8 @@ def test_two_runs_at_once_keep_each_others_entries(tmp_path: Path) -> None:
     first, second = (Cache(str(tmp_path / "cache"), settings) for _ in range(2))
     [a] = lint_paths([str(tmp_path / "a.py")], settings, jobs=1)
     [b] = lint_paths([str(tmp_path / "b.py")], settings, jobs=1)
-    first.put(a, a.content_hash, a.dependencies, a.stamp)
-    second.put(b, b.content_hash, b.dependencies, b.stamp)
+    first.put(a)
+    second.put(b)
     first.save()
     second.save()  # read what `first` wrote, added its own
     fresh = Cache(str(tmp_path / "cache"), settings)

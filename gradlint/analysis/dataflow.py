@@ -28,10 +28,9 @@ from gradlint.analysis.project import (
     REWARD_NORMALIZERS,
     FunctionSummary,
     ProjectClasses,
+    imported_summary,
     model_normalizes_input,
-    resolve_module,
     summarize_function_text,
-    summarize_module,
 )
 from gradlint.analysis.training import name_tokens
 from gradlint.analysis.values import number_literal
@@ -198,15 +197,12 @@ class DataFlow:
                 elif type(statement) is cst.ClassDef:
                     self._classes[statement.name.value] = statement
         for name, target in self.imports.names.items():
-            module, _, attr = target.rpartition(".")
-            if not module or module.split(".")[0] in ("torch", "numpy", "np", "gym", "gymnasium", "pandas"):
+            if target.split(".")[0] in ("torch", "numpy", "np", "gym", "gymnasium", "pandas"):
                 continue
-            path = resolve_module(self.path, module, self.root)
-            if path is None:
+            found = imported_summary(self.path, target, self.root)
+            if found is None:
                 continue
-            summary = summarize_module(path)
-            if summary is None:
-                continue
+            summary, attr = found
             if attr in summary.functions:
                 self._function_summaries[name] = summary.functions[attr]
             if attr in summary.class_names:

@@ -102,6 +102,17 @@ def summarize_module(path: str) -> ModuleSummary | None:
     return summary
 
 
+def imported_summary(importing_file: str, target: str, root: str) -> tuple[ModuleSummary, str] | None:
+    """The summary of the project module an import names (`networks.QNetwork` -> the summary
+    of networks.py and `QNetwork`); None when the import is not a module of the project."""
+    module, _, attr = target.rpartition(".")
+    if not module:
+        return None
+    path = resolve_module(importing_file, module, root)
+    summary = summarize_module(path) if path else None
+    return (summary, attr) if summary is not None else None
+
+
 def _describe_models(path: str) -> dict[str, ClassSummary]:
     from gradlint.analysis.cst_walk import another_file
     from gradlint.config import Settings
@@ -109,21 +120,18 @@ def _describe_models(path: str) -> dict[str, ClassSummary]:
     from gradlint.prepass import index_file
     from gradlint.source import read_source
 
-    summary = ModuleSummary(path, _classes={})
     try:
         source = read_source(path)
         if not file_may_model(source.text):  # the model rules' own skip criterion
             return {}
-        index = index_file(source)
-        ctx = FileContext(source, index, Settings())
+        ctx = FileContext(source, index_file(source), Settings())
         with another_file():
             try:
-                summarize_models(summary, ctx)
+                return describe_models(ctx)
             finally:
                 ctx.release()
     except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
-        pass
-    return summary.classes
+        return {}
 
 
 class ProjectClasses:
@@ -145,16 +153,17 @@ class ProjectClasses:
         return summary.classes[attr]
 
 
-def summarize_models(summary: ModuleSummary, ctx) -> None:
-    """Add the module's model classes, as its own FileContext describes them, to `summary`."""
-    for model in ctx.models.models:
-        if model.kind != "module":
-            continue
-        summary.classes[model.name] = ClassSummary(  # `classes` is the plain dict here
+def describe_models(ctx) -> dict[str, ClassSummary]:
+    """The module's model classes, as its own FileContext describes them."""
+    return {
+        model.name: ClassSummary(
             is_model=True,
             normalizes_input=model_normalizes_input(model, ctx.source.text),
             path=None if model.path is None else [op.describe() for op in model.path],
         )
+        for model in ctx.models.models
+        if model.kind == "module"
+    }
 
 
 def model_normalizes_input(model, text: str) -> bool:

@@ -43,13 +43,9 @@ _MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hundred names are asked about over and over
 def name_tokens(name: str) -> tuple[str, ...]:
     """`actor_optimizer` -> (actor, optimizer); `optimizerD` -> (optimizer, d)."""
-    return _name_tokens(name)
-
-
-@functools.lru_cache(maxsize=4096)  # the same few hundred names are asked about over and over
-def _name_tokens(name: str) -> tuple[str, ...]:
     return tuple(t.lower() for part in name.split("_") for t in _TOKEN.findall(part))
 
 
