@@ -44,7 +44,7 @@ CONVERSIONS = {
     "squeeze", "flatten", "stack", "cat", "concatenate", "vstack", "hstack", "list", "tuple", "copy",
     "clone", "detach", "numpy", "astype", "permute", "transpose", "expand_dims", "atleast_2d",
     "moveaxis", "values", "to_numpy", "contiguous", "type", "ascontiguousarray", "get",
-    "DataLoader", "TensorDataset", "iter", "next", "zip", "enumerate",
+    "DataLoader", "TensorDataset", "iter", "next", "zip", "enumerate", "Variable",
 }
 FRAME_READS = {"read_csv", "read_parquet", "read_excel", "read_json", "read_table", "load", "loadtxt", "genfromtxt", "read_feather"}
 MODEL_TOKENS = {"model", "net", "network", "actor", "critic", "policy", "qnet", "qf", "agent", "pi", "mu", "encoder", "q"}
@@ -305,6 +305,8 @@ class DataFlow:
             method = value.func.attr.value
             owner = receiver_text(value.func.value) or ""
             if method in ("reset", "step") and self._is_env(owner):
+                for argument in value.args:  # `env.step(policy(obs))` runs the model
+                    self._taint(argument.value, env, statement)
                 self._env_source(target, method, owner, value, env, statement)
                 return
             if method == "sample" and self._buffer_key(owner) in self.buffers:
@@ -563,6 +565,10 @@ class DataFlow:
                 return frozenset()
             return self._taint(node.value, env, statement)
         if type(node) is cst.Subscript:
+            results = self._env_results(node.value, env, statement)
+            if results is not None:  # `env.reset()[0]`, `env.step(action)[1]`
+                index = _literal_index(node)
+                return results[index] if index is not None and index < len(results) else frozenset()
             return self._taint(node.value, env, statement)
         if type(node) in (cst.Tuple, cst.List, cst.Set):
             return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements)) if node.elements else frozenset()
@@ -611,7 +617,32 @@ class DataFlow:
                     self.reward_targets.append(RewardTarget(node, self.segment, statement, frozenset(raw)))
                 return
 
+    def _env_results(self, node, env, statement) -> tuple[frozenset, ...] | None:
+        """(observations, reward) of `env.reset(...)` / `env.step(...)` used inside an
+        expression (`np.array(env.reset())`, `env.step(a)[0]`); None for any other node.
+        The arguments are followed too: `env.step(policy(obs))` runs the model."""
+        if type(node) is not cst.Call or type(node.func) is not cst.Attribute:
+            return None
+        method = node.func.attr.value
+        owner = receiver_text(node.func.value) or ""
+        if method not in ("reset", "step") or not self._is_env(owner):
+            return None
+        for argument in node.args:
+            self._taint(argument.value, env, statement)
+        facts = self._env_facts(owner)
+        if not facts.known:
+            return (frozenset(), frozenset())
+        source = f"{owner}.{method}(...)"
+        line = self.line_of(self.segment, node, statement)
+        obs = frozenset({Taint("image" if facts.image else "obs", source, line, facts.normalizes_obs)})
+        if method == "reset":
+            return (obs,)
+        return (obs, frozenset({Taint("reward", source, line, facts.normalizes_reward)}))
+
     def _call(self, call: cst.Call, env, statement) -> frozenset:
+        results = self._env_results(call, env, statement)
+        if results is not None:  # `torch.Tensor(envs.reset())`: the observations, whatever wraps them
+            return results[0] if len(results) == 1 else frozenset()
         func = call.func
         args = [a.value for a in call.args]
         arg_taints = [self._taint(a, env, statement) for a in args]
@@ -650,6 +681,14 @@ class DataFlow:
         if receiver is not None and receiver_taint and last not in ("item", "mean", "sum", "max", "min", "std", "var"):
             return receiver_taint  # a method of the data itself: obs.reshape(...)
         return frozenset()
+
+
+def _literal_index(node: cst.Subscript) -> int | None:
+    if len(node.slice) == 1 and type(node.slice[0].slice) is cst.Index:
+        value = node.slice[0].slice.value
+        if type(value) is cst.Integer:
+            return int(number_literal(value.value))
+    return None
 
 
 def _disabled(call: cst.Call, keyword: str) -> bool:

@@ -80,6 +80,47 @@ def test_gl401_normalized_look_alikes(change: tuple[str, str]) -> None:
     assert found(code) == []
 
 
+@pytest.mark.parametrize("change", [
+    ("obs, _ = env.reset(seed=0)", "obs = env.reset(seed=0)[0]"),
+    ("obs, _ = env.reset(seed=0)", "obs = np.array(env.reset(seed=0)[0])"),
+    ("obs, _ = env.reset(seed=0)", 'obs = torch.Tensor(env.reset(seed=0)[0]).to("cpu")'),
+    ("policy(torch.as_tensor(obs, dtype=torch.float32))", "policy(Variable(torch.as_tensor(obs)))"),
+])
+def test_gl401_env_results_wrapped_or_indexed_are_followed(change: tuple[str, str]) -> None:
+    code = "\n    from torch.autograd import Variable" + RAW_LOOP.replace(*change)
+    [diagnostic] = lint(HEADER + textwrap.dedent(code), select="GL401")
+    assert diagnostic.line == marked(code)[0]
+    assert "raw observations from `env.reset(...)`" in diagnostic.message
+
+
+def test_gl401_a_model_run_inside_the_env_step_call_is_seen() -> None:
+    code = """
+        env = gym.make("Pendulum-v1")
+        policy = Policy()
+        obs = np.array(env.reset(seed=0)[0])
+        for t in range(1000):
+            obs = np.array(env.step(policy(torch.as_tensor(obs)).detach().numpy())[0])  # <-
+    """
+    assert found(code, "GL401") == [("GL401", n) for n in marked(code)]
+    direct = code.replace("obs = np.array(env.step(", "obs, reward, terminated, truncated, _ = env.step(").replace(
+        ".numpy())[0])", ".numpy())")
+    assert found(direct, "GL401") == [("GL401", n) for n in marked(direct)]
+
+
+@pytest.mark.parametrize("code", [
+    # the same wrapped and indexed results, from a normalizing wrapper or an env we cannot read
+    RAW_LOOP.replace('env = gym.make("Pendulum-v1")', 'env = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))')
+            .replace("obs, _ = env.reset(seed=0)", "obs = np.array(env.reset(seed=0)[0])"),
+    RAW_LOOP.replace('env = gym.make("Pendulum-v1")', "from somewhere_else import make_env; env = make_env()")
+            .replace("obs, _ = env.reset(seed=0)", "obs = torch.Tensor(env.reset(seed=0)[0])"),
+    # the info dict of `reset`, not the observations
+    RAW_LOOP.replace("obs, _ = env.reset(seed=0)", "obs = np.zeros(3); info = env.reset(seed=0)[1]")
+            .replace("obs, reward, terminated, truncated, _ = env.step", "_ = env.step"),
+])
+def test_gl401_wrapped_env_results_look_alikes(code: str) -> None:
+    assert found(code, "GL401") == []
+
+
 def test_gl401_silent_when_the_env_comes_from_unreadable_code() -> None:
     code = RAW_LOOP.replace('env = gym.make("Pendulum-v1")', "from somewhere_else import make_env; env = make_env()")
     assert found(code) == []
@@ -139,6 +180,14 @@ def test_gl402_raw_rewards_in_a_td_target() -> None:
 @pytest.mark.parametrize("reward", ["reward * reward_scale", "np.clip(reward, -1, 1)", "np.sign(reward)", "reward * 0.1", "reward / reward_std"])
 def test_gl402_scaled_rewards_are_fine(reward: str) -> None:
     assert found(TD.format(reward=reward), "GL402") == []
+
+
+def test_gl402_follows_a_reward_indexed_out_of_the_step_result() -> None:
+    code = TD.replace("obs, reward, terminated, truncated, _ = env.step(action)",
+                      "reward = np.float32(env.step(action)[1])").format(reward="reward")
+    assert found(code, "GL402") == [("GL402", n) for n in marked(code)]
+    observations = code.replace("env.step(action)[1]", "env.step(action)[0]")
+    assert found(observations, "GL402") == []
 
 
 def test_gl402_normalize_reward_wrapper_and_advantage_normalization() -> None:
