@@ -88,34 +88,66 @@ elif kind == "alternated":
     print(json.dumps({"bare": best_bare["all"], "lint": best_lint["all"], "scripts": {
         "bare": best_bare["scripts"], "lint": best_lint["scripts"], "files": sum(is_script)}}), file=sys.stderr)
 elif kind == "phases":
+    # Where the time goes, in one process next to a bare parse pass of the same files (so the
+    # lazy `import libcst` and first-parse warm-up are not charged to a phase), the fastest of
+    # three passes; the collector is handled as lint_source handles it.
+    import gc
     from collections import Counter
+    import libcst
+    from gradlint.analysis import project
     from gradlint.analysis.cst_walk import clear_cache
     from gradlint.config import Settings
     from gradlint.context import FileContext
     from gradlint.engine import rules_for
     from gradlint.prepass import index_file
     from gradlint.source import decode_source
-    settings, phases = Settings(), Counter()
-    for path, text in zip(files, texts):
-        source = decode_source(path, text.encode("utf-8"))
-        rules = [r for r in rules_for(settings, path) if r.wants(text)]
-        if not rules:
-            continue
-        clear_cache()
-        t = time.perf_counter(); ctx = FileContext(source, index_file(source), settings)
-        phases["ast pre-pass"] += time.perf_counter() - t
-        t = time.perf_counter(); ctx.segments; phases["libcst parse of kept statements"] += time.perf_counter() - t
-        codes = {r.code[:3] for r in rules}
-        for name, prefixes in (("training skeleton (GL1)", ("GL1",)), ("model description (GL2, GL3)", ("GL2", "GL3", "GL4")),
-                               ("data flow (GL4)", ("GL4",))):
-            if codes & set(prefixes):
-                t = time.perf_counter(); getattr(ctx, {"GL1": "training", "GL2": "models", "GL4": "dataflow"}[prefixes[0]])
-                phases[name] += time.perf_counter() - t
+    settings = Settings()
+    sources = [decode_source(path, text.encode("utf-8")) for path, text in zip(files, texts)]
+    best = Counter()
+    for _ in range(3):
+        phases = Counter()
+        project._CACHE.clear()  # each pass starts, like a new run, with no sibling summarised
         t = time.perf_counter()
-        for rule in rules:
-            list(rule.check(ctx))
-        phases["rules and positions"] += time.perf_counter() - t
-    print(json.dumps(phases), file=sys.stderr)
+        for source in sources:
+            try:
+                libcst.parse_module(source.text)
+            except Exception:
+                pass
+        phases["bare parse"] = time.perf_counter() - t
+        for source in sources:
+            rules = [r for r in rules_for(settings, source.path) if r.wants(source.text)]
+            if not rules:
+                continue
+            clear_cache()
+            try:
+                t = time.perf_counter(); index = index_file(source)
+            except Exception:
+                continue
+            phases["ast pre-pass"] += time.perf_counter() - t
+            gc.disable()
+            ctx = FileContext(source, index, settings)
+            try:
+                t = time.perf_counter(); ctx.segments; phases["libcst parse of kept statements"] += time.perf_counter() - t
+                codes = {r.code[:3] for r in rules}
+                for name, prefixes in (("training skeleton (GL1)", ("GL1",)), ("model description (GL2, GL3)", ("GL2", "GL3", "GL4")),
+                                       ("data flow (GL4)", ("GL4",))):
+                    if codes & set(prefixes):
+                        t = time.perf_counter(); getattr(ctx, {"GL1": "training", "GL2": "models", "GL4": "dataflow"}[prefixes[0]])
+                        phases[name] += time.perf_counter() - t
+                t = time.perf_counter()
+                for rule in rules:
+                    list(rule.check(ctx))
+                phases["rules and positions"] += time.perf_counter() - t
+            except Exception:
+                pass
+            finally:
+                ctx.release()
+                clear_cache()
+                gc.enable()
+                t = time.perf_counter(); gc.collect(0); phases["freeing the trees"] += time.perf_counter() - t
+        if not best or sum(phases.values()) < sum(best.values()):
+            best = phases
+    print(json.dumps(best), file=sys.stderr)
 else:
     from gradlint.config import Settings
     from gradlint.engine import lint_paths
@@ -225,9 +257,10 @@ def main() -> None:
           f"{one['maxrss_mib']:.1f} MiB on {len(files)}   target: flat in the number of files")
 
     phases = measure(files, "phases", 1)["phases"]
+    bare = phases.pop("bare parse", 0.0) or 1.0
     total = sum(phases.values()) or 1.0
-    print("where one worker's time goes: " + ", ".join(
-        f"{name} {seconds / cst['seconds']:.2f}x parse ({100 * seconds / total:.0f} %)"
+    print("where one worker's time goes (in one process, as a fraction of a bare parse pass there): " + ", ".join(
+        f"{name} {seconds / bare:.2f}x ({100 * seconds / total:.0f} %)"
         for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1])))
 
     cache = tempfile.mkdtemp(prefix="gradlint-cache-")
