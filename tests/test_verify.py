@@ -124,6 +124,71 @@ def test_model_only_source_keeps_models_and_drops_work() -> None:
     assert namespace["Deep"](17)(torch.randn(2, 17)).shape == (2, 64)
 
 
+def test_model_only_source_keeps_future_imports_first() -> None:
+    # pytorch/examples' scripts start with `from __future__ import print_function`; behind the
+    # placeholder class it was a SyntaxError and no model of such a file could be verified
+    text = model_only_source('"""A script."""\nfrom __future__ import print_function, division\n' + SCRIPT)
+    assert text.startswith("from __future__ import print_function, division\n")
+    namespace: dict = {}
+    exec(compile(text, "script.py", "exec"), namespace)
+    assert namespace["Deep"](17)(torch.randn(2, 17)).shape == (2, 64)
+
+
+CLEANRL_AGENT = textwrap.dedent("""\
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    from torch.distributions.categorical import Categorical
+
+
+    class Agent(nn.Module):
+        def __init__(self, envs):
+            super().__init__()
+            obs = int(np.array(envs.single_observation_space.shape).prod())
+            self.critic = nn.Sequential(nn.Linear(obs, 64), nn.Tanh(), nn.Linear(64, 1))
+            self.actor = nn.Sequential(nn.Linear(obs, 64), nn.Tanh(), nn.Linear(64, envs.single_action_space.n))
+
+        def get_value(self, x):
+            return self.critic(x)
+
+        def get_action_and_value(self, x, action=None):
+            probs = Categorical(logits=self.actor(x))
+            if action is None:
+                action = probs.sample()
+            return action, probs.log_prob(action), probs.entropy(), self.critic(x)
+
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")])
+    agent = Agent(envs)
+""")
+
+
+def test_a_model_built_from_an_env_gets_a_synthetic_one_and_a_method_as_forward() -> None:
+    from gradlint.verify.loader import SYNTHETIC_ENV
+    from gradlint.verify.worker import build, find_inputs, use_method_as_forward
+
+    construction = constructor_args(CLEANRL_AGENT.replace("agent = Agent(envs)", ""), "Agent")
+    assert (construction.source, construction.kwargs) == ("guesses", {"envs": SYNTHETIC_ENV})
+    request = {"file": "agent.py", "module_name": "gradlint_test_agent", "class": "Agent",
+               "source": model_only_source(CLEANRL_AGENT), "kwargs": json.loads(json.dumps(construction.kwargs))}
+    model = build(request)  # the marker crossed JSON, as it does to the worker
+    assert model.actor[-1].out_features == 4 and model.critic[0].in_features == 8
+    assert use_method_as_forward(model) == "get_action_and_value"
+    [x] = find_inputs(model, request)
+    assert x.shape == (8, 8) and len(model(x)) == 4
+
+
+def test_look_alikes_of_an_env_parameter_and_of_a_missing_forward() -> None:
+    from gradlint.verify.worker import use_method_as_forward
+
+    counted = CLEANRL_AGENT.replace("def __init__(self, envs)", "def __init__(self, envs, num_envs)")
+    assert constructor_args(counted.replace("agent = Agent(envs)", ""), "Agent").missing == ["num_envs"]
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    model.get_value = lambda x: x  # has its own forward: nothing is replaced
+    assert use_method_as_forward(model) is None and model.forward.__func__ is torch.nn.Sequential.forward
+
+
 def test_constructor_arguments_in_order_of_preference() -> None:
     assert constructor_args(SCRIPT, "Deep").args == [17]  # a call site with constant arguments
     user = constructor_args(SCRIPT, "Deep", {"state_dim": 5})

@@ -48,8 +48,14 @@ GUESSES: dict[str, Any] = {
     "n_layers": 2, "num_layers": 2, "nlayers": 2, "depth": 2, "n_blocks": 2,
     "max_action": 1.0, "action_bound": 1.0, "action_scale": 1.0, "max_act": 1.0,
     "vocab_size": 100, "ntoken": 100, "n_tokens": 100, "in_channels": 3, "channels": 3,
-    "n_agents": 2, "num_agents": 2, "seq_len": 16,
+    "n_agents": 2, "num_agents": 2, "seq_len": 16, "upscale_factor": 2,
 }
+
+# A model that reads its sizes off the environment (`QNetwork(envs)` in CleanRL) gets a synthetic
+# one, built in the worker: 8 observation features, and an action space that is both Discrete(4)
+# and a 2-d Box in [-1, 1]. Only these exact parameter names: `num_envs` is a number.
+SYNTHETIC_ENV = {"__gradlint_synthetic__": "env"}
+ENV_PARAMETERS = ("env", "envs", "environment", "venv", "vec_env", "train_env")
 
 
 @dataclass
@@ -100,21 +106,26 @@ _IMPORT_GUARD = re.compile(r"^(\s*)((?:import|from)\s.+)$")
 def model_only_source(text: str) -> str:
     """The file with its work removed and its imports guarded (see the module docstring)."""
     module = cst.parse_module(text)
+    future: list[str] = []  # `from __future__ import ...` must stay first, ahead of the placeholder
     body: list[str] = [PLACEHOLDER]
     for statement in module.body:
         if not _keep(statement):
             continue
         if isinstance(statement, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
             for small in statement.body:
-                body.append(_guarded_import(small))
+                (future if _is_future(small) else body).append(_guarded_import(small))
             continue
         body.append(module.code_for_node(statement))
-    return "\n".join(body) + "\n"
+    return "\n".join(future + body) + "\n"
+
+
+def _is_future(node: cst.Import | cst.ImportFrom) -> bool:
+    return isinstance(node, cst.ImportFrom) and node.module is not None and dotted(node.module) == "__future__"
 
 
 def _guarded_import(node: cst.Import | cst.ImportFrom) -> str:
     code = cst.Module([]).code_for_node(node)
-    if isinstance(node, cst.ImportFrom) and node.module is not None and dotted(node.module) == "__future__":
+    if _is_future(node):
         return code
     names: list[str] = []
     if isinstance(node, cst.Import):
@@ -161,6 +172,8 @@ def constructor_args(text: str, class_name: str, user: dict | None = None) -> Co
 
 
 def _guess(name: str) -> Any:
+    if name in ENV_PARAMETERS:
+        return SYNTHETIC_ENV
     if name in GUESSES:
         return GUESSES[name]
     lowered = name.lower()

@@ -15,6 +15,8 @@ _COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, dict) and value.get("__gradlint_synthetic__") == "env":
+        return "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
@@ -29,10 +31,18 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
         construction = report.construction
         if construction:
             values = {**dict(enumerate(construction.get("args", []))), **construction.get("kwargs", {})}
-            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or "no arguments"
-            built = f"built from {construction.get('source')} ({shown})"
-            if construction.get("guessed"):
-                built += "; guessed: " + ", ".join(f"{k}={_fmt(v)}" for k, v in construction["guessed"].items())
+            guessed = construction.get("guessed") or {}
+            given = {k: v for k, v in values.items() if k not in guessed}
+            guesses = ", ".join(f"{k}={_fmt(v)}" for k, v in guessed.items())
+            if guessed and not given:
+                built = f"built from guesses: {guesses}"
+            else:
+                shown = ", ".join(f"{k}={_fmt(v)}" for k, v in given.items()) or "no arguments"
+                built = f"built from {construction.get('source')} ({shown})"
+                if guessed:
+                    built += f"; guessed: {guesses}"
+        if report.figures.get("forward"):
+            built += f"; no forward, ran {report.model}.{report.figures['forward']}"
         if report.figures.get("input_shapes"):
             built += f"; inputs {_fmt(report.figures['input_shapes'])}"
         header = f"{report.file}:{report.line}: {report.model}"

@@ -66,7 +66,41 @@ def build(request: dict):
     cls = getattr(module, request["class"], None)
     if cls is None:
         raise LookupError(f"class {request['class']} is not defined once the training code is removed")
-    return cls(*request.get("args", []), **request.get("kwargs", {}))
+    args = [_materialise(a) for a in request.get("args", [])]
+    kwargs = {k: _materialise(v) for k, v in request.get("kwargs", {}).items()}
+    return cls(*args, **kwargs)
+
+
+def _materialise(value):
+    """The synthetic stand-ins a JSON request can only name (see loader.SYNTHETIC_ENV)."""
+    if isinstance(value, dict) and value.get("__gradlint_synthetic__") == "env":
+        return SyntheticEnv()
+    return value
+
+
+class _Space:
+    def __init__(self, shape, low, high, n=None):
+        import numpy as np
+
+        self.shape, self.n, self.dtype = shape, n, np.float32
+        self.low = np.full(shape, low, dtype=np.float32)
+        self.high = np.full(shape, high, dtype=np.float32)
+
+    def sample(self):
+        import numpy as np
+
+        return np.random.uniform(np.maximum(self.low, -1.0), np.minimum(self.high, 1.0)).astype(np.float32)
+
+
+class SyntheticEnv:
+    """Stands in for a gym env or vector env passed to a model's constructor: Box observations of
+    8 features; an action space that is both Discrete(4) (`.n`) and a 2-d Box in [-1, 1]."""
+
+    num_envs = 1
+
+    def __init__(self) -> None:
+        self.observation_space = self.single_observation_space = _Space((8,), -float("inf"), float("inf"))
+        self.action_space = self.single_action_space = _Space((2,), -1.0, 1.0, n=4)
 
 
 def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
@@ -161,6 +195,27 @@ def _first_inputs(first, batch: int) -> list:
     return []
 
 
+# Methods that run an RL model whose class defines no `forward` (CleanRL's PPO `Agent`), in the
+# order tried: the one that runs both heads first.
+FORWARD_STAND_INS = ("get_action_and_value", "evaluate_actions", "evaluate", "get_value", "get_action",
+                     "act", "value", "pi", "q")
+
+
+def use_method_as_forward(model) -> str | None:
+    """For a model without its own `forward`, run its first method of FORWARD_STAND_INS as the
+    forward pass (set on the instance, so copies of the model keep it); the method's name."""
+    from torch import nn
+
+    if type(model).forward is not nn.Module.forward:
+        return None
+    for name in FORWARD_STAND_INS:
+        method = getattr(type(model), name, None)
+        if callable(method) and not hasattr(nn.Module, name):
+            model.forward = getattr(model, name)
+            return name
+    return None
+
+
 def find_inputs(model, request: dict, device="cpu"):
     """The first candidate the model accepts, on `device` (the model's)."""
     import torch
@@ -187,9 +242,12 @@ def measure(request: dict) -> dict:
     device = request.get("device", "cpu")
     model = build(request).to(device)  # built on the CPU, so its weights do not depend on the device
     model.train()
+    stand_in = use_method_as_forward(model)
     inputs = find_inputs(model, request, device)
     codes = set(request.get("codes", []))
     figures: dict[str, Any] = {"input_shapes": [_shape(x) for x in inputs]}
+    if stand_in:
+        figures["forward"] = stand_in
     profile = probes.gradient_profile(model, inputs)
     figures["gradients"] = probes.summarize(profile)
     figures["layers"] = profile["layers"]
