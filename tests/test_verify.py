@@ -189,6 +189,32 @@ def test_look_alikes_of_an_env_parameter_and_of_a_missing_forward() -> None:
     assert use_method_as_forward(model) is None and model.forward.__func__ is torch.nn.Sequential.forward
 
 
+def test_a_model_whose_update_step_is_named_train_is_measured_without_running_it() -> None:
+    # minimalRL's PPO: `pi`/`v` heads, no forward, and `def train(self)` is the update step
+    from gradlint.verify.worker import measure
+
+    source = model_only_source(textwrap.dedent("""\
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        class PPO(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.Linear(4, 32)
+                self.fc_pi = nn.Linear(32, 2)
+
+            def pi(self, x, softmax_dim=0):
+                return F.softmax(self.fc_pi(F.relu(self.fc1(x))), dim=softmax_dim)
+
+            def train(self):
+                raise AssertionError("the user's update step ran")
+    """))
+    figures = measure({"file": "ppo.py", "module_name": "gradlint_test_ppo", "class": "PPO", "source": source,
+                       "codes": ["GL401"], "hints": {"inputs": ["x"]}})
+    assert figures["forward"] == "pi" and figures["input_shapes"] == [[8, 4]]
+
+
 def test_constructor_arguments_in_order_of_preference() -> None:
     assert constructor_args(SCRIPT, "Deep").args == [17]  # a call site with constant arguments
     user = constructor_args(SCRIPT, "Deep", {"state_dim": 5})

@@ -235,13 +235,14 @@ def find_inputs(model, request: dict, device="cpu"):
 
 def measure(request: dict) -> dict:
     import torch
+    from torch import nn
 
     from gradlint.verify import probes
 
     torch.manual_seed(request.get("seed", 0))
     device = request.get("device", "cpu")
     model = build(request).to(device)  # built on the CPU, so its weights do not depend on the device
-    model.train()
+    nn.Module.train(model, True)  # not `model.train()`: RL classes often name their update step `train`
     stand_in = use_method_as_forward(model)
     inputs = find_inputs(model, request, device)
     codes = set(request.get("codes", []))
