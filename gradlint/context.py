@@ -85,7 +85,9 @@ _NN = re.compile(r"nn(?!\w)(?<!\wnn)")
 
 
 _FEED = re.compile(  # the lookahead lets the scan skip most characters at once
-    r"(?=[.rlgm])(?:\.reset\(|\.step\(\s*[^)\s]|read_(?:csv|parquet|excel|json|table|feather|hdf)|\bload(?:txt)?\(|genfromtxt|memmap)"
+    r"(?=[.rlgmn])(?:\.reset\(|\.step\(\s*[^)\s]|read_(?:csv|parquet|excel|json|table|feather|hdf)"
+    # numpy's loaders, not `torch.load`/`th.load` of a checkpoint in every learner's load_models
+    r"|(?:\bnp\.|\bnumpy\.|(?<![\w.]))load(?:txt)?\(|genfromtxt|memmap)"
 )
 
 
@@ -94,7 +96,8 @@ def file_may_feed(text: str) -> bool:
     """The documented skip criterion of the data rules: data enters the file from an
     environment (`.reset(`, or `.step(` with an argument: `env.step(action)`, not the
     `optimizer.step()` of every training script) or from disk (`pd.read_csv` and the other
-    pandas readers, `np.load`/`loadtxt`/`genfromtxt`/`memmap`)."""
+    pandas readers, `np.load`/`loadtxt`/`genfromtxt`/`memmap`; a bare `load(` for
+    `from numpy import load`, but not `torch.load(`, a checkpoint)."""
     return _FEED.search(text) is not None
 
 

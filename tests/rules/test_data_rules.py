@@ -304,6 +304,10 @@ def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is
     ("obs = env.reset()\n", True),
     ("df = pd.read_csv(path)\n", True),
     ("x = np.load('a.npy')\n", True),
+    ("x = numpy.loadtxt('a.csv')\n", True),
+    ("from numpy import load\nx = load('a.npy')\n", True),
+    ("self.mixer.load_state_dict(th.load(path))\n", False),  # a checkpoint, in every learner
+    ("state = torch.load(path)\nconfig = json.load(f)\n", False),
 ])
 def test_the_data_rules_skip_criterion(text: str, feeds: bool) -> None:
     from gradlint.context import file_may_feed
