@@ -158,10 +158,13 @@ class FileContext:
         return cache[name]
 
     def project_model_file(self, name: str) -> str | None:
-        """The sibling module that defines the model class `name` this file imports, if any."""
+        """The sibling module that defines the model class `name` this file imports, if any
+        (`name` may be dotted through an imported module: `core.MLPActorCritic`)."""
         from gradlint.analysis.project import imported_summary
 
-        target = self.index.imports.names.get(name)
+        names = self.index.imports.names
+        target = names.get(name) if "." not in name else (
+            self.index.imports.resolve(name) if name.split(".", 1)[0] in names else None)
         found = imported_summary(self.source.path, target, self.settings.root) if target else None
         if found is not None and found[1] in found[0].classes and found[0].classes[found[1]].is_model:
             return found[0].path

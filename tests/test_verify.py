@@ -179,6 +179,26 @@ def test_a_model_built_from_an_env_gets_a_synthetic_one_and_a_method_as_forward(
     assert x.shape == (8, 8) and len(model(x)) == 4
 
 
+def test_a_model_built_from_the_spaces_gets_the_synthetic_spaces() -> None:
+    from gradlint.verify.worker import build
+
+    text = textwrap.dedent("""\
+        import torch.nn as nn
+
+
+        class MLPActor(nn.Module):
+            def __init__(self, observation_space, action_space):
+                super().__init__()
+                self.net = nn.Linear(observation_space.shape[0], action_space.shape[0])
+                self.act_limit = float(action_space.high[0])
+    """)
+    construction = constructor_args(text, "MLPActor")
+    assert sorted(construction.guessed) == ["action_space", "observation_space"]
+    model = build({"file": "a.py", "module_name": "gradlint_test_spaces", "class": "MLPActor",
+                   "source": model_only_source(text), "kwargs": json.loads(json.dumps(construction.kwargs))})
+    assert (model.net.in_features, model.net.out_features, model.act_limit) == (8, 2, 1.0)
+
+
 def test_look_alikes_of_an_env_parameter_and_of_a_missing_forward() -> None:
     from gradlint.verify.worker import use_method_as_forward
 
@@ -363,3 +383,20 @@ def test_a_model_imported_from_a_sibling_module_is_built_from_its_file() -> None
     assert report.status == "ok" and report.file.endswith("networks.py")
     assert report.construction["source"] == "call site"  # the arguments train.py passes
     assert report.verdicts[0].verdict in ("confirmed", "not confirmed") and report.verdicts[0].figures
+
+
+@pytest.mark.parametrize(("change", "subject"), [
+    # `import networks` and a dotted constructor
+    (("from networks import MLPNetwork", "import networks"), "networks.MLPNetwork"),
+])
+def test_a_sibling_model_named_through_its_module_is_built_from_its_file(tmp_path: Path, change, subject) -> None:
+    split = FIXTURES / "models" / "split"
+    (tmp_path / "networks.py").write_text((split / "networks.py").read_text())
+    script = (split / "train.py").read_text().replace(*change).replace("MLPNetwork(input_dim", "networks.MLPNetwork(input_dim")
+    (tmp_path / "train.py").write_text(script)
+    results = lint_paths([str(tmp_path / "train.py")], Settings(select=("GL1",), root=str(tmp_path)), jobs=1)
+    [diagnostic] = results[0].diagnostics
+    assert diagnostic.subject == subject
+    [report] = verify_results(results, Settings(root=str(tmp_path)), Options())
+    assert report.status == "ok" and report.file.endswith("networks.py") and report.model == "MLPNetwork"
+    assert report.construction["source"] == "call site"

@@ -156,6 +156,7 @@ class FunctionInfo:
     parent: "FunctionInfo | None" = None
     body: Block = field(default_factory=list)
     params: list[str] = field(default_factory=list)
+    defaults: dict[str, cst.BaseExpression] = field(default_factory=dict)  # parameter -> its default
     locals: set[str] = field(default_factory=set)
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
     call_events: list[Event] = field(default_factory=list)
@@ -288,6 +289,8 @@ class _Builder:
         for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
             info.locals.add(param.name.value)
             info.params.append(param.name.value)
+            if param.default is not None:
+                info.defaults[param.name.value] = param.default
         for star in (params.star_arg, params.star_kwarg):
             if type(star) is cst.Param:
                 info.locals.add(star.name.value)
@@ -818,9 +821,19 @@ class TrainingAnalysis:
             if root == "self" and binding.function.class_name:
                 found.add(binding.function.class_name)
                 continue
-            for candidate in self.lookup(root, binding.function):
+            candidates = [c for c in self.lookup(root, binding.function) if c.constructed is not None]
+            if not candidates and "." in root and not root.startswith("self."):
+                # `Adam(ac.pi.parameters())`: a part of the model built as `ac`
+                candidates = [c for c in self.lookup(root.split(".", 1)[0], binding.function) if c.constructed is not None]
+            for candidate in candidates:
                 if candidate.constructed is not None:
-                    found.add((dotted(candidate.constructed.func) or "").rsplit(".", 1)[-1])
+                    name = dotted(candidate.constructed.func) or ""
+                    default = _parameter_default(name, candidate.function)
+                    if default is not None:  # Spinning Up: `def ddpg(env_fn, actor_critic=core.MLPActorCritic)`
+                        name = dotted(default) or name
+                    # `networks.QNetwork` stays dotted: the project module is found through the import
+                    found.add(name if "." in name and name.rsplit(".", 1)[-1] not in self.classes
+                              else name.rsplit(".", 1)[-1])
         return found
 
     def recurrent_model(self, step: Event) -> str | None:
@@ -878,3 +891,12 @@ class TrainingAnalysis:
             result = f"a hand-written recurrence in {name}"
         self._recurrent_classes[name] = result
         return result
+
+
+def _parameter_default(name: str, function: FunctionInfo | None) -> cst.BaseExpression | None:
+    """The default of the parameter `name` of `function` or of a function enclosing it."""
+    while function is not None:
+        if name in function.params:
+            return function.defaults.get(name)
+        function = function.parent
+    return None

@@ -56,6 +56,14 @@ GUESSES: dict[str, Any] = {
 # and a 2-d Box in [-1, 1]. Only these exact parameter names: `num_envs` is a number.
 SYNTHETIC_ENV = {"__gradlint_synthetic__": "env"}
 ENV_PARAMETERS = ("env", "envs", "environment", "venv", "vec_env", "train_env")
+# and a model built from the spaces (Spinning Up's `MLPActorCritic(observation_space, action_space)`,
+# SB3 policies) gets the synthetic env's spaces
+SPACE_PARAMETERS = {
+    "observation_space": {"__gradlint_synthetic__": "observation_space"},
+    "obs_space": {"__gradlint_synthetic__": "observation_space"},
+    "action_space": {"__gradlint_synthetic__": "action_space"},
+    "act_space": {"__gradlint_synthetic__": "action_space"},
+}
 
 
 @dataclass
@@ -174,6 +182,8 @@ def constructor_args(text: str, class_name: str, user: dict | None = None) -> Co
 def _guess(name: str) -> Any:
     if name in ENV_PARAMETERS:
         return SYNTHETIC_ENV
+    if name in SPACE_PARAMETERS:
+        return SPACE_PARAMETERS[name]
     if name in GUESSES:
         return GUESSES[name]
     lowered = name.lower()

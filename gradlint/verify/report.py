@@ -15,8 +15,10 @@ _COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
-    if isinstance(value, dict) and value.get("__gradlint_synthetic__") == "env":
-        return "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>"
+    if isinstance(value, dict) and "__gradlint_synthetic__" in value:
+        return {"env": "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>",
+                "observation_space": "<synthetic Box(8,)>",
+                "action_space": "<synthetic Discrete(4) / Box(2,) in [-1, 1]>"}.get(value["__gradlint_synthetic__"], "?")
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):

@@ -82,7 +82,8 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         codes = sorted({d.code for d in found})
         sibling = ctx.project_model_file(subject) if subject and subject not in models else None
         if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
-            reports.extend(_verify_sibling(path, source.text, sibling, subject, codes, settings, options, worker))
+            reports.extend(_verify_sibling(path, source.text, sibling, subject.rsplit(".", 1)[-1], codes, settings,
+                                           options, worker))
             continue
         if subject is None or subject not in models:
             reports.append(ModelReport(

@@ -73,8 +73,10 @@ def build(request: dict):
 
 def _materialise(value):
     """The synthetic stand-ins a JSON request can only name (see loader.SYNTHETIC_ENV)."""
-    if isinstance(value, dict) and value.get("__gradlint_synthetic__") == "env":
-        return SyntheticEnv()
+    if isinstance(value, dict) and "__gradlint_synthetic__" in value:
+        env = SyntheticEnv()
+        return {"env": env, "observation_space": env.observation_space,
+                "action_space": env.action_space}[value["__gradlint_synthetic__"]]
     return value
 
 

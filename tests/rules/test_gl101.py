@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from gradlint.config import Settings
+from gradlint.engine import lint_paths
 from tests.conftest import codes, lint
 
 HEADER = """\
@@ -376,3 +379,56 @@ def test_message_names_the_backward_line() -> None:
 def test_file_without_backward_is_not_analysed() -> None:
     # the cheap text pre-filter: no `backward` -> no libcst work, no finding
     assert codes(HEADER + "optimizer.step()\n") == []
+
+
+SIBLING_MODEL = """\
+import torch.nn as nn
+
+
+class QNetwork(nn.Module):
+    def __init__(self, obs_dim, n_actions):
+        super().__init__()
+        self.q = nn.Linear(obs_dim, n_actions)
+        self.pi = nn.Linear(obs_dim, n_actions)
+
+    def forward(self, x):
+        return self.q(x)
+"""
+
+SPINNING_UP_STYLE = """\
+import torch
+import networks as core
+
+
+def train(env_fn, actor_critic=core.QNetwork, steps=10):
+    ac = actor_critic(8, 2)
+    {optimizer} = torch.optim.Adam({params}, lr=1e-3)
+    for _ in range(steps):
+        loss = ac(torch.randn(4, 8)).pow(2).mean()
+        {optimizer}.zero_grad()
+        loss.backward()
+        {optimizer}.step()
+"""
+
+
+@pytest.mark.parametrize(("params", "subject"), [
+    ("ac.parameters()", "core.QNetwork"),  # the class is the default of the parameter that builds it
+    ("ac.pi.parameters()", "core.QNetwork"),  # a part of that model
+])
+def test_gl101_names_the_model_built_from_a_parameter_default(tmp_path: Path, params: str, subject: str) -> None:
+    (tmp_path / "networks.py").write_text(SIBLING_MODEL)
+    (tmp_path / "train.py").write_text(SPINNING_UP_STYLE.format(optimizer="q_optimizer", params=params))
+    [diagnostic] = lint_paths([str(tmp_path / "train.py")], Settings(select=("GL101",), root=str(tmp_path)),
+                              jobs=1)[0].diagnostics
+    assert diagnostic.subject == subject
+
+
+def test_gl101_subject_look_alikes_of_a_parameter_default(tmp_path: Path) -> None:
+    (tmp_path / "networks.py").write_text(SIBLING_MODEL)
+    no_default = SPINNING_UP_STYLE.replace("actor_critic=core.QNetwork", "actor_critic")
+    not_a_model = SPINNING_UP_STYLE.replace("actor_critic=core.QNetwork", "actor_critic=core.make_q")
+    for text in (no_default, not_a_model):
+        (tmp_path / "train.py").write_text(text.format(optimizer="q_optimizer", params="ac.parameters()"))
+        [diagnostic] = lint_paths([str(tmp_path / "train.py")], Settings(select=("GL101",), root=str(tmp_path)),
+                                  jobs=1)[0].diagnostics
+        assert diagnostic.subject is None  # still flagged, but no model class to name
