@@ -122,6 +122,8 @@ def test_model_only_source_keeps_models_and_drops_work() -> None:
     namespace: dict = {}
     exec(compile(text, "script.py", "exec"), namespace)  # the missing module becomes a placeholder
     assert namespace["Deep"](17)(torch.randn(2, 17)).shape == (2, 64)
+    # a class of the missing module is the type of nothing (Spinning Up: `isinstance(space, Box)`)
+    assert not isinstance(3, namespace["gym"].spaces.Box) and not issubclass(int, namespace["gym"].spaces.Box)
 
 
 def test_model_only_source_keeps_future_imports_first() -> None:

@@ -33,6 +33,10 @@ class _GradlintMissing:
         raise ImportError(f"{self._name} is not available here ({self._error})")
     def __mro_entries__(self, bases):
         raise ImportError(f"{self._name} is not available here ({self._error})")
+    def __instancecheck__(self, instance):  # `isinstance(space, Box)` with gym absent: nothing is one
+        return False
+    def __subclasscheck__(self, cls):
+        return False
 '''
 
 GUESSES: dict[str, Any] = {
