@@ -301,14 +301,13 @@ class DataFlow:
     def _assign(self, target, value, env, statement) -> None:
         self._note_env(target, value)
         self._note_model(target, value)
+        results = self._env_results(value, env, statement)
+        if results is not None:
+            self._env_source(target, results, env)
+            return
         if type(value) is cst.Call and type(value.func) is cst.Attribute:
             method = value.func.attr.value
             owner = receiver_text(value.func.value) or ""
-            if method in ("reset", "step") and self._is_env(owner):
-                for argument in value.args:  # `env.step(policy(obs))` runs the model
-                    self._taint(argument.value, env, statement)
-                self._env_source(target, method, owner, value, env, statement)
-                return
             if method == "sample" and self._buffer_key(owner) in self.buffers:
                 slots = self.buffers[self._buffer_key(owner)]
                 names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
@@ -345,31 +344,25 @@ class DataFlow:
         if key:
             env[key] = taints
 
-    def _env_source(self, target, method, owner, call, env, statement) -> None:
-        facts = self._env_facts(owner)
+    def _env_source(self, target, results: tuple[frozenset, ...], env) -> None:
+        """Bind the targets of `obs = env.reset()` / `obs, reward, ... = env.step(a)`."""
         names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
-        line = self.line_of(self.segment, call, statement)
-        source = f"{owner}.{method}(...)"
-        if not facts.known:
+        if not results:  # an env built by code we cannot read
             for name in names or [receiver_text(target) or ""]:
                 env[name] = frozenset()
             return
-        obs_kind = "image" if facts.image else "obs"
-        obs = frozenset({Taint(obs_kind, source, line, facts.normalizes_obs)})
-        if method == "reset":
+        if len(results) == 1:  # reset
             if names:
-                env[names[0]] = obs
+                env[names[0]] = results[0]
                 for name in names[1:]:
                     env[name] = frozenset()
             else:
                 key = receiver_text(target)
                 if key:
-                    env[key] = obs
+                    env[key] = results[0]
             return
-        reward = frozenset({Taint("reward", source, line, facts.normalizes_reward)})
         if len(names) >= 4:
-            env[names[0]] = obs
-            env[names[1]] = reward
+            env[names[0]], env[names[1]] = results
             for name in names[2:]:
                 env[name] = frozenset()
         elif names:
@@ -618,9 +611,9 @@ class DataFlow:
                 return
 
     def _env_results(self, node, env, statement) -> tuple[frozenset, ...] | None:
-        """(observations, reward) of `env.reset(...)` / `env.step(...)` used inside an
-        expression (`np.array(env.reset())`, `env.step(a)[0]`); None for any other node.
-        The arguments are followed too: `env.step(policy(obs))` runs the model."""
+        """The taints of what `env.reset(...)` returns, (observations,), or `env.step(...)`,
+        (observations, reward); () for an env built by code we cannot read; None when `node`
+        is no env call. The arguments are followed too: `env.step(policy(obs))` runs the model."""
         if type(node) is not cst.Call or type(node.func) is not cst.Attribute:
             return None
         method = node.func.attr.value
@@ -631,7 +624,7 @@ class DataFlow:
             self._taint(argument.value, env, statement)
         facts = self._env_facts(owner)
         if not facts.known:
-            return (frozenset(), frozenset())
+            return ()
         source = f"{owner}.{method}(...)"
         line = self.line_of(self.segment, node, statement)
         obs = frozenset({Taint("image" if facts.image else "obs", source, line, facts.normalizes_obs)})

@@ -826,14 +826,13 @@ class TrainingAnalysis:
                 # `Adam(ac.pi.parameters())`: a part of the model built as `ac`
                 candidates = [c for c in self.lookup(root.split(".", 1)[0], binding.function) if c.constructed is not None]
             for candidate in candidates:
-                if candidate.constructed is not None:
-                    name = dotted(candidate.constructed.func) or ""
-                    default = _parameter_default(name, candidate.function)
-                    if default is not None:  # Spinning Up: `def ddpg(env_fn, actor_critic=core.MLPActorCritic)`
-                        name = dotted(default) or name
-                    # `networks.QNetwork` stays dotted: the project module is found through the import
-                    found.add(name if "." in name and name.rsplit(".", 1)[-1] not in self.classes
-                              else name.rsplit(".", 1)[-1])
+                name = dotted(candidate.constructed.func) or ""  # type: ignore[union-attr]
+                default = _parameter_default(name, candidate.function)
+                if default is not None:  # Spinning Up: `def ddpg(env_fn, actor_critic=core.MLPActorCritic)`
+                    name = dotted(default) or name
+                # `networks.QNetwork` stays dotted: the project module is found through the import
+                found.add(name if "." in name and name.rsplit(".", 1)[-1] not in self.classes
+                          else name.rsplit(".", 1)[-1])
         return found
 
     def recurrent_model(self, step: Event) -> str | None:

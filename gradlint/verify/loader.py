@@ -58,15 +58,23 @@ GUESSES: dict[str, Any] = {
 # A model that reads its sizes off the environment (`QNetwork(envs)` in CleanRL) gets a synthetic
 # one, built in the worker: 8 observation features, and an action space that is both Discrete(4)
 # and a 2-d Box in [-1, 1]. Only these exact parameter names: `num_envs` is a number.
-SYNTHETIC_ENV = {"__gradlint_synthetic__": "env"}
+# A JSON request can only name these stand-ins: {SYNTHETIC: kind}; the worker builds them, the
+# report prints their label.
+SYNTHETIC = "__gradlint_synthetic__"
+SYNTHETIC_LABELS = {
+    "env": "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>",
+    "observation_space": "<synthetic Box(8,)>",
+    "action_space": "<synthetic Discrete(4) / Box(2,) in [-1, 1]>",
+}
+SYNTHETIC_ENV = {SYNTHETIC: "env"}
 ENV_PARAMETERS = ("env", "envs", "environment", "venv", "vec_env", "train_env")
 # and a model built from the spaces (Spinning Up's `MLPActorCritic(observation_space, action_space)`,
 # SB3 policies) gets the synthetic env's spaces
 SPACE_PARAMETERS = {
-    "observation_space": {"__gradlint_synthetic__": "observation_space"},
-    "obs_space": {"__gradlint_synthetic__": "observation_space"},
-    "action_space": {"__gradlint_synthetic__": "action_space"},
-    "act_space": {"__gradlint_synthetic__": "action_space"},
+    "observation_space": {SYNTHETIC: "observation_space"},
+    "obs_space": {SYNTHETIC: "observation_space"},
+    "action_space": {SYNTHETIC: "action_space"},
+    "act_space": {SYNTHETIC: "action_space"},
 }
 
 

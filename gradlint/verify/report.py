@@ -7,6 +7,7 @@ import json
 import click
 
 from gradlint.verify import ModelReport
+from gradlint.verify.loader import SYNTHETIC, SYNTHETIC_LABELS
 from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED
 
 _COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
@@ -15,10 +16,8 @@ _COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
-    if isinstance(value, dict) and "__gradlint_synthetic__" in value:
-        return {"env": "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>",
-                "observation_space": "<synthetic Box(8,)>",
-                "action_space": "<synthetic Discrete(4) / Box(2,) in [-1, 1]>"}.get(value["__gradlint_synthetic__"], "?")
+    if isinstance(value, dict) and SYNTHETIC in value:
+        return SYNTHETIC_LABELS.get(value[SYNTHETIC], "?")
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):

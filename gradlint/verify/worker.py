@@ -27,6 +27,8 @@ class _ModelOnlyFinder(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         parts = fullname.split(".")
+        if parts[0] == "gradlint":  # our own modules, even when the project root holds them
+            return None
         for root in self.roots:
             for candidate in (os.path.join(root, *parts) + ".py", os.path.join(root, *parts, "__init__.py")):
                 if os.path.isfile(candidate):
@@ -72,11 +74,13 @@ def build(request: dict):
 
 
 def _materialise(value):
-    """The synthetic stand-ins a JSON request can only name (see loader.SYNTHETIC_ENV)."""
-    if isinstance(value, dict) and "__gradlint_synthetic__" in value:
+    """The synthetic stand-ins a JSON request can only name (see loader.SYNTHETIC)."""
+    from gradlint.verify.loader import SYNTHETIC
+
+    if isinstance(value, dict) and SYNTHETIC in value:
         env = SyntheticEnv()
         return {"env": env, "observation_space": env.observation_space,
-                "action_space": env.action_space}[value["__gradlint_synthetic__"]]
+                "action_space": env.action_space}[value[SYNTHETIC]]
     return value
 
 
