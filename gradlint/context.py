@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gradlint.lazy import lazy_module
 
 from gradlint.analysis.cst_walk import code_for_node
+from gradlint.analysis.syntax import DEFINITIONS
 from gradlint.diagnostics import Diagnostic, Edit, Fix, Severity
 from gradlint.prepass import FileIndex, Segment, function_names, parse_segments, select_statements
 from gradlint.source import SourceFile
@@ -19,6 +20,7 @@ from gradlint.source import SourceFile
 cst = lazy_module("libcst")
 
 if TYPE_CHECKING:
+    from gradlint.analysis.symbols import Symbols
     from gradlint.analysis.dataflow import DataFlow
     from gradlint.analysis.models import ModelAnalysis
     from gradlint.analysis.training import TrainingAnalysis
@@ -107,20 +109,112 @@ def file_may_train(text: str) -> bool:
     return "backward" in text and ".step(" in text
 
 
+class BudgetExceeded(Exception):
+    """A file's analyses took more steps than its budget allows (see `AnalysisBudget`)."""
+
+
+# The analyses terminate by construction (memoised resolution with visited sets, fixpoints
+# bounded by the height of their lattices); the budget is the last guard, so that no file can
+# hang a pre-commit hook or a CI job. It counts analysis steps (a function analysed, a call
+# resolved, a statement interpreted), not time, so it gives the same answer on any machine.
+BUDGET_BASE = 200_000
+BUDGET_PER_CHARACTER = 20
+
+
+class AnalysisBudget:
+    """Steps the analyses of one file may take; `spend` raises BudgetExceeded past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    @classmethod
+    def for_text(cls, text: str) -> "AnalysisBudget":
+        return cls(BUDGET_BASE + BUDGET_PER_CHARACTER * len(text))
+
+    @property
+    def spent(self) -> int:
+        return self.limit - self.left
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise BudgetExceeded()
+
+
 class FileContext:
-    def __init__(self, source: SourceFile, index: FileIndex, settings: "Settings") -> None:
+    def __init__(self, source: SourceFile, index: FileIndex, settings: "Settings",
+                 budget: AnalysisBudget | None = None) -> None:
         self.source = source
         self.index = index
         self.settings = settings
+        self.budget = budget if budget is not None else AnalysisBudget.for_text(source.text)
+
+    @property
+    def tree(self) -> ast.Module:
+        return self.index.tree
+
+    @cached_property
+    def symbols(self) -> "Symbols":
+        from gradlint.analysis.symbols import Symbols
+
+        return Symbols(self.index.tree)
+
+    # positions from ast nodes ---------------------------------------------------------------
+
+    def span_of(self, node: ast.AST) -> tuple[int, int, int, int]:
+        """(line, column, end line, end column) of an `ast` node: lines 1-based, columns 0-based
+        characters (ast counts UTF-8 bytes; converted here, once per position)."""
+        line = node.lineno  # type: ignore[attr-defined]
+        end_line = node.end_lineno or line  # type: ignore[attr-defined]
+        return (line, self._chars(line, node.col_offset),  # type: ignore[attr-defined]
+                end_line, self._chars(end_line, node.end_col_offset or 0))  # type: ignore[attr-defined]
+
+    def text_of(self, node: ast.AST) -> str:
+        """The exact source text of an `ast` node."""
+        line, col, end_line, end_col = self.span_of(node)
+        return self.source.text[self.source.offset(line, col) : self.source.offset(end_line, end_col)]
+
+    def offsets_of(self, node: ast.AST) -> tuple[int, int]:
+        """(start, end) text offsets of an `ast` node."""
+        line, col, end_line, end_col = self.span_of(node)
+        return self.source.offset(line, col), self.source.offset(end_line, end_col)
+
+    def finding(self, code: str, node: ast.AST, message: str, severity: Severity, fix: Fix | None = None,
+                subject: str | None = None) -> Diagnostic:
+        """A finding placed on an `ast` node's exact span."""
+        line, col, end_line, end_col = self.span_of(node)
+        return Diagnostic(self.source.path, line, col + 1, end_line, end_col + 1, code, message, severity, fix,
+                          subject)
+
+    def model_finding(self, code: str, node: ast.AST, message: str, severity: Severity, fix: Fix | None = None,
+                      subject: str | None = None) -> Diagnostic:
+        """A finding about a whole model: on the name in `class Name` for a class, on the node
+        itself otherwise (an `nn.Sequential(...)` call)."""
+        if type(node) in DEFINITIONS:
+            line = node.lineno  # type: ignore[attr-defined]
+            text = self.source.line_text(line)
+            name = node.name  # type: ignore[attr-defined]
+            keyword = "class" if type(node) is ast.ClassDef else "def"
+            start = self._chars(line, node.col_offset)  # type: ignore[attr-defined]
+            found = text.find(keyword, start)
+            column = text.find(name, found + len(keyword)) if found >= 0 else -1
+            if column >= 0:
+                return Diagnostic(self.source.path, line, column + 1, line, column + len(name) + 1, code, message,
+                                  severity, fix, subject)
+        return self.finding(code, node, message, severity, fix, subject)
 
     def release(self) -> None:
         """Drop the parsed trees and the analyses. They refer back to this context (the data
         flow holds its span method), so without this only Python's cyclic garbage collector
         could free a file's trees, and its full collections grow with everything held."""
         training = self.__dict__.get("training")
-        if training is not None:
+        if training is not None and hasattr(training, "release"):
             training.release()
-        for name in ("segments", "training", "models", "dataflow", "_function_segments"):
+        symbols = self.__dict__.get("symbols")
+        if symbols is not None:
+            symbols.release()
+        for name in ("segments", "training", "models", "dataflow", "_function_segments", "symbols"):
             self.__dict__.pop(name, None)
 
     @cached_property
@@ -162,10 +256,12 @@ class FileContext:
         (`name` may be dotted through an imported module: `core.MLPActorCritic`)."""
         from gradlint.analysis.project import imported_summary
 
-        names = self.index.imports.names
-        target = names.get(name) if "." not in name else (
-            self.index.imports.resolve(name) if name.split(".", 1)[0] in names else None)
-        found = imported_summary(self.source.path, target, self.settings.root) if target else None
+        names = self.symbols.imported_names()
+        head = name.split(".", 1)[0]
+        if head not in names:
+            return None
+        target = names[head] + name[len(head):]
+        found = imported_summary(self.source.path, target, self.settings.root)
         if found is not None and found[1] in found[0].classes and found[0].classes[found[1]].is_model:
             return found[0].path
         return None

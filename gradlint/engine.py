@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gradlint.cache import file_stamp
 from gradlint.config import Settings
-from gradlint.context import FileContext
+from gradlint.context import BudgetExceeded, FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, FileError
 from gradlint.fixing import apply_fixes, unified_diff, write_atomically
 from gradlint.prepass import index_file, parse_ast
@@ -91,6 +91,8 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
                 diagnostics.extend(rule.check(ctx))
             except SourceError:
                 raise
+            except BudgetExceeded:
+                raise SourceError("analysis budget exceeded") from None
             except RecursionError:
                 raise SourceError("too deeply nested to analyse") from None
             except Exception as exc:  # one rule's bug must not lose the other rules' findings

@@ -1,23 +1,18 @@
-"""Static values: numbers, booleans and strings an expression resolves to without running it.
+"""Static values: numbers, booleans, strings and tuples an expression resolves to without running it.
 
 Used to read layer sizes (`nn.Linear(hidden, 2 * hidden)`), loop counts (`range(depth)`) and
 init scales (`std=1 / math.sqrt(fan_in)`) from literals, default arguments and module constants.
-Anything else is `UNKNOWN`, and rules stay silent about what they cannot resolve.
+Anything else is `UNKNOWN`, and rules stay silent about what they cannot resolve. This is the
+project's one constant evaluator: it reads `ast` expressions (a libcst expression, from the
+verifier's source transforms, is read through its source text).
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import math
 import operator
 from typing import Any
-
-from gradlint.lazy import lazy_module
-
-from gradlint.analysis.imports import dotted
-
-cst = lazy_module("libcst")
 
 
 class _Unknown:
@@ -30,85 +25,96 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 
-_BINARY_NAMES = {
-    "Add": operator.add, "Subtract": operator.sub, "Multiply": operator.mul, "Divide": operator.truediv,
-    "FloorDivide": operator.floordiv, "Power": operator.pow, "Modulo": operator.mod,
-}
-_AST_BINARY = {
+_BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Mod: operator.mod,
 }
-_SQRT = {"sqrt"}
+_NAMED = {"True": True, "False": False, "None": None}
+_PI = {"math.pi", "np.pi", "numpy.pi"}
+_MAX_POWER = 1024  # `10 ** 10 ** 10` is not a layer size; refuse before Python computes it
 
 
 def known(value: Any) -> bool:
     return value is not UNKNOWN and value is not None
 
 
-def evaluate(node: cst.BaseExpression | None, env: dict[str, Any]) -> Any:
-    """The value of an expression built from literals, names in `env`, arithmetic and sqrt."""
+def evaluate(node: Any, env: dict[str, Any]) -> Any:
+    """The value of an expression built from literals, names in `env`, arithmetic, tuples, and
+    `sqrt`/`int`/`float`/`calculate_gain` calls; UNKNOWN for anything else."""
+    if node is None:
+        return UNKNOWN
+    if not isinstance(node, ast.AST):
+        node = _from_libcst(node)
+        if node is None:
+            return UNKNOWN
     try:
         return _evaluate(node, env)
     except (ArithmeticError, TypeError, ValueError, RecursionError):
         return UNKNOWN
 
 
-@functools.lru_cache(maxsize=1024)
-def number_literal(text: str) -> int | float:
-    """The value of an Integer or Float literal's text (`1_000`, `0x10`, `3e-4`). libcst's
-    `evaluated_value` calls `ast.literal_eval`, 20x slower and a reference cycle per call."""
-    plain = text.replace("_", "")
+def _from_libcst(node: Any) -> ast.expr | None:
+    from gradlint.analysis.cst_walk import code_for_node
+
     try:
-        return int(plain, 0)
-    except ValueError:
-        return float(plain)
+        return ast.parse(code_for_node(node).strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError):
+        return None
 
 
-def _evaluate(node, env) -> Any:
-    if node is None:
-        return UNKNOWN
-    if type(node) is cst.Integer or type(node) is cst.Float:
-        return number_literal(node.value)
-    if type(node) is cst.SimpleString:
-        return node.evaluated_value
-    if type(node) is cst.Name:
-        if node.value in ("True", "False", "None"):
-            return {"True": True, "False": False, "None": None}[node.value]
-        return env.get(node.value, UNKNOWN)
-    if type(node) is cst.UnaryOperation:
-        value = _evaluate(node.expression, env)
+def _evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
+    kind = type(node)
+    if kind is ast.Constant:
+        value = node.value  # type: ignore[attr-defined]
+        return value if type(value) in (int, float, str, bool) or value is None else UNKNOWN
+    if kind is ast.Name:
+        name = node.id  # type: ignore[attr-defined]
+        if name in _NAMED:
+            return _NAMED[name]
+        return env.get(name, UNKNOWN)
+    if kind is ast.UnaryOp:
+        value = _evaluate(node.operand, env)  # type: ignore[attr-defined]
         if not known(value):
             return UNKNOWN
-        if type(node.operator) is cst.Minus:
+        op = type(node.op)  # type: ignore[attr-defined]
+        if op is ast.USub:
             return -value
-        if type(node.operator) is cst.Plus:
-            return value
-        if type(node.operator) is cst.Not:
+        if op is ast.UAdd:
+            return +value
+        if op is ast.Not:
             return not value
         return UNKNOWN
-    if type(node) is cst.BinaryOperation:
-        function = _BINARY_NAMES.get(type(node.operator).__name__)
-        left, right = _evaluate(node.left, env), _evaluate(node.right, env)
+    if kind is ast.BinOp:
+        function = _BINARY.get(type(node.op))  # type: ignore[attr-defined]
+        left, right = _evaluate(node.left, env), _evaluate(node.right, env)  # type: ignore[attr-defined]
         if function is None or not known(left) or not known(right):
             return UNKNOWN
-        if isinstance(left, str) or isinstance(right, str):
+        if isinstance(left, (str, tuple)) or isinstance(right, (str, tuple)):
+            return UNKNOWN
+        if function is operator.pow and isinstance(right, (int, float)) and abs(right) > _MAX_POWER:
             return UNKNOWN
         return function(left, right)
-    if type(node) is cst.Call:
-        name = (dotted(node.func) or "").rsplit(".", 1)[-1]
-        args = [a for a in node.args if a.keyword is None]
-        if name in _SQRT and len(args) == 1:
-            value = _evaluate(args[0].value, env)
-            return math.sqrt(value) if known(value) else UNKNOWN
-        if name in ("int", "float") and len(args) == 1:
-            value = _evaluate(args[0].value, env)
-            return {"int": int, "float": float}[name](value) if known(value) else UNKNOWN
+    if kind is ast.Tuple:
+        values = tuple(_evaluate(e, env) for e in node.elts)  # type: ignore[attr-defined]
+        return values if all(known(v) for v in values) else UNKNOWN
+    if kind is ast.Call:
+        func = node.func  # type: ignore[attr-defined]
+        name = func.attr if type(func) is ast.Attribute else (func.id if type(func) is ast.Name else "")
+        args = node.args  # type: ignore[attr-defined]
+        if len(args) == 1 and type(args[0]) is not ast.Starred and name in ("sqrt", "int", "float"):
+            value = _evaluate(args[0], env)
+            if not known(value) or isinstance(value, (str, tuple)):
+                return UNKNOWN
+            return {"sqrt": math.sqrt, "int": int, "float": float}[name](value)
         if name == "calculate_gain" and args:  # nn.init.calculate_gain('relu')
-            nonlinearity = _evaluate(args[0].value, env)
+            nonlinearity = _evaluate(args[0], env)
             return gain_for(nonlinearity) if isinstance(nonlinearity, str) else UNKNOWN
         return UNKNOWN
-    if type(node) is cst.Attribute and dotted(node) in ("math.pi", "np.pi", "numpy.pi"):
-        return math.pi
+    if kind is ast.Attribute:
+        from gradlint.analysis.syntax import dotted
+
+        if dotted(node) in _PI:
+            return math.pi
     return UNKNOWN
 
 
@@ -133,30 +139,22 @@ def module_constants(tree: ast.Module) -> dict[str, Any]:
     """`HIDDEN = 256`, `DEPTH = 2 * 4`: the module's simple constants, in order."""
     env: dict[str, Any] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            value = _evaluate_ast(node.value, env)
+        if type(node) is ast.Assign and len(node.targets) == 1 and type(node.targets[0]) is ast.Name:
+            value = evaluate(node.value, env)
             if known(value):
                 env[node.targets[0].id] = value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            value = _evaluate_ast(node.value, env)
+        elif type(node) is ast.AnnAssign and type(node.target) is ast.Name and node.value is not None:
+            value = evaluate(node.value, env)
             if known(value):
                 env[node.target.id] = value
     return env
 
 
-def _evaluate_ast(node: ast.AST, env: dict[str, Any]) -> Any:
+def number_literal(text: str) -> int | float:
+    """The value of a libcst Integer or Float literal's text (`1_000`, `0x10`, `3e-4`).
+    Transitional: only the libcst data flow still reads literal text."""
+    plain = text.replace("_", "")
     try:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool, str)):
-            return node.value
-        if isinstance(node, ast.Name):
-            return env.get(node.id, UNKNOWN)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            value = _evaluate_ast(node.operand, env)
-            return -value if known(value) else UNKNOWN
-        if isinstance(node, ast.BinOp) and type(node.op) in _AST_BINARY:
-            left, right = _evaluate_ast(node.left, env), _evaluate_ast(node.right, env)
-            if known(left) and known(right) and not isinstance(left, str) and not isinstance(right, str):
-                return _AST_BINARY[type(node.op)](left, right)
-    except (ArithmeticError, TypeError, ValueError):
-        pass
-    return UNKNOWN
+        return int(plain, 0)
+    except ValueError:
+        return float(plain)
