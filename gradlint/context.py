@@ -287,9 +287,8 @@ class FileContext:
     def dataflow(self) -> "DataFlow":
         from gradlint.analysis.dataflow import DataFlow
 
-        return DataFlow(self.index.imports, self.segments, self.models, self.source.path, self.source.text,
-                        self.settings.root, lambda segment, node, anchor: self.span(segment, node, anchor)[0],
-                        self.function_segment)
+        return DataFlow(self.symbols, self.models, self.source.path, self.source.text, self.settings.root,
+                        self.text_of, self.budget.spend)
 
     # positions ----------------------------------------------------------------------------
 

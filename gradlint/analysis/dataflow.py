@@ -8,20 +8,18 @@ mean/std helpers, scalers, `np.clip` for rewards) mark them normalized, and anyt
 drops them, so the rules stay silent rather than guess. Replay buffers are followed from
 `buffer.add(obs, a, r, ...)` to `... = buffer.sample(n)` by position.
 
-The analysis is per function (flow-insensitive inside one), run twice over the file so that a
-buffer filled in one function and sampled in another is seen.
+The analysis reads the whole file's `ast`, names through the symbol layer. It is per function
+(flow-insensitive inside one) and runs a second pass over the file only when the first read
+something before the code that sets it had run (see `PassState`).
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from gradlint.lazy import lazy_module
-
-from gradlint.analysis.cst_walk import children, iter_calls, target_names, text_of
-from gradlint.analysis.imports import ImportTable, dotted, receiver_text
-from gradlint.analysis.models import ModelAnalysis
 from gradlint.analysis.project import (
     IMAGE_MARKERS,
     OBS_NORMALIZERS,
@@ -32,11 +30,18 @@ from gradlint.analysis.project import (
     model_normalizes_input,
     summarize_function_text,
 )
+from gradlint.analysis.symbols import Symbols
+from gradlint.analysis.syntax import (
+    FUNCTIONS,
+    dotted,
+    is_unpacking,
+    number,
+    parameter_names,
+    positional,
+    receiver_text,
+    target_names,
+)
 from gradlint.analysis.training import name_tokens
-from gradlint.analysis.values import number_literal
-from gradlint.prepass import Segment
-
-cst = lazy_module("libcst")
 
 CONVERSIONS = {
     "tensor", "as_tensor", "from_numpy", "Tensor", "FloatTensor", "DoubleTensor", "array", "asarray",
@@ -47,9 +52,10 @@ CONVERSIONS = {
     "DataLoader", "TensorDataset", "iter", "next", "zip", "enumerate", "Variable",
 }
 FRAME_READS = {"read_csv", "read_parquet", "read_excel", "read_json", "read_table", "load", "loadtxt", "genfromtxt", "read_feather"}
-MODEL_TOKENS = {"model", "net", "network", "actor", "critic", "policy", "qnet", "qf", "agent", "pi", "mu", "encoder", "q"}
-NOT_MODEL_TOKENS = {"env", "envs", "optimizer", "optim", "opt", "buffer", "memory", "scaler", "scheduler", "writer", "logger", "rb", "replay"}
 GAMMA_TOKENS = {"gamma", "discount", "lam", "lmbda", "gae"}
+BUFFER_TOKENS = {"buffer", "memory", "rb", "replay"}
+_MODEL_CHAIN = ("to", "cuda", "cpu", "float", "train", "eval")
+_EMPTY: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,7 @@ class Taint:
 
 @dataclass(eq=False)
 class ModelInput:
-    call: cst.Call
-    segment: Segment
-    anchor: cst.CSTNode
+    call: ast.Call  # the model call the data reaches
     model: str
     taints: frozenset
     cls: str | None = None
@@ -75,9 +79,7 @@ class ModelInput:
 
 @dataclass(eq=False)
 class RewardTarget:
-    node: cst.CSTNode
-    segment: Segment
-    anchor: cst.CSTNode
+    node: ast.expr  # `r + gamma * v` (for `ret += ...`, the whole statement)
     taints: frozenset
 
 
@@ -140,16 +142,17 @@ class PassState(dict):
 
 
 class DataFlow:
-    def __init__(self, imports: ImportTable, segments: list[Segment], models: ModelAnalysis, source_path: str,
-                 source_text: str, root: str, line_of, function_segment=None) -> None:
-        self.imports = imports
-        self.segments = segments
+    """The GL4xx facts of one file: model calls reached by raw data, raw rewards in targets."""
+
+    def __init__(self, symbols: Symbols, models, source_path: str, source_text: str, root: str,
+                 text_of: Callable[[ast.AST], str], spend: Callable[[int], None] = lambda steps: None) -> None:
+        self.symbols = symbols
         self.models = models
         self.path = source_path
         self.text = source_text
         self.root = root
-        self.line_of = line_of  # (segment, node, anchor) -> line
-        self.function_segment = function_segment  # name -> Segment of a function not parsed yet
+        self.text_of = text_of
+        self.spend = spend
         self.model_inputs: list[ModelInput] = []
         self.reward_targets: list[RewardTarget] = []
         # What one statement learns for later ones; each notes the keys read before this pass
@@ -157,18 +160,17 @@ class DataFlow:
         self.buffers: PassState = PassState()
         self.envs: PassState = PassState()
         self.model_classes: PassState = PassState()  # binding name -> class name
-        self.normalizes_advantages = False
+        self.normalizes_advantages = advantage_normalization(source_text)
         # memo tables of what depends on the file alone, the same in every pass: not tracked
-        self._functions: dict[str, cst.FunctionDef] = {}
         self._function_summaries: dict[str, FunctionSummary | None] = {}
         self._project_classes = ProjectClasses()
         self._entered: set[str] = set()
+        self._seen_entries: set[tuple] = set()  # (function, argument taints) analysed this pass
         self._current: str | None = None
         self._positional: PassState = PassState()
         self._returned: PassState = PassState()  # taints a function of the file returns
         self._returned_positions: PassState = PassState()
-        self._function_segments: dict[str, Segment] = {}
-        self._collect_definitions()
+        self._collect_imports()
         states = (self.buffers, self.envs, self.model_classes, self._positional, self._returned,
                   self._returned_positions)
         # A second pass only when the first read something before the code that sets it had run
@@ -180,23 +182,16 @@ class DataFlow:
             for state in states:
                 state.start_pass()
             self.model_inputs, self.reward_targets = [], []
-            for segment in segments:
-                self.segment = segment
-                self._block(segment.module.body, {}, None)
+            self._seen_entries = set()
+            self._block(symbols.tree.body, {}, None)
             if not any(state.read_early_and_changed() for state in states):
                 break
 
     # definitions --------------------------------------------------------------------------
 
-    def _collect_definitions(self) -> None:
-        self._classes: dict[str, cst.ClassDef] = {}
-        for segment in self.segments:
-            for statement in segment.module.body:
-                if type(statement) is cst.FunctionDef:
-                    self._functions[statement.name.value] = statement
-                elif type(statement) is cst.ClassDef:
-                    self._classes[statement.name.value] = statement
-        for name, target in self.imports.names.items():
+    def _collect_imports(self) -> None:
+        """Functions and model classes the file imports from its own project's modules."""
+        for name, target in self.symbols.imported_names().items():
             if target.split(".")[0] in ("torch", "numpy", "np", "gym", "gymnasium", "pandas"):
                 continue
             found = imported_summary(self.path, target, self.root)
@@ -207,155 +202,151 @@ class DataFlow:
                 self._function_summaries[name] = summary.functions[attr]
             if attr in summary.class_names:
                 self._project_classes.add(name, summary, attr)
-        self.normalizes_advantages = advantage_normalization(self.text)
 
     def function_summary(self, name: str) -> FunctionSummary | None:
         if name in self._function_summaries:
             return self._function_summaries[name]
-        node = self._functions.get(name)
-        if node is None and self.function_segment is not None:
-            segment = self.function_segment(name)
-            if segment is not None and type(segment.module.body[0]) is cst.FunctionDef:
-                node = segment.module.body[0]
-                self._functions[name] = node
-                self._function_segments[name] = segment
-        if node is None:
-            return None
-        summary = summarize_function_text(text_of(node))
+        node = self.symbols.functions.get(name)
+        summary = summarize_function_text(self.text_of(node)) if node is not None else None
         self._function_summaries[name] = summary
         return summary
 
     # statements ---------------------------------------------------------------------------
 
-    def _block(self, body, env: dict[str, frozenset], cls: str | None) -> None:
+    def _block(self, body: list[ast.stmt], env: dict[str, frozenset], cls: str | None) -> None:
         for statement in body:
             self._statement(statement, env, cls)
 
-    def _statement(self, statement, env, cls) -> None:
-        if type(statement) is cst.SimpleStatementLine:
-            for small in statement.body:
-                self._small(small, env, cls)
-        elif isinstance(statement, cst.BaseSmallStatement):
-            self._small(statement, env, cls)
-        elif type(statement) is cst.FunctionDef:
-            saved, self._current = self._current, statement.name.value
+    def _statement(self, statement: ast.stmt, env, cls) -> None:
+        self.spend(1)
+        kind = type(statement)
+        if kind is ast.Assign:
+            for target in statement.targets:
+                self._assign(target, statement.value, env)
+        elif kind is ast.AnnAssign:
+            if statement.value is not None:
+                self._assign(statement.target, statement.value, env)
+        elif kind is ast.AugAssign:
+            # `ret += gamma * v` is read as `ret + gamma * v`, placed on the whole statement
+            value = ast.copy_location(ast.BinOp(left=statement.target, op=statement.op, right=statement.value), statement)
+            self._assign(statement.target, value, env)
+        elif kind is ast.Expr or kind is ast.Return:
+            if statement.value is not None:
+                self._value_statement(statement, env)
+        elif kind in FUNCTIONS:
+            saved, self._current = self._current, statement.name
             try:
-                self._block(statement.body.body, {}, cls)
+                self._block(statement.body, {}, cls)
             finally:
                 self._current = saved
-        elif type(statement) is cst.ClassDef:
-            for member in statement.body.body:
-                if type(member) is cst.FunctionDef:
-                    self._block(member.body.body, {}, statement.name.value)
-        elif type(statement) is cst.For:
-            taints = self._taint(statement.iter, env, statement)
-            names = target_names(statement.target)
-            positions = self._positional.get(receiver_text(statement.iter) or "")
-            if positions and type(statement.target) in (cst.Tuple, cst.List) and len(names) == len(positions):
-                for name, position in zip(names, positions):  # `for xb, yb in loader:`
-                    env[name] = env.get(name, frozenset()) | position
-            else:
-                for name in names:
-                    env[name] = env.get(name, frozenset()) | taints
-            self._block(statement.body.body, env, cls)
-            if statement.orelse:
-                self._block(statement.orelse.body.body, env, cls)
-        elif type(statement) in (cst.If, cst.While):
-            self._taint(statement.test, env, statement)
-            self._block(statement.body.body, env, cls)
-            orelse = statement.orelse
-            if type(orelse) is cst.If:
-                self._statement(orelse, env, cls)
-            elif type(orelse) is cst.Else:
-                self._block(orelse.body.body, env, cls)
-        elif type(statement) in (cst.With, cst.Try):
-            self._block(statement.body.body, env, cls)
-            for handler in getattr(statement, "handlers", ()):
-                self._block(handler.body.body, env, cls)
+        elif kind is ast.ClassDef:
+            for member in statement.body:
+                if type(member) in FUNCTIONS:
+                    self._block(member.body, {}, statement.name)
+        elif kind is ast.For or kind is ast.AsyncFor:
+            self._for(statement, env, cls)
+        elif kind is ast.If or kind is ast.While:
+            self._taint(statement.test, env)
+            self._block(statement.body, env, cls)
+            self._block(statement.orelse, env, cls)
+        elif kind is ast.With or kind is ast.AsyncWith:
+            for item in statement.items:
+                self._taint(item.context_expr, env)
+            self._block(statement.body, env, cls)
+        elif kind is ast.Try or kind.__name__ == "TryStar":
+            self._block(statement.body, env, cls)
+            for handler in statement.handlers:
+                self._block(handler.body, env, cls)
+            self._block(statement.orelse, env, cls)
+            self._block(statement.finalbody, env, cls)
+        elif kind is ast.Match:
+            self._taint(statement.subject, env)
+            for case in statement.cases:
+                self._block(case.body, env, cls)
 
-    def _small(self, small, env, cls) -> None:
-        if type(small) is cst.Assign:
-            value = small.value
-            for target in small.targets:
-                self._assign(target.target, value, env, small)
-        elif type(small) in (cst.AnnAssign, cst.AugAssign) and small.value is not None:
-            if type(small) is cst.AugAssign:
-                value = cst.BinaryOperation(left=small.target, operator=_binary(small.operator), right=small.value)
-            else:
-                value = small.value
-            self._assign(small.target, value, env, small)
-        elif type(small) in (cst.Expr, cst.Return) and small.value is not None:
-            value = small.value
-            taints = self._taint(value, env, small)
-            if type(small) is cst.Return and self._current and taints:
-                self._returned[self._current] = (self._returned.so_far(self._current) or frozenset()) | taints
-                if type(value) is cst.Tuple:  # `return X_train, y_train`: by position
-                    self._returned_positions[self._current] = [self._taint(e.value, env, small) for e in value.elements]
-            if type(value) is cst.Call and type(value.func) is cst.Attribute and \
-                    value.func.attr.value in ("append", "extend", "insert") and value.args:
-                key = receiver_text(value.func.value)  # `rewards.append(reward)`
-                if key and not set(name_tokens(key.rsplit(".", 1)[-1])) & {"buffer", "memory", "rb", "replay"}:
-                    env[key] = env.get(key, frozenset()) | self._taint(value.args[-1].value, env, small)
-            del taints
+    def _for(self, statement: ast.For | ast.AsyncFor, env, cls) -> None:
+        taints = self._taint(statement.iter, env)
+        names = target_names(statement.target)
+        positions = self._positional.get(receiver_text(statement.iter) or "")
+        if positions and is_unpacking(statement.target) and len(names) == len(positions):
+            for name, position in zip(names, positions):  # `for xb, yb in loader:`
+                env[name] = env.get(name, _EMPTY) | position
+        else:
+            for name in names:
+                env[name] = env.get(name, _EMPTY) | taints
+        self._block(statement.body, env, cls)
+        self._block(statement.orelse, env, cls)
 
-    def _assign(self, target, value, env, statement) -> None:
+    def _value_statement(self, statement: ast.Expr | ast.Return, env) -> None:
+        value = statement.value
+        taints = self._taint(value, env)
+        if type(statement) is ast.Return and self._current and taints:
+            self._returned[self._current] = (self._returned.so_far(self._current) or _EMPTY) | taints
+            if type(value) is ast.Tuple:  # `return X_train, y_train`: by position
+                self._returned_positions[self._current] = [self._taint(e, env) for e in value.elts]
+        if type(value) is ast.Call and type(value.func) is ast.Attribute and \
+                value.func.attr in ("append", "extend", "insert") and value.args:
+            key = receiver_text(value.func.value)  # `rewards.append(reward)`
+            if key and not set(name_tokens(key.rsplit(".", 1)[-1])) & BUFFER_TOKENS:
+                env[key] = env.get(key, _EMPTY) | self._taint(value.args[-1], env)
+
+    def _assign(self, target: ast.expr, value: ast.expr, env) -> None:
         self._note_env(target, value)
         self._note_model(target, value)
-        results = self._env_results(value, env, statement)
+        results = self._env_results(value, env)
         if results is not None:
             self._env_source(target, results, env)
             return
-        if type(value) is cst.Call and type(value.func) is cst.Attribute:
-            method = value.func.attr.value
+        if type(value) is ast.Call and type(value.func) is ast.Attribute and value.func.attr == "sample":
             owner = receiver_text(value.func.value) or ""
-            if method == "sample" and self._buffer_key(owner) in self.buffers:
+            if self._buffer_key(owner) in self.buffers:
                 slots = self.buffers[self._buffer_key(owner)]
-                names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
+                names = target_names(target) if is_unpacking(target) else []
                 if names and len(names) == len(slots):
                     for name, taint in zip(names, slots):
                         env[name] = taint
                     return
                 key = receiver_text(target)
                 if key:
-                    env[key] = frozenset().union(*slots) if slots else frozenset()
+                    env[key] = _EMPTY.union(*slots) if slots else _EMPTY
                 return
-        if type(target) in (cst.Tuple, cst.List) and type(value) is cst.Call and type(value.func) is cst.Name:
-            returned = self._returned_positions.get(value.func.value)
+        if is_unpacking(target) and type(value) is ast.Call and type(value.func) is ast.Name:
+            returned = self._returned_positions.get(value.func.id)
             names = target_names(target)
             if returned and len(returned) == len(names):
-                self._taint(value, env, statement)
+                self._taint(value, env)
                 for name, taint in zip(names, returned):
                     env[name] = taint
                 return
-        taints = self._taint(value, env, statement)
-        positions = self._positions_of(value, env, statement)
+        taints = self._taint(value, env)
+        positions = self._positions_of(value, env)
         if positions is not None and receiver_text(target):
             self._positional[receiver_text(target)] = positions
-        if type(target) in (cst.Tuple, cst.List):
+        if is_unpacking(target):
             for name in target_names(target):
                 env[name] = taints
             return
-        if type(target) is cst.Subscript:  # rewards[step] = torch.tensor(reward)
+        if type(target) is ast.Subscript:  # rewards[step] = torch.tensor(reward)
             key = receiver_text(target.value)
             if key:
-                env[key] = env.get(key, frozenset()) | taints
+                env[key] = env.get(key, _EMPTY) | taints
             return
         key = receiver_text(target)
         if key:
             env[key] = taints
 
-    def _env_source(self, target, results: tuple[frozenset, ...], env) -> None:
+    def _env_source(self, target: ast.expr, results: tuple[frozenset, ...], env) -> None:
         """Bind the targets of `obs = env.reset()` / `obs, reward, ... = env.step(a)`."""
-        names = target_names(target) if type(target) in (cst.Tuple, cst.List) else []
+        names = target_names(target) if is_unpacking(target) else []
         if not results:  # an env built by code we cannot read
             for name in names or [receiver_text(target) or ""]:
-                env[name] = frozenset()
+                env[name] = _EMPTY
             return
         if len(results) == 1:  # reset
             if names:
                 env[names[0]] = results[0]
                 for name in names[1:]:
-                    env[name] = frozenset()
+                    env[name] = _EMPTY
             else:
                 key = receiver_text(target)
                 if key:
@@ -364,10 +355,10 @@ class DataFlow:
         if len(names) >= 4:
             env[names[0]], env[names[1]] = results
             for name in names[2:]:
-                env[name] = frozenset()
+                env[name] = _EMPTY
         elif names:
             for name in names:
-                env[name] = frozenset()
+                env[name] = _EMPTY
 
     # environments and models --------------------------------------------------------------
 
@@ -379,22 +370,23 @@ class DataFlow:
         key = owner.rsplit(".", 1)[-1]
         return self.envs.get(key, EnvFacts(known=False))
 
-    def _note_env(self, target, value) -> None:
+    def _note_env(self, target: ast.expr, value: ast.expr) -> None:
         """`env = gym.make(...)`, `env = NormalizeObservation(env)`, `envs = SyncVectorEnv([make_env(...)])`."""
         key = (receiver_text(target) or "").rsplit(".", 1)[-1]
-        if not key or type(value) is not cst.Call:
+        if not key or type(value) is not ast.Call:
             return
         facts = self.envs.so_far(key)
         made = False
-        for call, _ in iter_calls(value):
+        for call, _ in self.symbols.calls(value):
             name = dotted(call.func) or ""
-            qualified = self.imports.resolve(name) or name
+            qualified = self.symbols.resolve(call.func) or name
             last = qualified.rsplit(".", 1)[-1]
             if last == "make" and qualified.split(".")[0] in ("gym", "gymnasium"):
                 facts = facts or EnvFacts()
                 made = True
-                env_id = next((a.value for a in call.args if a.keyword is None), None)
-                if type(env_id) is cst.SimpleString and any(m in env_id.value for m in IMAGE_MARKERS):
+                env_id = positional(call)[0] if positional(call) else None
+                if type(env_id) is ast.Constant and isinstance(env_id.value, str) and \
+                        any(m in env_id.value for m in IMAGE_MARKERS):
                     facts.image = True
             elif last in ("SyncVectorEnv", "AsyncVectorEnv", "make_vec", "DummyVecEnv", "SubprocVecEnv"):
                 facts = facts or EnvFacts()
@@ -417,8 +409,8 @@ class DataFlow:
                     facts.normalizes_obs |= summary.normalizes_obs
                     facts.normalizes_reward |= summary.normalizes_reward
                     facts.image |= summary.image
-                elif last in self._classes and "env" in name_tokens(last) and not made:
-                    text = text_of(self._classes[last])  # an env class of this file
+                elif last in self.symbols.classes and "env" in name_tokens(last) and not made:
+                    text = self.text_of(self.symbols.classes[last].node)  # an env class of this file
                     summary = summarize_function_text(text)
                     facts = facts or EnvFacts()
                     made = True
@@ -430,33 +422,33 @@ class DataFlow:
         if facts is not None:
             self.envs[key] = facts
 
-    def _note_model(self, target, value) -> None:
-        if type(target) in (cst.Tuple, cst.List) and type(value) in (cst.Tuple, cst.List):
-            for element, item in zip(target.elements, value.elements):  # `mu, mu_target = MuNet(), MuNet()`
-                self._note_model(element.value, item.value)
+    def _note_model(self, target: ast.expr, value: ast.expr) -> None:
+        if is_unpacking(target) and type(value) in (ast.Tuple, ast.List):
+            for element, item in zip(target.elts, value.elts):  # `mu, mu_target = MuNet(), MuNet()`
+                self._note_model(element, item)
             return
         key = receiver_text(target)
-        if type(value) in (cst.DictComp, cst.ListComp):  # `actors = {a: Actor() for a in agents}`
-            value = value.value if type(value) is cst.DictComp else value.elt
-        elif type(value) in (cst.List, cst.Tuple) and value.elements:
-            value = value.elements[0].value
-        if not key or type(value) is not cst.Call:
+        if type(value) is ast.DictComp:  # `actors = {a: Actor() for a in agents}`
+            value = value.value
+        elif type(value) is ast.ListComp:
+            value = value.elt
+        elif type(value) in (ast.List, ast.Tuple) and value.elts:
+            value = value.elts[0]
+        if not key or type(value) is not ast.Call:
             return
         call = value
-        while type(call.func) is cst.Attribute and type(call.func.value) is cst.Call and \
-                call.func.attr.value in ("to", "cuda", "cpu", "float", "train", "eval"):
+        while type(call.func) is ast.Attribute and type(call.func.value) is ast.Call and call.func.attr in _MODEL_CHAIN:
             call = call.func.value
         name = (dotted(call.func) or "").rsplit(".", 1)[-1]
         if name in self.models.module_classes or name in self._project_classes:
             self.model_classes[key] = name
             self.model_classes[key.rsplit(".", 1)[-1]] = name
 
-    def _model_of(self, call: cst.Call) -> tuple[str, str] | None:
+    def _model_of(self, call: ast.Call) -> tuple[str, str] | None:
         """(display name, class) when `call` runs a model whose class we can read."""
         func = call.func
-        text = receiver_text(func) or ""
-        candidates = [text]
-        if type(func) is cst.Attribute:
+        candidates = [receiver_text(func) or ""]
+        if type(func) is ast.Attribute:
             candidates.append(receiver_text(func.value) or "")
         for candidate in candidates:
             if not candidate:
@@ -474,46 +466,39 @@ class DataFlow:
                 return model_normalizes_input(model, self.text)
         return None
 
-    def _enter(self, function: cst.FunctionDef, call: cst.Call, env, statement) -> None:
-        """Analyse a function of the file with its parameters bound to the call's data."""
-        params = [p.name.value for p in function.params.params]
+    def _enter(self, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call, env) -> None:
+        """Analyse a function of the file with its parameters bound to the call's data (once per
+        pass for each distinct binding: a bounded number of entries, however calls nest)."""
+        params = parameter_names(function)
         local: dict[str, frozenset] = {}
-        position = 0
-        for arg in call.args:
-            if arg.star:
-                break
-            if arg.keyword is not None:
-                local[arg.keyword.value] = self._taint(arg.value, env, statement)
-            elif position < len(params):
-                local[params[position]] = self._taint(arg.value, env, statement)
-                position += 1
-        self._entered.add(function.name.value)
-        saved_current, self._current = self._current, function.name.value
-        saved = self.segment
-        self.segment = self._function_segments.get(function.name.value, self._segment_of(function))
+        for name, arg in zip(params, positional(call)):
+            local[name] = self._taint(arg, env)
+        for item in call.keywords:
+            if item.arg is not None:
+                local[item.arg] = self._taint(item.value, env)
+        key = (function.name, frozenset(local.items()))
+        if key in self._seen_entries:
+            return
+        self._seen_entries.add(key)
+        self.spend(10)
+        self._entered.add(function.name)
+        saved_current, self._current = self._current, function.name
         try:
-            self._block(function.body.body, local, None)
+            self._block(function.body, local, None)
         finally:
-            self.segment = saved
             self._current = saved_current
-            self._entered.discard(function.name.value)
+            self._entered.discard(function.name)
 
-    def _segment_of(self, function: cst.FunctionDef) -> Segment:
-        for segment in self.segments:
-            if any(statement is function for statement in segment.module.body):
-                return segment
-        return self.segment
-
-    def _positions_of(self, value, env, statement) -> list[frozenset] | None:
+    def _positions_of(self, value: ast.expr, env) -> list[frozenset] | None:
         """`TensorDataset(X, y)` / `DataLoader(dataset)`: what each position of a batch holds."""
-        if type(value) is not cst.Call:
+        if type(value) is not ast.Call:
             return None
         name = (dotted(value.func) or "").rsplit(".", 1)[-1]
-        args = [a.value for a in value.args if a.keyword is None and not a.star]
+        args = positional(value)
         if name == "TensorDataset" and args:
-            return [self._taint(arg, env, statement) for arg in args]
+            return [self._taint(arg, env) for arg in args]
         if name == "DataLoader" and args:
-            inner = self._positions_of(args[0], env, statement)
+            inner = self._positions_of(args[0], env)
             return inner if inner is not None else self._positional.get(receiver_text(args[0]) or "")
         return None
 
@@ -523,20 +508,20 @@ class DataFlow:
     def _buffer_key(owner: str) -> str:
         return owner.rsplit(".", 1)[-1]
 
-    def _note_buffer(self, call: cst.Call, env, statement) -> None:
+    def _note_buffer(self, call: ast.Call, env) -> None:
         func = call.func
-        if type(func) is not cst.Attribute or func.attr.value not in ("add", "push", "append", "store", "insert", "store_transition", "put"):
+        if type(func) is not ast.Attribute or func.attr not in ("add", "push", "append", "store", "insert", "store_transition", "put"):
             return
         owner = receiver_text(func.value) or ""
         tokens = set(name_tokens(owner.rsplit(".", 1)[-1]))
-        if not tokens & {"buffer", "memory", "rb", "replay", "storage", "mem"}:
+        if not tokens & (BUFFER_TOKENS | {"storage", "mem"}):
             return
-        args = [a.value for a in call.args if a.keyword is None and not a.star]
-        if len(args) == 1 and type(args[0]) in (cst.Tuple, cst.List):
-            args = [e.value for e in args[0].elements]
+        args = positional(call)
+        if len(args) == 1 and type(args[0]) in (ast.Tuple, ast.List):
+            args = args[0].elts
         if len(args) < 2:
             return
-        slots = [self._taint(arg, env, statement) for arg in args]
+        slots = [self._taint(arg, env) for arg in args]
         key = self._buffer_key(owner)
         old = self.buffers.so_far(key)
         if old and len(old) == len(slots):
@@ -545,116 +530,118 @@ class DataFlow:
 
     # expressions --------------------------------------------------------------------------
 
-    def _taint(self, node, env: dict[str, frozenset], statement) -> frozenset:
+    def _taint(self, node: ast.AST | None, env: dict[str, frozenset]) -> frozenset:
         if node is None:
-            return frozenset()
-        if type(node) is cst.Name:
-            return env.get(node.value, frozenset())
-        if type(node) is cst.Attribute:
+            return _EMPTY
+        kind = type(node)
+        if kind is ast.Name:
+            return env.get(node.id, _EMPTY)
+        if kind is ast.Attribute:
             key = receiver_text(node)
             if key and key in env:
                 return env[key]
-            if node.attr.value in ("shape", "dtype", "ndim", "size", "device"):
-                return frozenset()
-            return self._taint(node.value, env, statement)
-        if type(node) is cst.Subscript:
-            results = self._env_results(node.value, env, statement)
+            if node.attr in ("shape", "dtype", "ndim", "size", "device"):
+                return _EMPTY
+            return self._taint(node.value, env)
+        if kind is ast.Subscript:
+            results = self._env_results(node.value, env)
             if results is not None:  # `env.reset()[0]`, `env.step(action)[1]`
                 index = _literal_index(node)
-                return results[index] if index is not None and index < len(results) else frozenset()
-            return self._taint(node.value, env, statement)
-        if type(node) in (cst.Tuple, cst.List, cst.Set):
-            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements)) if node.elements else frozenset()
-        if type(node) is cst.IfExp:
-            return self._taint(node.body, env, statement) | self._taint(node.orelse, env, statement)
-        if type(node) in (cst.ListComp, cst.GeneratorExp):
-            return self._taint(node.elt, {**env, **{n: self._taint(node.for_in.iter, env, statement) for n in target_names(node.for_in.target)}}, statement)
-        if type(node) is cst.UnaryOperation:
-            return self._taint(node.expression, env, statement)
-        if type(node) is cst.BinaryOperation:
-            return self._binary(node, env, statement)
-        if type(node) is cst.Call:
-            return self._call(node, env, statement)
-        if type(node) is cst.Dict:
-            return frozenset().union(*(self._taint(e.value, env, statement) for e in node.elements if type(e) is cst.DictElement)) if node.elements else frozenset()
-        if type(node) is cst.DictComp:
-            return frozenset()
-        return frozenset()
+                return results[index] if index is not None and index < len(results) else _EMPTY
+            return self._taint(node.value, env)
+        if kind in (ast.Tuple, ast.List, ast.Set):
+            return _EMPTY.union(*(self._taint(e, env) for e in node.elts)) if node.elts else _EMPTY
+        if kind is ast.Starred:
+            return self._taint(node.value, env)
+        if kind is ast.IfExp:
+            return self._taint(node.body, env) | self._taint(node.orelse, env)
+        if kind in (ast.ListComp, ast.GeneratorExp, ast.SetComp):
+            generator = node.generators[0]
+            inner = self._taint(generator.iter, env)
+            return self._taint(node.elt, {**env, **{n: inner for n in target_names(generator.target)}})
+        if kind is ast.UnaryOp:
+            return self._taint(node.operand, env)
+        if kind is ast.BinOp:
+            return self._binary(node, env)
+        if kind is ast.Call:
+            return self._call(node, env)
+        if kind is ast.Dict:
+            return _EMPTY.union(*(self._taint(v, env) for v in node.values)) if node.values else _EMPTY
+        return _EMPTY
 
-    def _binary(self, node: cst.BinaryOperation, env, statement) -> frozenset:
-        left = self._taint(node.left, env, statement)
-        right = self._taint(node.right, env, statement)
-        operator = node.operator
-        if type(operator) is cst.Divide:
-            if type(node.left) is cst.BinaryOperation and type(node.left.operator) is cst.Subtract:
+    def _binary(self, node: ast.BinOp, env) -> frozenset:
+        left = self._taint(node.left, env)
+        right = self._taint(node.right, env)
+        op = type(node.op)
+        if op is ast.Div:
+            if type(node.left) is ast.BinOp and type(node.left.op) is ast.Sub:
                 return _normalized(left)  # (x - mean) / std
             if _is_big_number(node.right) or _scale_name(node.right):
                 return _normalized(left)  # x / 255, x / obs_scale
             return left | right
-        if type(operator) is cst.Multiply:
+        if op is ast.Mult:
             if _scale_name(node.right) or _small_number(node.right):
                 return _normalized(left)
             if _scale_name(node.left) or _small_number(node.left):
                 return _normalized(right)
             return left | right
-        if type(operator) is cst.Add and (left or right):
-            self._reward_target(node, left, right, statement)
+        if op is ast.Add and (left or right):
+            self._reward_target(node, left, right)
         return left | right
 
-    def _reward_target(self, node, left, right, statement) -> None:
+    def _reward_target(self, node: ast.BinOp, left: frozenset, right: frozenset) -> None:
         """`r + gamma * next_value`: rewards entering a return or TD target."""
         for rewards, other in ((left, node.right), (right, node.left)):
             raw = {t for t in rewards if t.kind == "reward" and not t.normalized}
             if raw and _mentions(other, GAMMA_TOKENS):
                 if all(r.node is not node for r in self.reward_targets):
-                    self.reward_targets.append(RewardTarget(node, self.segment, statement, frozenset(raw)))
+                    self.reward_targets.append(RewardTarget(node, frozenset(raw)))
                 return
 
-    def _env_results(self, node, env, statement) -> tuple[frozenset, ...] | None:
+    def _env_results(self, node: ast.AST, env) -> tuple[frozenset, ...] | None:
         """The taints of what `env.reset(...)` returns, (observations,), or `env.step(...)`,
         (observations, reward); () for an env built by code we cannot read; None when `node`
         is no env call. The arguments are followed too: `env.step(policy(obs))` runs the model."""
-        if type(node) is not cst.Call or type(node.func) is not cst.Attribute:
+        if type(node) is not ast.Call or type(node.func) is not ast.Attribute:
             return None
-        method = node.func.attr.value
+        method = node.func.attr
         owner = receiver_text(node.func.value) or ""
         if method not in ("reset", "step") or not self._is_env(owner):
             return None
         for argument in node.args:
-            self._taint(argument.value, env, statement)
+            self._taint(argument, env)
+        for item in node.keywords:
+            self._taint(item.value, env)
         facts = self._env_facts(owner)
         if not facts.known:
             return ()
         source = f"{owner}.{method}(...)"
-        line = self.line_of(self.segment, node, statement)
-        obs = frozenset({Taint("image" if facts.image else "obs", source, line, facts.normalizes_obs)})
+        obs = frozenset({Taint("image" if facts.image else "obs", source, node.lineno, facts.normalizes_obs)})
         if method == "reset":
             return (obs,)
-        return (obs, frozenset({Taint("reward", source, line, facts.normalizes_reward)}))
+        return (obs, frozenset({Taint("reward", source, node.lineno, facts.normalizes_reward)}))
 
-    def _call(self, call: cst.Call, env, statement) -> frozenset:
-        results = self._env_results(call, env, statement)
+    def _call(self, call: ast.Call, env) -> frozenset:
+        results = self._env_results(call, env)
         if results is not None:  # `torch.Tensor(envs.reset())`: the observations, whatever wraps them
-            return results[0] if len(results) == 1 else frozenset()
+            return results[0] if len(results) == 1 else _EMPTY
         func = call.func
-        args = [a.value for a in call.args]
-        arg_taints = [self._taint(a, env, statement) for a in args]
-        receiver = func.value if type(func) is cst.Attribute else None
-        receiver_taint = self._taint(receiver, env, statement) if receiver is not None else frozenset()
-        name = func.attr.value if type(func) is cst.Attribute else (dotted(func) or "")
-        qualified = self.imports.resolve(dotted(func) or "") or ""
+        arg_taints = [self._taint(a, env) for a in call.args] + [self._taint(k.value, env) for k in call.keywords]
+        receiver = func.value if type(func) is ast.Attribute else None
+        receiver_taint = self._taint(receiver, env) if receiver is not None else _EMPTY
+        name = func.attr if type(func) is ast.Attribute else (dotted(func) or "")
+        qualified = self.symbols.qualified(func)
         last = name.rsplit(".", 1)[-1]
-        everything = frozenset().union(receiver_taint, *arg_taints)
-        self._note_buffer(call, env, statement)
+        everything = _EMPTY.union(receiver_taint, *arg_taints)
+        self._note_buffer(call, env)
         model = self._model_of(call)
         if model is not None:
             dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
             if dirty and not self._model_normalizes(model[1]):
-                self.model_inputs.append(ModelInput(call, self.segment, statement, model[0], dirty, model[1]))
-            return frozenset()
+                self.model_inputs.append(ModelInput(call, model[0], dirty, model[1]))
+            return _EMPTY
         if last in FRAME_READS and qualified.split(".")[0] in ("pandas", "numpy", "pd", "np"):
-            line = self.line_of(self.segment, call, statement)
-            return frozenset({Taint("features", f"{qualified}(...)", line)})
+            return frozenset({Taint("features", f"{qualified}(...)", call.lineno)})
         tokens = set(name_tokens(last))
         owner_tokens = set(name_tokens((receiver_text(receiver) or "").rsplit(".", 1)[-1])) if receiver is not None else set()
         if tokens & {"normalize", "normalizer", "normalise", "standardize", "whiten", "rms", "scale", "scaler", "norm"} or (
@@ -666,69 +653,56 @@ class DataFlow:
         if last in CONVERSIONS:
             return everything
         summary = self.function_summary(last) if receiver is None else None
-        if summary is not None and last in self._functions and everything and last not in self._entered:
-            self._enter(self._functions[last], call, env, statement)  # `select_action(state)`
+        function = self.symbols.functions.get(last)
+        if summary is not None and function is not None and everything and last not in self._entered:
+            self._enter(function, call, env)  # `select_action(state)`
         if summary is not None:  # a function of this file: normalizes, or passes data through
-            result = everything | self._returned.get(last, frozenset())
+            result = everything | self._returned.get(last, _EMPTY)
             return _normalized(result) if summary.normalizes_value else result
         if receiver is not None and receiver_taint and last not in ("item", "mean", "sum", "max", "min", "std", "var"):
             return receiver_taint  # a method of the data itself: obs.reshape(...)
-        return frozenset()
+        return _EMPTY
 
 
-def _literal_index(node: cst.Subscript) -> int | None:
-    if len(node.slice) == 1 and type(node.slice[0].slice) is cst.Index:
-        value = node.slice[0].slice.value
-        if type(value) is cst.Integer:
-            return int(number_literal(value.value))
+def _literal_index(node: ast.Subscript) -> int | None:
+    index = node.slice
+    if type(index) is ast.Constant and type(index.value) is int:
+        return index.value
     return None
 
 
-def _disabled(call: cst.Call, keyword: str) -> bool:
-    return any(a.keyword is not None and a.keyword.value == keyword and type(a.value) is cst.Name
-               and a.value.value == "False" for a in call.args)
+def _disabled(call: ast.Call, keyword: str) -> bool:
+    return any(item.arg == keyword and type(item.value) is ast.Constant and item.value.value is False
+               for item in call.keywords)
 
 
 def _normalized(taints: frozenset) -> frozenset:
     return frozenset(t.normalize() for t in taints)
 
 
-def _is_big_number(node) -> bool:
-    value = _number(node)
+def _is_big_number(node: ast.AST) -> bool:
+    value = number(node)
     return value is not None and value >= 100
 
 
-def _small_number(node) -> bool:
-    value = _number(node)
+def _small_number(node: ast.AST) -> bool:
+    value = number(node)
     return value is not None and 0 < abs(value) < 1
 
 
-def _number(node):
-    if type(node) in (cst.Integer, cst.Float):
-        return float(number_literal(node.value))
-    if type(node) is cst.UnaryOperation and type(node.operator) is cst.Minus:
-        value = _number(node.expression)
-        return -value if value is not None else None
-    return None
-
-
-def _scale_name(node) -> bool:
-    text = receiver_text(node) or ""
-    if type(node) is cst.Call:
-        text = dotted(node.func) or ""
+def _scale_name(node: ast.AST) -> bool:
+    text = dotted(node.func) if type(node) is ast.Call else receiver_text(node)
     tokens = set(name_tokens(text.rsplit(".", 1)[-1])) if text else set()
     return bool(tokens & {"scale", "std", "norm", "sigma", "max", "range", "coef", "factor", "sqrt"})
 
 
-def _mentions(node, tokens: set[str]) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if type(current) is cst.Name and set(name_tokens(current.value)) & tokens:
+def _mentions(node: ast.AST, tokens: set[str]) -> bool:
+    for current in ast.walk(node):
+        kind = type(current)
+        if kind is ast.Name and set(name_tokens(current.id)) & tokens:
             return True
-        if type(current) is cst.Attribute and set(name_tokens(current.attr.value)) & tokens:
+        if kind is ast.Attribute and set(name_tokens(current.attr)) & tokens:
             return True
-        stack.extend(children(current))
     return False
 
 
@@ -740,12 +714,6 @@ _ADVANTAGE_NORM = re.compile(
 def advantage_normalization(text: str) -> bool:
     """`(adv - adv.mean()) / (adv.std() + 1e-8)` anywhere in the file, or ValueNorm/PopArt."""
     return _ADVANTAGE_NORM.search(text) is not None
-
-
-def _binary(operator: cst.BaseAugOp) -> cst.BaseBinaryOp:
-    mapping = {cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
-               cst.DivideAssign: cst.Divide}
-    return mapping.get(type(operator), cst.Add)()
 
 
 __all__ = ["DataFlow", "EnvFacts", "ModelInput", "RewardTarget", "Taint"]

@@ -98,5 +98,4 @@ action = policy(torch.as_tensor(obs))
                 "standardize them (a running mean/std, gymnasium NormalizeObservation) or start "
                 "the model with nn.LayerNorm(in_dim)"
             )
-            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor,
-                                 subject=found.cls)
+            yield ctx.finding(self.code, found.call, message, self.severity, subject=found.cls)

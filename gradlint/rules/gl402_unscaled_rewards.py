@@ -67,4 +67,4 @@ target = reward * reward_scale + gamma * next_value * (1 - terminated)
                 "uneven rewards give large critic gradients; scale (reward * reward_scale), clip, or "
                 "use NormalizeReward"
             )
-            yield ctx.diagnostic(self.code, target.segment, target.node, message, self.severity, within=target.anchor)
+            yield ctx.finding(self.code, target.node, message, self.severity)

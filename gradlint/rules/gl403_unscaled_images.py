@@ -69,5 +69,4 @@ q = q_net(torch.as_tensor(obs).float())
                 "inputs ~100x unit scale make the first layer's gradients ~100x too large; divide "
                 "by 255.0 (in the loop or first thing in forward)"
             )
-            yield ctx.diagnostic(self.code, found.segment, found.call, message, self.severity, within=found.anchor,
-                                 subject=found.cls)
+            yield ctx.finding(self.code, found.call, message, self.severity, subject=found.cls)

@@ -263,9 +263,8 @@ def test_normalization_in_a_sibling_module_is_seen(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("scaled", "expected"), [("x / 255.0", []), ("x", ["GL403"])])
-def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is_used(
+def test_a_sibling_module_is_described_only_when_a_model_class_of_it_is_used(
         tmp_path: Path, scaled: str, expected: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradlint import context
     from gradlint.analysis import project
 
     networks = ATARI.split("    env =")[0].format(scaled=scaled)
@@ -286,15 +285,16 @@ def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is
         q_values = q_network(torch.as_tensor(obs).float())
     """)
     (tmp_path / "train.py").write_text(train)
-    parsed: list[str] = []
-    parse_segments = context.parse_segments
-    monkeypatch.setattr(context, "parse_segments", lambda source, *a: parsed.append(os.path.basename(source.path))
-                        or parse_segments(source, *a))
+    described: list[str] = []
+    describe = project._describe_models
+    monkeypatch.setattr(project, "_describe_models", lambda path: described.append(os.path.basename(path))
+                        or describe(path))
     project._CACHE.clear()
     settings = Settings(select=("GL4",), root=str(tmp_path))
     assert [d.code for d in lint_source(read_source(str(tmp_path / "train.py")), settings)] == expected
-    # the model's forward was read from networks.py; buffers.py has no `nn`, extra.py's Policy is not used
-    assert sorted(set(parsed)) == ["networks.py", "train.py"]
+    # the model's forward was read from networks.py; extra.py's Policy is imported but never
+    # used, so extra.py's models are not described (buffers.py is asked, and has none: no `nn`)
+    assert sorted(described) == ["buffers.py", "networks.py"]
 
 
 @pytest.mark.parametrize(("text", "feeds"), [
@@ -337,3 +337,66 @@ def test_the_data_flow_takes_a_second_pass_only_when_code_used_something_learnt_
     monkeypatch.setattr(dataflow.PassState, "start_pass", lambda self: started.append(id(self)) or start_pass(self))
     assert found(code, "GL401") == [("GL401", marked(code)[0])]  # found either way
     assert len(started) == passes * len(set(started))
+
+
+MAIN_BLOCK_HELPER = """
+    if __name__ == "__main__":
+        env = gym.make("Pendulum-v1")
+        policy = Policy()
+
+        def act(obs):
+            return policy(torch.as_tensor(obs))  # <-
+
+        obs, _ = env.reset()
+        act(obs)
+"""
+
+IN_TRY_ELSE = """
+    env = gym.make("Pendulum-v1")
+    policy = Policy()
+    obs, _ = env.reset()
+    try:
+        pass
+    except ValueError:
+        pass
+    else:
+        a = policy(torch.as_tensor(obs))  # <-
+"""
+
+IN_MATCH = """
+    env = gym.make("Pendulum-v1")
+    policy = Policy()
+    match mode:
+        case "eval":
+            obs, _ = env.reset()
+            b = policy(obs)  # <-
+"""
+
+
+@pytest.mark.parametrize("code", [MAIN_BLOCK_HELPER, IN_TRY_ELSE, IN_MATCH])
+def test_gl401_sees_functions_of_the_main_block_and_every_block_of_try_and_match(code: str) -> None:
+    # the libcst core skipped all three: functions under `if __name__ == "__main__":` were never
+    # entered, and `try: ... else:`/`finally:` and `match` bodies were never read
+    assert found(code, "GL401") == [("GL401", line) for line in marked(code)]
+
+
+def test_the_data_flow_enters_each_function_once_per_binding_however_calls_nest() -> None:
+    from gradlint.config import Settings
+    from gradlint.context import FileContext
+    from gradlint.prepass import index_file
+    from gradlint.source import SourceFile
+
+    depth = 60  # each helper calls the next twice: 2**60 entries without the memo
+    helpers = "".join(
+        f"def step{i}(obs):\n    step{i + 1}(obs)\n    return step{i + 1}(obs)\n\n" for i in range(depth))
+    helpers += f"def step{depth}(obs):\n    return policy(torch.as_tensor(obs))\n\n"
+    code = HEADER + helpers + textwrap.dedent("""
+        env = gym.make("Pendulum-v1")
+        policy = Policy()
+        obs, _ = env.reset()
+        step0(obs)
+    """)
+    source = SourceFile("deep.py", code)
+    ctx = FileContext(source, index_file(source), Settings(select=("GL401",)))
+    assert len(ctx.dataflow.model_inputs) == 1
+    assert ctx.budget.spent < 20 * code.count("\n")
