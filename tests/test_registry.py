@@ -65,3 +65,15 @@ def test_generated_rule_docs_are_up_to_date() -> None:
     from tests.conftest import ROOT
 
     assert (ROOT / "docs" / "rules.md").read_text() == render(), "run: python -m gradlint.docs > docs/rules.md"
+
+
+def test_every_rule_module_is_discovered_with_exactly_one_rule_named_after_its_code() -> None:
+    import pkgutil
+
+    import gradlint.rules as package
+
+    modules = [m.name for m in pkgutil.iter_modules(package.__path__) if re.fullmatch(r"gl\d{3}_\w+", m.name)]
+    assert len(modules) == len(ALL_RULES)
+    for rule in ALL_RULES:
+        module = rule.__module__.rsplit(".", 1)[-1]
+        assert module in modules and module.startswith(rule.code.lower() + "_")

@@ -1,35 +1,31 @@
-"""The rule registry: every rule class, in code order. Adding a rule = one module + one line here."""
+"""The rule registry. Rules are discovered, not listed: every module of this package named
+`gl<code>_<name>.py` is imported and the `Rule` subclasses it defines are registered, so adding a
+rule is one file (plus its tests)."""
 
 from __future__ import annotations
 
-from gradlint.rules.base import Rule
-from gradlint.rules.gl101_missing_clip import MissingGradientClipping
-from gradlint.rules.gl102_clip_before_unscale import ClipBeforeUnscale
-from gradlint.rules.gl103_recurrent_without_clip import RecurrentWithoutClipping
-from gradlint.rules.gl201_deep_unbounded_stack import DeepUnboundedStack
-from gradlint.rules.gl202_unbounded_recurrence import UnboundedRecurrence
-from gradlint.rules.gl203_softsign import SoftsignActivation
-from gradlint.rules.gl204_unbounded_action import UnboundedActorOutput
-from gradlint.rules.gl301_large_init import LargeInitialization
-from gradlint.rules.gl302_output_layer_init import OutputLayerInit
-from gradlint.rules.gl401_unnormalized_inputs import UnnormalizedInputs
-from gradlint.rules.gl402_unscaled_rewards import UnscaledRewards
-from gradlint.rules.gl403_unscaled_images import UnscaledImages
+import importlib
+import pkgutil
+import re
 
-ALL_RULES: tuple[type[Rule], ...] = (
-    MissingGradientClipping,
-    ClipBeforeUnscale,
-    RecurrentWithoutClipping,
-    DeepUnboundedStack,
-    UnboundedRecurrence,
-    SoftsignActivation,
-    UnboundedActorOutput,
-    LargeInitialization,
-    OutputLayerInit,
-    UnnormalizedInputs,
-    UnscaledRewards,
-    UnscaledImages,
-)
+from gradlint.rules.base import Rule
+
+_RULE_MODULE = re.compile(r"gl\d{3}_\w+")
+
+
+def _discover() -> tuple[type[Rule], ...]:
+    found: list[type[Rule]] = []
+    for module_info in pkgutil.iter_modules(__path__):
+        if not _RULE_MODULE.fullmatch(module_info.name):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        found.extend(value for value in vars(module).values()
+                     if isinstance(value, type) and issubclass(value, Rule) and value is not Rule
+                     and value.__module__ == module.__name__)
+    return tuple(sorted(found, key=lambda rule: rule.code))
+
+
+ALL_RULES: tuple[type[Rule], ...] = _discover()
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
 
