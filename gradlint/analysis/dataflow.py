@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gradlint.analysis.envs import EnvScale, registered_scale
 from gradlint.analysis.project import (
     IMAGE_MARKERS,
     OBS_NORMALIZERS,
@@ -28,6 +29,7 @@ from gradlint.analysis.project import (
     ProjectClasses,
     imported_summary,
     model_normalizes_input,
+    normalizes_text,
     summarize_function_text,
 )
 from gradlint.analysis.symbols import Symbols
@@ -53,6 +55,11 @@ CONVERSIONS = {
 }
 FRAME_READS = {"read_csv", "read_parquet", "read_excel", "read_json", "read_table", "load", "loadtxt", "genfromtxt", "read_feather"}
 GAMMA_TOKENS = {"gamma", "discount", "lam", "lmbda", "gae"}
+# torch.nn modules that scripts build inline and call on data (`q = nn.Sequential(...)`)
+INLINE_MODELS = {"Sequential", "Linear", "Conv1d", "Conv2d", "Conv3d", "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell",
+                 "RNNCell", "MultiheadAttention", "TransformerEncoder", "Transformer"}
+NORM_LAYERS = {"LayerNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "InstanceNorm1d",
+               "InstanceNorm2d", "RMSNorm", "LazyBatchNorm1d"}
 BUFFER_TOKENS = {"buffer", "memory", "rb", "replay"}
 _MODEL_CHAIN = ("to", "cuda", "cpu", "float", "train", "eval")
 _EMPTY: frozenset = frozenset()
@@ -64,17 +71,20 @@ class Taint:
     source: str  # how it entered: "env.step(action)"
     line: int
     normalized: bool = False
+    env: EnvScale | None = None  # the registered env the data comes from, when the script names one
 
     def normalize(self) -> "Taint":
-        return Taint(self.kind, self.source, self.line, True)
+        return Taint(self.kind, self.source, self.line, True, self.env)
 
 
 @dataclass(eq=False)
 class ModelInput:
-    call: ast.Call  # the model call the data reaches
+    call: ast.Call  # where the data leaves the script's code for the model: the model call, or the
+    #                 outermost call of the file's functions/methods that carries it there
     model: str
     taints: frozenset
     cls: str | None = None
+    via: ast.Call | None = None  # the model call itself, when `call` is an outer one
 
 
 @dataclass(eq=False)
@@ -89,6 +99,7 @@ class EnvFacts:
     normalizes_reward: bool = False
     image: bool = False
     known: bool = True  # built from gym/gymnasium or a factory we can read
+    registered: EnvScale | None = None  # `gym.make("Pendulum-v1")`: its documented observation scale
 
 
 _ABSENT = object()
@@ -160,18 +171,22 @@ class DataFlow:
         self.buffers: PassState = PassState()
         self.envs: PassState = PassState()
         self.model_classes: PassState = PassState()  # binding name -> class name
+        self.instances: PassState = PassState()  # binding name -> a class of the file it holds
+        self._inline_models: dict[str, ast.Call] = {}  # `net = nn.Sequential(...)`: name -> the call
         self.normalizes_advantages = advantage_normalization(source_text)
         # memo tables of what depends on the file alone, the same in every pass: not tracked
         self._function_summaries: dict[str, FunctionSummary | None] = {}
         self._project_classes = ProjectClasses()
         self._entered: set[str] = set()
         self._seen_entries: set[tuple] = set()  # (function, argument taints) analysed this pass
-        self._current: str | None = None
+        self._current: str | None = None  # the function (`name` or `Class.method`) being read
+        self._class: str | None = None  # the class whose method is being read
+        self._entries: list[tuple[ast.Call, frozenset]] = []  # calls entered, outermost first, with their data
         self._positional: PassState = PassState()
         self._returned: PassState = PassState()  # taints a function of the file returns
         self._returned_positions: PassState = PassState()
         self._collect_imports()
-        states = (self.buffers, self.envs, self.model_classes, self._positional, self._returned,
+        states = (self.buffers, self.envs, self.model_classes, self.instances, self._positional, self._returned,
                   self._returned_positions)
         # A second pass only when the first read something before the code that sets it had run
         # and that something has changed since: an env or a model built in main() and used in
@@ -183,7 +198,7 @@ class DataFlow:
                 state.start_pass()
             self.model_inputs, self.reward_targets = [], []
             self._seen_entries = set()
-            self._block(symbols.tree.body, {}, None)
+            self._block(symbols.tree.body, {})
             if not any(state.read_early_and_changed() for state in states):
                 break
 
@@ -213,11 +228,11 @@ class DataFlow:
 
     # statements ---------------------------------------------------------------------------
 
-    def _block(self, body: list[ast.stmt], env: dict[str, frozenset], cls: str | None) -> None:
+    def _block(self, body: list[ast.stmt], env: dict[str, frozenset]) -> None:
         for statement in body:
-            self._statement(statement, env, cls)
+            self._statement(statement, env)
 
-    def _statement(self, statement: ast.stmt, env, cls) -> None:
+    def _statement(self, statement: ast.stmt, env) -> None:
         self.spend(1)
         kind = type(statement)
         if kind is ast.Assign:
@@ -234,37 +249,44 @@ class DataFlow:
             if statement.value is not None:
                 self._value_statement(statement, env)
         elif kind in FUNCTIONS:
-            saved, self._current = self._current, statement.name
-            try:
-                self._block(statement.body, {}, cls)
-            finally:
-                self._current = saved
+            self._run_function(statement, {}, self._class)
         elif kind is ast.ClassDef:
             for member in statement.body:
                 if type(member) in FUNCTIONS:
-                    self._block(member.body, {}, statement.name)
+                    self._run_function(member, {}, statement.name)
         elif kind is ast.For or kind is ast.AsyncFor:
-            self._for(statement, env, cls)
+            self._for(statement, env)
         elif kind is ast.If or kind is ast.While:
             self._taint(statement.test, env)
-            self._block(statement.body, env, cls)
-            self._block(statement.orelse, env, cls)
+            self._block(statement.body, env)
+            self._block(statement.orelse, env)
         elif kind is ast.With or kind is ast.AsyncWith:
             for item in statement.items:
                 self._taint(item.context_expr, env)
-            self._block(statement.body, env, cls)
+            self._block(statement.body, env)
         elif kind is ast.Try or kind.__name__ == "TryStar":
-            self._block(statement.body, env, cls)
+            self._block(statement.body, env)
             for handler in statement.handlers:
-                self._block(handler.body, env, cls)
-            self._block(statement.orelse, env, cls)
-            self._block(statement.finalbody, env, cls)
+                self._block(handler.body, env)
+            self._block(statement.orelse, env)
+            self._block(statement.finalbody, env)
         elif kind is ast.Match:
             self._taint(statement.subject, env)
             for case in statement.cases:
-                self._block(case.body, env, cls)
+                self._block(case.body, env)
 
-    def _for(self, statement: ast.For | ast.AsyncFor, env, cls) -> None:
+    def _run_function(self, function, env: dict[str, frozenset], cls: str | None) -> None:
+        """A function's body with `env` for its parameters; a method knows its class (for
+        `self.method(...)`), and what it returns is kept under `Class.method`."""
+        saved = self._current, self._class
+        self._current = f"{cls}.{function.name}" if cls else function.name
+        self._class = cls
+        try:
+            self._block(function.body, env)
+        finally:
+            self._current, self._class = saved
+
+    def _for(self, statement: ast.For | ast.AsyncFor, env) -> None:
         taints = self._taint(statement.iter, env)
         names = target_names(statement.target)
         positions = self._positional.get(receiver_text(statement.iter) or "")
@@ -274,8 +296,8 @@ class DataFlow:
         else:
             for name in names:
                 env[name] = env.get(name, _EMPTY) | taints
-        self._block(statement.body, env, cls)
-        self._block(statement.orelse, env, cls)
+        self._block(statement.body, env)
+        self._block(statement.orelse, env)
 
     def _value_statement(self, statement: ast.Expr | ast.Return, env) -> None:
         value = statement.value
@@ -293,6 +315,8 @@ class DataFlow:
     def _assign(self, target: ast.expr, value: ast.expr, env) -> None:
         self._note_env(target, value)
         self._note_model(target, value)
+        if type(value) in (ast.Name, ast.Attribute) and receiver_text(target):
+            self._alias_env(receiver_text(target), value)  # `self.env = env`
         results = self._env_results(value, env)
         if results is not None:
             self._env_source(target, results, env)
@@ -385,9 +409,11 @@ class DataFlow:
                 facts = facts or EnvFacts()
                 made = True
                 env_id = positional(call)[0] if positional(call) else None
-                if type(env_id) is ast.Constant and isinstance(env_id.value, str) and \
-                        any(m in env_id.value for m in IMAGE_MARKERS):
-                    facts.image = True
+                if type(env_id) is ast.Constant and isinstance(env_id.value, str):
+                    facts.registered = registered_scale(env_id.value)
+                    if any(m in env_id.value for m in IMAGE_MARKERS) or (
+                            facts.registered is not None and facts.registered.scale == "image"):
+                        facts.image = True
             elif last in ("SyncVectorEnv", "AsyncVectorEnv", "make_vec", "DummyVecEnv", "SubprocVecEnv"):
                 facts = facts or EnvFacts()
                 made = True
@@ -443,6 +469,11 @@ class DataFlow:
         if name in self.models.module_classes or name in self._project_classes:
             self.model_classes[key] = name
             self.model_classes[key.rsplit(".", 1)[-1]] = name
+        elif self.symbols.torch_name(call.func) in INLINE_MODELS:  # `q = nn.Sequential(...)` called on data
+            self.model_classes[key] = self.model_classes[key.rsplit(".", 1)[-1]] = f"nn.{name}"
+            self._inline_models[key] = self._inline_models[key.rsplit(".", 1)[-1]] = call
+        elif name in self.symbols.classes:  # an agent or runner of the file: its methods are followed
+            self.instances[key] = self.instances[key.rsplit(".", 1)[-1]] = name
 
     def _model_of(self, call: ast.Call) -> tuple[str, str] | None:
         """(display name, class) when `call` runs a model whose class we can read."""
@@ -458,7 +489,9 @@ class DataFlow:
                 return candidate, cls
         return None
 
-    def _model_normalizes(self, cls: str) -> bool | None:
+    def _model_normalizes(self, cls: str, model: str) -> bool | None:
+        if cls.startswith("nn."):
+            return self._inline_normalizes(self._inline_models.get(model) or self._inline_models.get(model.rsplit(".", 1)[-1]))
         if cls in self._project_classes:
             return self._project_classes[cls].normalizes_input
         for model in self.models.models:
@@ -466,28 +499,71 @@ class DataFlow:
                 return model_normalizes_input(model, self.text)
         return None
 
-    def _enter(self, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call, env) -> None:
-        """Analyse a function of the file with its parameters bound to the call's data (once per
-        pass for each distinct binding: a bounded number of entries, however calls nest)."""
+    def _inline_normalizes(self, call: ast.Call | None) -> bool:
+        """An inline `nn.Sequential(first, ...)` whose first module normalises or scales its input:
+        a norm layer, a lambda or small module of the file that divides or standardises."""
+        if call is None or self.symbols.torch_name(call.func) != "Sequential" or not call.args:
+            return False
+        first = call.args[0]
+        if type(first) is ast.Call and self.symbols.torch_name(first.func) in NORM_LAYERS:
+            return True
+        text = self.text_of(first)
+        if type(first) is ast.Call and type(first.func) is ast.Name and first.func.id in self.symbols.classes:
+            text += self.text_of(self.symbols.classes[first.func.id].node)
+        return normalizes_text(text)
+
+    def _enter(self, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call, env,
+               cls: str | None = None) -> None:
+        """Analyse a function (or a method of class `cls`, bound: `self` takes no argument) of
+        the file with its parameters bound to the call's data, once per pass for each distinct
+        binding: a bounded number of entries, however calls nest."""
         params = parameter_names(function)
+        if cls is not None and params and params[0] in ("self", "cls"):
+            params = params[1:]
         local: dict[str, frozenset] = {}
         for name, arg in zip(params, positional(call)):
             local[name] = self._taint(arg, env)
+            self._alias_env(name, arg)
         for item in call.keywords:
             if item.arg is not None:
                 local[item.arg] = self._taint(item.value, env)
-        key = (function.name, frozenset(local.items()))
+                self._alias_env(item.arg, item.value)
+        key = (id(function), frozenset(local.items()))
         if key in self._seen_entries:
             return
         self._seen_entries.add(key)
         self.spend(10)
-        self._entered.add(function.name)
-        saved_current, self._current = self._current, function.name
+        name = f"{cls}.{function.name}" if cls else function.name
+        self._entered.add(name)
+        self._entries.append((call, _EMPTY.union(*local.values())))
         try:
-            self._block(function.body, local, None)
+            self._run_function(function, local, cls)
         finally:
-            self._current = saved_current
-            self._entered.discard(function.name)
+            self._entries.pop()
+            self._entered.discard(name)
+
+    def _alias_env(self, name: str, value: ast.expr) -> None:
+        """A parameter or attribute that receives an env (`Agent(env)`, `self.env = env`) is
+        that env: the same facts under its new name."""
+        source = (receiver_text(value) or "").rsplit(".", 1)[-1]
+        if source and source != name and source in self.envs and self._is_env(name):
+            self.envs[name.rsplit(".", 1)[-1]] = self.envs[source]
+
+    def _method_of(self, call: ast.Call) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str] | None:
+        """(method, class) that `self.m(...)` (in a method of a class of the file) or
+        `x.m(...)`/`C(...)` (an instance of, or a class of, the file) runs; None otherwise."""
+        func = call.func
+        if type(func) is ast.Name and func.id in self.symbols.classes:
+            method = self.symbols.method(func.id, "__init__")
+            return (method, func.id) if method is not None else None
+        if type(func) is not ast.Attribute:
+            return None
+        owner = receiver_text(func.value) or ""
+        cls = self._class if owner == "self" else self.instances.get(owner)
+        if cls is None:
+            return None
+        method = self.symbols.method(cls, func.attr)
+        return (method, cls) if method is not None else None
 
     def _positions_of(self, value: ast.expr, env) -> list[frozenset] | None:
         """`TensorDataset(X, y)` / `DataLoader(dataset)`: what each position of a batch holds."""
@@ -616,7 +692,8 @@ class DataFlow:
         if not facts.known:
             return ()
         source = f"{owner}.{method}(...)"
-        obs = frozenset({Taint("image" if facts.image else "obs", source, node.lineno, facts.normalizes_obs)})
+        obs = frozenset({Taint("image" if facts.image else "obs", source, node.lineno, facts.normalizes_obs,
+                               facts.registered)})
         if method == "reset":
             return (obs,)
         return (obs, frozenset({Taint("reward", source, node.lineno, facts.normalizes_reward)}))
@@ -637,9 +714,17 @@ class DataFlow:
         model = self._model_of(call)
         if model is not None:
             dirty = frozenset(t for t in everything if t.kind in ("obs", "features", "image") and not t.normalized)
-            if dirty and not self._model_normalizes(model[1]):
-                self.model_inputs.append(ModelInput(call, model[0], dirty, model[1]))
+            if dirty and not self._model_normalizes(model[1], model[0]):
+                site = next((entry for entry, data in self._entries if data & dirty), call)
+                self.model_inputs.append(ModelInput(site, model[0], dirty, model[1], call if site is not call else None))
             return _EMPTY
+        method = self._method_of(call)
+        if method is not None:  # `agent.act(obs)`, `self.select_action(state)`, `Agent(env)`
+            function, cls = method
+            name = f"{cls}.{function.name}"
+            if name not in self._entered and (everything or function.name == "__init__"):
+                self._enter(function, call, env, cls)
+            return self._returned.get(name, _EMPTY) if everything else _EMPTY
         if last in FRAME_READS and qualified.split(".")[0] in ("pandas", "numpy", "pd", "np"):
             return frozenset({Taint("features", f"{qualified}(...)", call.lineno)})
         tokens = set(name_tokens(last))

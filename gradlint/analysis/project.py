@@ -58,13 +58,19 @@ def summarize_function_text(text: str) -> FunctionSummary:
         normalizes_obs=any(marker in text for marker in OBS_NORMALIZERS),
         normalizes_reward=any(marker in text for marker in REWARD_NORMALIZERS),
         image=any(marker in text for marker in IMAGE_MARKERS),
-        normalizes_value=_normalizes_text(text),
+        normalizes_value=normalizes_text(text),
     )
 
 
-def _normalizes_text(text: str) -> bool:
+def normalizes_text(text: str) -> bool:
+    """Whether code text divides by 255, standardises, or calls a normalizer (cheap, textual)."""
     compact = text.replace(" ", "")
-    return any(marker in compact for marker in ("/255", ".std(", "normalize(", "/np.sqrt(", "/torch.sqrt(", ".transform(", "F.normalize"))
+    return any(marker in compact for marker in _NORMALIZING_TEXT)
+
+
+# `x / 255`, `x /= 255.0`, `x.div(255)`, `x * (1 / 255)`, standardisation, normalizer calls
+_NORMALIZING_TEXT = ("/255", "/=255", ".div(255", ".div_(255", "*(1/255", "*(1.0/255", "*(1./255", ".std(",
+                     "normalize(", "/np.sqrt(", "/torch.sqrt(", ".transform(", "F.normalize")
 
 
 _CACHE: dict[str, ModuleSummary | None] = {}  # per process, keyed by path, mtime and size
@@ -181,7 +187,7 @@ def model_normalizes_input(model, text: str) -> bool:
         # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
         for statement in node.body.body:  # type: ignore[union-attr]
             if type(statement) is cst.FunctionDef and statement.name.value != "__init__":
-                if _normalizes_text(text_of(statement)):
+                if normalizes_text(text_of(statement)):
                     return True
     except AttributeError:
         return False

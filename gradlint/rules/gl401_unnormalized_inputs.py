@@ -7,12 +7,17 @@ from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
 
 
+# Observations of a registered env documented as already of order one (CartPole, MountainCar,
+# LunarLander, ...) or as a discrete index are not reported: no practitioner normalises them.
+QUIET_SCALES = ("unit", "discrete")
+
+
 def first_per_source(ctx: FileContext, kinds: tuple[str, ...]):
     """(model input, its taints of `kinds`) once per data source (an env, a file): the first
     model call each source reaches."""
     reported: set[frozenset] = set()
     for found in ctx.dataflow.model_inputs:
-        taints = {t for t in found.taints if t.kind in kinds}
+        taints = {t for t in found.taints if t.kind in kinds and not (t.env and t.env.scale in QUIET_SCALES)}
         key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
         if taints and key not in reported:
             reported.add(key)
@@ -22,6 +27,18 @@ def first_per_source(ctx: FileContext, kinds: tuple[str, ...]):
 def describe_sources(taints) -> str:
     first = min(taints, key=lambda t: t.line)
     return f"`{first.source}` (line {first.line})"
+
+
+def describe_route(found) -> str:
+    """` (line 45, through this call)` when the data reaches the model inside a function or method
+    of the file that this call runs: the finding sits where the script hands the data over."""
+    return f" (line {found.via.lineno}, through this call)" if found.via is not None else ""
+
+
+def describe_env(taints) -> str:
+    """` of Pendulum (angular velocity up to 8 ...)` when the data comes from a registered env."""
+    registered = next((t.env for t in sorted(taints, key=lambda t: t.line) if t.env is not None), None)
+    return f" of {registered.family} ({registered.detail})" if registered is not None else ""
 
 
 class UnnormalizedInputs(Rule):
@@ -41,7 +58,11 @@ class UnnormalizedInputs(Rule):
         "envs, and results used inside an expression: `np.array(env.reset())`, "
         "`env.reset()[0]`) and `pd.read_csv`/`np.load` through conversions, indexing, stacking and replay "
         "buffers (`buffer.add(...)` to `buffer.sample()`) to calls of a model whose class it can "
-        "read (in the file or a sibling module). It is satisfied by `(x - mean) / std`, a "
+        "read (in the file or a sibling module). Where the script names a registered env by its "
+        "id, its documented observation scale decides: CartPole, MountainCar, Acrobot, LunarLander "
+        "and BipedalWalker observations are already of order one and discrete (toy-text) states are "
+        "indices, so those are not reported; Pendulum and the MuJoCo envs are. It is satisfied by "
+        "`(x - mean) / std`, a "
         "normalizer or scaler call, `/ 255`, a normalizing wrapper on the env (also inside an "
         "env factory, in the file or a sibling module), or a LayerNorm/BatchNorm as the model's "
         "first operation. Envs built by code it cannot read make it stay silent. "
@@ -93,8 +114,8 @@ action = policy(torch.as_tensor(obs))
         for found, taints in first_per_source(ctx, ("obs", "features")):
             kind = "observations" if any(t.kind == "obs" for t in taints) else "features"
             message = (
-                f"raw {kind} from {describe_sources(taints)} reach `{found.model}` with no normalization "
-                "on the way: the largest-scale feature dominates the first layer's gradients; "
+                f"raw {kind}{describe_env(taints)} from {describe_sources(taints)} reach `{found.model}`{describe_route(found)} with no "
+                "normalization on the way: the largest-scale feature dominates the first layer's gradients; "
                 "standardize them (a running mean/std, gymnasium NormalizeObservation) or start "
                 "the model with nn.LayerNorm(in_dim)"
             )

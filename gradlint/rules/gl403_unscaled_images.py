@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
-from gradlint.rules.gl401_unnormalized_inputs import describe_sources, first_per_source
+from gradlint.rules.gl401_unnormalized_inputs import describe_route, describe_sources, first_per_source
 
 
 class UnscaledImages(Rule):
@@ -65,7 +65,7 @@ q = q_net(torch.as_tensor(obs).float())
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
         for found, taints in first_per_source(ctx, ("image",)):
             message = (
-                f"uint8 frames from {describe_sources(taints)} reach `{found.model}` without `/ 255`: "
+                f"uint8 frames from {describe_sources(taints)} reach `{found.model}`{describe_route(found)} without `/ 255`: "
                 "inputs ~100x unit scale make the first layer's gradients ~100x too large; divide "
                 "by 255.0 (in the loop or first thing in forward)"
             )
