@@ -91,6 +91,7 @@ class ModelInput:
 class RewardTarget:
     node: ast.expr  # `r + gamma * v` (for `ret += ...`, the whole statement)
     taints: frozenset
+    standardized: bool = False  # the return it computes is standardised or scaled later
 
 
 @dataclass
@@ -651,28 +652,42 @@ class DataFlow:
         op = type(node.op)
         if op is ast.Div:
             if type(node.left) is ast.BinOp and type(node.left.op) is ast.Sub:
-                return _normalized(left)  # (x - mean) / std
+                return self._normalized(left)  # (x - mean) / std
             if _is_big_number(node.right) or _scale_name(node.right):
-                return _normalized(left)  # x / 255, x / obs_scale
+                return self._normalized(left)  # x / 255, x / obs_scale
             return left | right
         if op is ast.Mult:
             if _scale_name(node.right) or _small_number(node.right):
-                return _normalized(left)
+                return self._normalized(left)
             if _scale_name(node.left) or _small_number(node.left):
-                return _normalized(right)
+                return self._normalized(right)
             return left | right
         if op is ast.Add and (left or right):
-            self._reward_target(node, left, right)
+            return left | right | self._reward_target(node, left, right)
         return left | right
 
-    def _reward_target(self, node: ast.BinOp, left: frozenset, right: frozenset) -> None:
-        """`r + gamma * next_value`: rewards entering a return or TD target."""
+    def _reward_target(self, node: ast.BinOp, left: frozenset, right: frozenset) -> frozenset:
+        """`r + gamma * next_value`: rewards entering a return or TD target. The value it computes
+        carries a `target` taint, so that standardising the returns later (`(returns -
+        returns.mean()) / returns.std()`, before any loss) is seen and clears the finding."""
         for rewards, other in ((left, node.right), (right, node.left)):
             raw = {t for t in rewards if t.kind == "reward" and not t.normalized}
             if raw and _mentions(other, GAMMA_TOKENS):
-                if all(r.node is not node for r in self.reward_targets):
-                    self.reward_targets.append(RewardTarget(node, frozenset(raw)))
-                return
+                target = next((r for r in self.reward_targets if r.node is node), None)
+                if target is None:
+                    target = RewardTarget(node, frozenset(raw))
+                    self.reward_targets.append(target)
+                return frozenset({Taint("target", f"target@{node.lineno}:{node.col_offset}", node.lineno)})
+        return _EMPTY
+
+    def _normalized(self, taints: frozenset) -> frozenset:
+        """The same data, standardised or scaled; a return computed from raw rewards is noted."""
+        for taint in taints:
+            if taint.kind == "target" and not taint.normalized:
+                for target in self.reward_targets:
+                    if f"target@{target.node.lineno}:{target.node.col_offset}" == taint.source:
+                        target.standardized = True
+        return frozenset(t.normalize() for t in taints)
 
     def _env_results(self, node: ast.AST, env) -> tuple[frozenset, ...] | None:
         """The taints of what `env.reset(...)` returns, (observations,), or `env.step(...)`,
@@ -732,7 +747,7 @@ class DataFlow:
         if tokens & {"normalize", "normalizer", "normalise", "standardize", "whiten", "rms", "scale", "scaler", "norm"} or (
             last in ("transform", "fit_transform") and owner_tokens & {"scaler", "sc", "ss", "normalizer", "norm", "scale", "rms", "transformer"}
         ) or (owner_tokens & {"normalizer", "rms", "obs", "norm"} and tokens & {"normalize", "call"}):
-            return _normalized(everything)
+            return self._normalized(everything)
         if last in ("clip", "clamp", "sign", "tanh"):
             return frozenset(t.normalize() if t.kind == "reward" else t for t in everything)
         if last in CONVERSIONS:
@@ -743,7 +758,7 @@ class DataFlow:
             self._enter(function, call, env)  # `select_action(state)`
         if summary is not None:  # a function of this file: normalizes, or passes data through
             result = everything | self._returned.get(last, _EMPTY)
-            return _normalized(result) if summary.normalizes_value else result
+            return self._normalized(result) if summary.normalizes_value else result
         if receiver is not None and receiver_taint and last not in ("item", "mean", "sum", "max", "min", "std", "var"):
             return receiver_taint  # a method of the data itself: obs.reshape(...)
         return _EMPTY
@@ -761,8 +776,6 @@ def _disabled(call: ast.Call, keyword: str) -> bool:
                for item in call.keywords)
 
 
-def _normalized(taints: frozenset) -> frozenset:
-    return frozenset(t.normalize() for t in taints)
 
 
 def _is_big_number(node: ast.AST) -> bool:

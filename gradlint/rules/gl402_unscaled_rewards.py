@@ -57,6 +57,8 @@ target = reward * reward_scale + gamma * next_value * (1 - terminated)
             return
         reported: set[frozenset] = set()
         for target in flow.reward_targets:
+            if target.standardized:
+                continue
             key = frozenset(t.line for t in target.taints)
             if key in reported:
                 continue  # one finding per reward source: the first target it enters

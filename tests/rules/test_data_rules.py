@@ -501,3 +501,33 @@ def test_gl401_follows_data_into_an_inline_torch_model() -> None:
 @pytest.mark.parametrize("first", ["nn.LayerNorm(3), ", "Scale(1 / 255), ", "Lambda(lambda x: x / 255.0), "])
 def test_gl401_inline_model_that_starts_by_normalising(first: str) -> None:
     assert found(INLINE.format(first=first), "GL401") == []
+
+
+REINFORCE = """
+    env = gym.make("Pendulum-v1")
+    rewards = []
+    obs, _ = env.reset()
+    for t in range(200):
+        obs, reward, terminated, truncated, _ = env.step(policy_action(obs))
+        rewards.append(reward)
+    R, returns = 0, []
+    for r in rewards[::-1]:
+        R = r + gamma * R  # <-
+        returns.insert(0, R)
+    returns = torch.tensor(returns)
+{standardize}    loss = -(log_probs * returns).sum()
+"""
+
+
+@pytest.mark.parametrize("standardize", [
+    "returns = (returns - returns.mean()) / (returns.std() + eps)\n",
+    "returns = (returns - np.mean(returns)) / np.std(returns)\n",
+    "returns = returns / returns_scale\n",
+])
+def test_gl402_returns_standardised_before_the_loss_are_fine(standardize: str) -> None:
+    assert found(REINFORCE.format(standardize="    " + standardize), "GL402") == []
+
+
+def test_gl402_returns_left_raw_are_reported() -> None:
+    code = REINFORCE.format(standardize="")
+    assert found(code, "GL402") == [("GL402", marked(code)[0])]
