@@ -206,8 +206,15 @@ class DataFlow:
     # definitions --------------------------------------------------------------------------
 
     def _collect_imports(self) -> None:
-        """Functions and model classes the file imports from its own project's modules."""
-        for name, target in self.symbols.imported_names().items():
+        """Functions and model classes the file imports from its own project's modules, also
+        through `from networks import *` (the module's top-level classes and functions)."""
+        imported = dict(self.symbols.imported_names())
+        for module in self.symbols.imports.star_modules:
+            found = imported_summary(self.path, f"{module}.*", self.root)
+            if found is not None:
+                for name in [*found[0].class_names, *found[0].functions]:
+                    imported.setdefault(name, f"{module}.{name}")
+        for name, target in imported.items():
             if target.split(".")[0] in ("torch", "numpy", "np", "gym", "gymnasium", "pandas"):
                 continue
             found = imported_summary(self.path, target, self.root)

@@ -28,6 +28,7 @@ class ImportTable:
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
+        self.star_modules: list[str] = []  # `from X import *`: X (its names are unknown here)
 
     def add(self, node: ast.Import | ast.ImportFrom) -> None:
         if type(node) is ast.Import:
@@ -40,7 +41,9 @@ class ImportTable:
             return
         module = "." * node.level + (node.module or "")  # type: ignore[union-attr]
         for alias in node.names:
-            if alias.name != "*":
+            if alias.name == "*":
+                self.star_modules.append(module)
+            else:
                 self.names[alias.asname or alias.name] = f"{module}.{alias.name}" if module else alias.name
 
     def resolve(self, name: str | None) -> str | None:

@@ -531,3 +531,22 @@ def test_gl402_returns_standardised_before_the_loss_are_fine(standardize: str) -
 def test_gl402_returns_left_raw_are_reported() -> None:
     code = REINFORCE.format(standardize="")
     assert found(code, "GL402") == [("GL402", marked(code)[0])]
+
+
+def test_gl401_follows_models_of_a_sibling_module_imported_with_a_star(tmp_path: Path) -> None:
+    from gradlint.analysis import project
+
+    (tmp_path / "networks.py").write_text(HEADER)
+    (tmp_path / "train.py").write_text(textwrap.dedent("""
+        import gymnasium as gym
+        import torch
+        from networks import *
+
+        env = gym.make("Pendulum-v1")
+        policy = Policy()
+        obs, _ = env.reset()
+        action = policy(torch.as_tensor(obs))
+    """))
+    project._CACHE.clear()
+    settings = Settings(select=("GL401",), root=str(tmp_path))
+    assert [(d.code, d.line) for d in lint_source(read_source(str(tmp_path / "train.py")), settings)] == [("GL401", 9)]
