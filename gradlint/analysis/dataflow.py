@@ -416,10 +416,10 @@ class DataFlow:
             if last == "make" and qualified.split(".")[0] in ("gym", "gymnasium"):
                 facts = facts or EnvFacts()
                 made = True
-                env_id = positional(call)[0] if positional(call) else None
-                if type(env_id) is ast.Constant and isinstance(env_id.value, str):
-                    facts.registered = registered_scale(env_id.value)
-                    if any(m in env_id.value for m in IMAGE_MARKERS) or (
+                env_id = self._string_value(positional(call)[0]) if positional(call) else None
+                if env_id is not None:
+                    facts.registered = registered_scale(env_id)
+                    if any(m in env_id for m in IMAGE_MARKERS) or (
                             facts.registered is not None and facts.registered.scale == "image"):
                         facts.image = True
             elif last in ("SyncVectorEnv", "AsyncVectorEnv", "make_vec", "DummyVecEnv", "SubprocVecEnv"):
@@ -455,6 +455,25 @@ class DataFlow:
                     facts = EnvFacts(known=False)  # an env from code we cannot read
         if facts is not None:
             self.envs[key] = facts
+
+    def _string_value(self, node: ast.expr) -> str | None:
+        """A string literal, or a name bound to one: a module constant (`ENV_NAME = "Pendulum-v1"`)
+        or the one string assigned to that name in the enclosing function."""
+        if type(node) is ast.Constant:
+            return node.value if isinstance(node.value, str) else None
+        if type(node) is not ast.Name:
+            return None
+        scope = self.symbols.scope_of(node)
+        if scope is not None:
+            values = {self._string_value(statement.value) for statement in ast.walk(scope)
+                      if type(statement) is ast.Assign and statement.value is not node
+                      and any(type(t) is ast.Name and t.id == node.id for t in statement.targets)}
+            if len(values) == 1:
+                return values.pop()
+            if values:
+                return None
+        value = self.symbols.constants.get(node.id)
+        return value if isinstance(value, str) else None
 
     def _note_model(self, target: ast.expr, value: ast.expr) -> None:
         if is_unpacking(target) and type(value) in (ast.Tuple, ast.List):

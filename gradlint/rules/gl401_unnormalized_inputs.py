@@ -15,13 +15,20 @@ QUIET_SCALES = ("unit", "discrete")
 def first_per_source(ctx: FileContext, kinds: tuple[str, ...]):
     """(model input, its taints of `kinds`) once per data source (an env, a file): the first
     model call each source reaches."""
-    reported: set[frozenset] = set()
+    chosen: dict[frozenset, tuple] = {}
     for found in ctx.dataflow.model_inputs:
         taints = {t for t in found.taints if t.kind in kinds and not (t.env and t.env.scale in QUIET_SCALES)}
+        if not taints:
+            continue
         key = frozenset(t.source.split("(")[0].rsplit(".", 1)[0] for t in taints)
-        if taints and key not in reported:
-            reported.add(key)
-            yield found, taints
+        # where the data first reaches a model after it entered (the rollout's call, not an
+        # update method defined earlier in the file that samples it back from a buffer)
+        entered = min(t.line for t in taints)
+        rank = (found.call.lineno < entered, found.call.lineno)
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, found, taints)
+    for _, found, taints in sorted(chosen.values(), key=lambda entry: entry[1].call.lineno):
+        yield found, taints
 
 
 def describe_sources(taints) -> str:

@@ -550,3 +550,39 @@ def test_gl401_follows_models_of_a_sibling_module_imported_with_a_star(tmp_path:
     project._CACHE.clear()
     settings = Settings(select=("GL401",), root=str(tmp_path))
     assert [(d.code, d.line) for d in lint_source(read_source(str(tmp_path / "train.py")), settings)] == [("GL401", 9)]
+
+
+@pytest.mark.parametrize(("binding", "reported"), [
+    ('ENV_NAME = "CartPole-v1"\n', False),
+    ('ENV_NAME = "Pendulum-v1"\n', True),
+    ("", True),  # unknown name: the general rule
+])
+def test_gl401_reads_an_env_id_bound_to_a_module_constant(binding: str, reported: bool) -> None:
+    code = binding + RAW_LOOP.replace('gym.make("Pendulum-v1")', "gym.make(ENV_NAME)")
+    assert bool(found(code, "GL401")) is reported
+
+
+def test_gl401_prefers_the_rollout_call_to_an_update_defined_earlier_that_samples_a_buffer() -> None:
+    code = """
+    class Agent:
+        def __init__(self):
+            self.policy = Policy()
+            self.buffer = ReplayBuffer()
+
+        def update(self):
+            obs, act, rew, nxt = self.buffer.sample(64)
+            return self.policy(obs)
+
+        def act(self, obs):
+            self.buffer.add(obs, 0, 0, obs)
+            return self.policy(torch.as_tensor(obs))
+
+
+    env = gym.make("Pendulum-v1")
+    agent = Agent()
+    obs, _ = env.reset()
+    for t in range(100):
+        action = agent.act(obs)  # <-
+        agent.update()
+    """
+    assert found(code, "GL401") == [("GL401", marked(code)[0])]
