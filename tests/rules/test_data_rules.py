@@ -558,7 +558,7 @@ def test_gl401_follows_models_of_a_sibling_module_imported_with_a_star(tmp_path:
     ("", True),  # unknown name: the general rule
 ])
 def test_gl401_reads_an_env_id_bound_to_a_module_constant(binding: str, reported: bool) -> None:
-    code = binding + RAW_LOOP.replace('gym.make("Pendulum-v1")', "gym.make(ENV_NAME)")
+    code = textwrap.indent(binding, "    ") + RAW_LOOP.replace('gym.make("Pendulum-v1")', "gym.make(ENV_NAME)")
     assert bool(found(code, "GL401")) is reported
 
 
