@@ -448,6 +448,8 @@ class DataFlow:
                     summary = summarize_function_text(text)
                     facts = facts or EnvFacts()
                     made = True
+                    if _BIT_CODES.search(text):  # bit-flipping and one-hot toy envs: already unit scale
+                        facts.registered = EnvScale(last, "unit", "bits or one-hot codes", "this file")
                     facts.normalizes_obs |= summary.normalizes_obs or summary.normalizes_value
                     facts.normalizes_reward |= summary.normalizes_reward
                     facts.image |= summary.image
@@ -829,6 +831,9 @@ def _mentions(node: ast.AST, tokens: set[str]) -> bool:
             return True
     return False
 
+
+# an env class whose states are bits or one-hot codes (`np.random.randint(2, size=n)`, `np.eye(n)[i]`)
+_BIT_CODES = re.compile(r"randint\(\s*(?:0\s*,\s*)?2\s*[,)]|np\.eye\(|one_hot|\.astype\(\s*(?:np\.)?bool")
 
 _ADVANTAGE_NORM = re.compile(
     r"\(\s*([\w.\[\]]+)\s*-\s*\1\.mean\([^)]*\)\s*\)\s*/\s*\(?\s*\1\.std\(|ValueNorm|PopArt|normalize_advantage"

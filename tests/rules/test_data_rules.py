@@ -586,3 +586,33 @@ def test_gl401_prefers_the_rollout_call_to_an_update_defined_earlier_that_sample
         agent.update()
     """
     assert found(code, "GL401") == [("GL401", marked(code)[0])]
+
+
+BIT_ENV = """
+    class BitFlipEnv:
+        def __init__(self, n):
+            self.n = n
+
+        def reset(self):
+            self.state = {state}
+            return self.state
+
+        def step(self, action):
+            self.state[action] = 1 - self.state[action]
+            return self.state, -1.0, False, {{}}
+
+
+    env = BitFlipEnv(11)
+    policy = Policy()
+    obs = env.reset()
+    action = policy(torch.as_tensor(obs))  # <-
+"""
+
+
+@pytest.mark.parametrize(("state", "reported"), [
+    ("np.random.randint(2, size=self.n)", False),
+    ("np.eye(self.n)[0]", False),
+    ("np.random.randn(self.n) * 100.0", True),
+])
+def test_gl401_an_env_class_of_the_file_that_emits_bits_is_already_unit_scale(state: str, reported: bool) -> None:
+    assert bool(found(BIT_ENV.format(state=state), "GL401")) is reported
