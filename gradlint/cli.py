@@ -115,7 +115,7 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
                 click.echo(f"\rlinting {done}/{total} files", err=True, nl=done == total)
     results = lint_paths(found.files, settings, mode, jobs, cache, progress)
     if run_verify:
-        reports = _run_verification(results, settings, (), (), "cpu", 60.0, 8192)
+        reports = _run_verification(results, settings, (), (), "cpu", None, None)  # verify's own defaults
         verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}
         for result in results:
             for diagnostic in result.diagnostics:
@@ -232,7 +232,11 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
 
     if not torch_available():
         _fail(INSTALL_HINT)
-    options = Options(device=device, timeout=timeout, memory_mb=memory)
+    options = Options(device=device)
+    if timeout is not None:
+        options.timeout = timeout
+    if memory is not None:
+        options.memory_mb = memory
     for item in thresholds:
         name, _, value = item.partition("=")
         if name.strip() not in THRESHOLDS:
