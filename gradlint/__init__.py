@@ -1,3 +1,3 @@
 """gradlint: find the causes of exploding gradients in PyTorch training code."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -176,4 +176,4 @@ def _diagnostic(data: dict, path: str) -> Diagnostic:
         fix = Fix(raw["message"], tuple(Edit(e["start"], e["end"], e["content"], tuple(e["location"]), tuple(e["end_location"]))
                                         for e in raw["edits"]), Applicability(raw["applicability"]))
     return Diagnostic(path, data["line"], data["column"], data["end_line"], data["end_column"], data["code"],
-                      data["message"], Severity(data["severity"]), fix, data.get("subject"))
+                      data["message"], Severity(data["severity"]), fix, data.get("subject"), cell=data.get("cell"))

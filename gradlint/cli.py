@@ -21,6 +21,33 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+class DeviceType(click.ParamType):
+    """`cpu`, `cuda` or `cuda:N` (torch's spelling); whether it exists is the worker's to say."""
+
+    name = "cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+            return text
+        self.fail(f"{value!r} is not cpu, cuda or cuda:N (e.g. cuda:1)", param, ctx)
+
+
+# What fails `check --verify` (exit 1): every finding (as without --verify), the findings the
+# verifier did not refute, or only the confirmed ones.
+FAIL_ON = ("findings", "unrefuted", "confirmed")
+
+
+def _fails_the_run(diagnostic, fail_on: str) -> bool:
+    if fail_on == "findings":
+        return True
+    from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED
+
+    if fail_on == "confirmed":
+        return diagnostic.verdict == CONFIRMED
+    return diagnostic.verdict != NOT_CONFIRMED  # unrefuted: confirmed, not verified, or no verdict
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="gradlint")
 def main() -> None:
@@ -50,27 +77,31 @@ def main() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only, no summary.")
 @click.option("--verify", "run_verify", is_flag=True, help="Also run `gradlint verify` and mark each finding with its verdict.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="findings", show_default=True,
+              help="With --verify, which findings make the exit status 1: all of them, those the verifier did not "
+                   "refute (confirmed or not verified), or only the confirmed ones.")
 @click.option("--no-cache", is_flag=True, envvar="GRADLINT_NO_CACHE", help="Lint every file again; read and write no cache.")
 @click.option("--watch", is_flag=True, help="Lint again whenever a file under PATHS changes (Ctrl-C stops).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), envvar="GRADLINT_CACHE_DIR",
               help="Where to keep the cache (default: .gradlint_cache next to the config, or in the current directory).")
 def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
           config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
-          jobs, quiet, run_verify, no_cache, watch, cache_dir) -> None:
+          jobs, quiet, run_verify, fail_on, no_cache, watch, cache_dir) -> None:
     """Lint PATHS (files or directories; default: the current directory)."""
+    from gradlint.diagnostics import FileError
     from gradlint.discovery import discover
-    from gradlint.engine import FixMode, lint_paths
+    from gradlint.engine import FileResult, FixMode, lint_paths
 
     paths = list(paths) or ["."]
     settings = _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes)
+    if fail_on != "findings" and not run_verify:
+        _fail(f"--fail-on {fail_on} needs --verify (verdicts come from it)")
     if watch:
         if fix or diff or run_verify:
             _fail("--watch only reports; it does not combine with --fix, --diff or --verify")
         _watch(paths, settings, force_exclude, jobs, no_cache, cache_dir, output_format)
     mode = FixMode(apply=fix and not diff, diff=diff, unsafe=settings.unsafe_fixes)
     found = discover(paths, settings, force_exclude)
-    for missing in found.missing:
-        click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
     cache = None
     if not no_cache and not mode.active:
         from gradlint.cache import Cache
@@ -84,11 +115,14 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
                 click.echo(f"\rlinting {done}/{total} files", err=True, nl=done == total)
     results = lint_paths(found.files, settings, mode, jobs, cache, progress)
     if run_verify:
-        reports = _run_verification(results, settings, (), (), "cpu", 60.0, 8192)
+        reports = _run_verification(results, settings, (), (), "cpu", None, None)  # verify's own defaults
         verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}
         for result in results:
             for diagnostic in result.diagnostics:
                 diagnostic.verdict = verdicts.get((diagnostic.path, diagnostic.code, diagnostic.subject or "(no model class)"))
+    # a missing path is a file that could not be checked: one error line, counted in the summary
+    # (so never "All checks passed!"), an annotation in the machine formats, exit status 2
+    results += [FileResult(path, error=FileError(path, "no such file or directory")) for path in found.missing]
 
     for result in results:
         if result.error:
@@ -96,14 +130,19 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
         for message in result.fix_errors:
             click.echo(f"gradlint: error: {message}", err=True)
 
+    remaining = sum(1 for r in results for d in r.diagnostics if _fails_the_run(d, fail_on))
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
     try:
-        _report(results, mode, output_format, stream, statistics, show_fixes, quiet)
+        # every path missing: nothing was checked, and the error lines say it all
+        _report(results, mode, output_format, stream, statistics, show_fixes, quiet or (found.missing and not found.files))
+        if fail_on != "findings" and not quiet and output_format in ("text", "concise", "full"):
+            total = sum(len(r.diagnostics) for r in results)
+            click.echo(f"--fail-on {fail_on}: {remaining} of {total} finding{'s' if total != 1 else ''} fail the run.",
+                       file=stream)
     finally:
         if stream:
             stream.close()
 
-    remaining = sum(len(r.diagnostics) for r in results)
     fixed = sum(r.fixed for r in results)
     if found.missing or any(r.error or r.fix_errors for r in results):
         sys.exit(2)
@@ -193,7 +232,11 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
 
     if not torch_available():
         _fail(INSTALL_HINT)
-    options = Options(device=device, timeout=timeout, memory_mb=memory)
+    options = Options(device=device)
+    if timeout is not None:
+        options.timeout = timeout
+    if memory is not None:
+        options.memory_mb = memory
     for item in thresholds:
         name, _, value = item.partition("=")
         if name.strip() not in THRESHOLDS:
@@ -393,7 +436,8 @@ def render_model(data: dict) -> str:
 @click.option("--isolated", is_flag=True, help="Ignore configuration files.")
 @click.option("--init-args", multiple=True, help='Constructor arguments: CLASS=JSON, e.g. Actor={"state_dim": 17}.')
 @click.option("--input-shape", multiple=True, help="Input shapes: CLASS=8,17 (several inputs: CLASS=8,17;8,6).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=DeviceType(), default="cpu", show_default=True,
+              help="Where the probes run: cpu, cuda (the current GPU) or cuda:N (GPU number N).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per model.")
 @click.option("--memory", type=click.IntRange(min=256), default=8192, show_default=True, help="Memory limit of the worker, MiB.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -417,6 +461,8 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     found = discover(paths, settings)
     for missing in found.missing:
         click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
+    if found.missing and not found.files:
+        sys.exit(2)  # nothing to verify, and the error lines said why
     results = lint_paths(found.files, settings)
     for result in results:
         if result.error:

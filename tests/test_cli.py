@@ -274,3 +274,99 @@ def test_watch_lints_again_when_a_file_changes(project: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- the messages of the first hour (issue 19) -------------------------------------------------
+
+
+def test_a_missing_path_is_one_error_line_and_never_all_checks_passed(project: Path) -> None:
+    alone = run("check", "missing.py", cwd=project)
+    assert alone.exit_code == 2
+    assert alone.stderr == "gradlint: error: missing.py: no such file or directory\n" and alone.stdout == ""
+    beside = run("check", "missing.py", "good.py", cwd=project)
+    assert beside.exit_code == 2 and beside.stderr == alone.stderr
+    assert "All checks passed!" not in beside.output and beside.stdout.strip() == "1 file could not be checked."
+    annotated = run("check", "--format", "github", "missing.py", "good.py", cwd=project)
+    assert annotated.stdout.strip() == "::error title=gradlint,file=missing.py,line=1::missing.py: no such file or directory"
+    empty = project / "empty"
+    empty.mkdir()
+    assert run("check", "empty", cwd=project).stdout.strip() == "All checks passed!"  # nothing to check is no error
+    verify = run("verify", "missing.py", cwd=project)
+    assert verify.exit_code == 2 and verify.stdout == "" and verify.stderr == alone.stderr
+
+
+def test_a_notebook_finding_keeps_its_cell_when_the_cache_serves_it(tmp_path: Path) -> None:
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# Training"]},
+             {"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [], "source": BAD.splitlines(True)}]
+    (tmp_path / "nb.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    first, second = (run("check", "nb.ipynb", cwd=tmp_path).stdout.splitlines()[0] for _ in range(2))
+    assert first.startswith("nb.ipynb:cell 2:5:5: GL101") and second == first
+    assert (tmp_path / ".gradlint_cache").is_dir()
+
+
+def test_device_accepts_cuda_n_and_rejects_other_names(project: Path) -> None:
+    from gradlint.cli import DeviceType
+
+    assert [DeviceType().convert(v, None, None) for v in ("cpu", "cuda", "cuda:1", "CUDA:12")] == [
+        "cpu", "cuda", "cuda:1", "cuda:12"]
+    for wrong in ("gpu", "cuda:", "cuda:x", "cuda:-1", "mps"):
+        result = run("verify", "--device", wrong, "bad.py", cwd=project)
+        assert result.exit_code == 2 and "is not cpu, cuda or cuda:N" in result.stderr, wrong
+
+
+def test_device_cuda_1_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU is visible: the same answer on every machine
+    result = run("verify", "--device", "cuda:1", str(ROOT / "fixtures" / "models" / "deep_plain_relu.py"))
+    assert result.exit_code == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gradlint: error: --device cuda:1: CUDA is not available") and "use --device cpu" in line
+
+
+def test_fail_on_needs_verify_and_decides_by_verdict() -> None:
+    from gradlint.cli import _fails_the_run
+    from gradlint.diagnostics import Diagnostic
+
+    def finding(verdict):
+        return Diagnostic("t.py", 1, 1, 1, 2, "GL201", "m", verdict=verdict)
+
+    verdicts = ["confirmed", "not confirmed", "not verified", None]
+    assert [_fails_the_run(finding(v), "findings") for v in verdicts] == [True, True, True, True]
+    assert [_fails_the_run(finding(v), "unrefuted") for v in verdicts] == [True, False, True, True]
+    assert [_fails_the_run(finding(v), "confirmed") for v in verdicts] == [True, False, False, False]
+    result = CliRunner().invoke(main, ["check", "--fail-on", "confirmed", "x.py"])
+    assert result.exit_code == 2 and result.stderr == "gradlint: error: --fail-on confirmed needs --verify (verdicts come from it)\n"
+
+
+DEEP_RELU = """import torch.nn as nn
+
+
+class Deep(nn.Module):
+    def __init__(self, width=32, depth=8):
+        super().__init__()
+        layers = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.{init}
+
+    def forward(self, x):
+        return self.net(x)
+"""
+
+
+@pytest.mark.slow
+def test_fail_on_confirmed_fails_on_the_confirmed_finding_only(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    # small models keep the verifier quick: std=1 on 32 inputs (c = 16) explodes, PyTorch's
+    # default-like init (c = 1/6) shrinks the gradients
+    (tmp_path / "confirmed.py").write_text(DEEP_RELU.format(init="normal_(m.weight, std=1.0)"))
+    (tmp_path / "refuted.py").write_text(DEEP_RELU.format(init="kaiming_uniform_(m.weight, a=5 ** 0.5)"))
+    result = run("check", "--no-cache", "--verify", "--select", "GL201", "--fail-on", "confirmed", "refuted.py",
+                 "confirmed.py", cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("refuted.py:") and line.endswith("[not confirmed]") for line in lines)  # still shown
+    assert any(line.startswith("confirmed.py:") and line.endswith("[confirmed]") for line in lines)
+    assert result.exit_code == 1 and lines[-1] == "--fail-on confirmed: 1 of 2 findings fail the run.", result.stdout
