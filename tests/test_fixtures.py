@@ -81,13 +81,13 @@ def test_all_fixes_including_unsafe_parse_and_are_idempotent(path: Path, tmp_pat
 DATA = FIXTURES / "data"
 DATA_EXPECTED = {  # file -> the GL4xx codes it must show (GL402 selected explicitly: it is off by default)
     "pendulum_ddpg_raw.py": {"GL401", "GL402"},
-    "cartpole_ppo_raw.py": {"GL401", "GL402"},
+    "mujoco_ppo_raw.py": {"GL401", "GL402"},
     "maddpg_multiagent_raw.py": {"GL401", "GL402"},
     "atari_dqn_raw.py": {"GL403", "GL402"},
     "tabular_regression_raw.py": {"GL401"},
     "split_project/train_raw.py": {"GL401", "GL402"},
     "pendulum_ddpg_normalized.py": set(),
-    "cartpole_ppo_wrapped.py": set(),
+    "mujoco_ppo_wrapped.py": set(),
     "maddpg_multiagent_normalized.py": set(),
     "atari_dqn_scaled.py": set(),
     "tabular_regression_scaled.py": set(),

@@ -459,10 +459,14 @@ class DataFlow:
             self.envs[key] = facts
 
     def _string_value(self, node: ast.expr) -> str | None:
-        """A string literal, or a name bound to one: a module constant (`ENV_NAME = "Pendulum-v1"`)
-        or the one string assigned to that name in the enclosing function."""
+        """A string literal, or a name bound to one: a module constant (`ENV_NAME = "Pendulum-v1"`),
+        the one string assigned to that name in the enclosing function, or the default of a
+        command-line option (`args.env_id`, from argparse or an options dataclass)."""
         if type(node) is ast.Constant:
             return node.value if isinstance(node.value, str) else None
+        if type(node) is ast.Attribute:  # `args.env_id`: the option's default, as the script runs as written
+            value = self.symbols.option_defaults.get(node.attr)
+            return value if isinstance(value, str) else None
         if type(node) is not ast.Name:
             return None
         scope = self.symbols.scope_of(node)

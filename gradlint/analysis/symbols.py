@@ -116,6 +116,7 @@ class Symbols:
         self.nested: dict[int, dict[str, ast.AST]] = {}  # id(function) -> functions/classes defined in it
         self._parents: dict[int, Any] | None = None  # id(node) -> enclosing function, on first need
         self._calls: dict[int, tuple[ast.AST, bool, list]] = {}
+        self._option_defaults: dict[str, Any] | None = None
         self._index(tree)
         self.constants: dict[str, Any] = module_constants(tree)
 
@@ -246,6 +247,40 @@ class Symbols:
                 if found is not None:
                     return found
         return None
+
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        """The defaults a script's command-line options take when it is run as written:
+        `parser.add_argument("--env-id", default="CartPole-v1")` and dataclass fields of an
+        options class (`env_id: str = "CartPole-v1"`, as tyro reads them) -> {"env_id": ...}. A
+        name given different defaults in different places is left out."""
+        if self._option_defaults is None:
+            from gradlint.analysis.values import UNKNOWN, evaluate
+
+            found: dict[str, set] = {}
+            for call, _ in self.calls(self.tree):
+                func = call.func
+                if type(func) is not ast.Attribute or func.attr != "add_argument" or not call.args:
+                    continue
+                flags = [a.value for a in call.args if type(a) is ast.Constant and isinstance(a.value, str)]
+                dest = next((k.value.value for k in call.keywords if k.arg == "dest"
+                             and type(k.value) is ast.Constant), None)
+                long = [f for f in flags if f.startswith("--")] or flags
+                name = dest or (long[0].lstrip("-").replace("-", "_") if long else None)
+                default = next((k.value for k in call.keywords if k.arg == "default"), None)
+                if name and default is not None:
+                    found.setdefault(name, set()).add(evaluate(default, self.constants))
+            for index in self.classes.values():
+                if not any(dotted(d) in ("dataclass", "dataclasses.dataclass") or
+                           (type(d) is ast.Call and dotted(d.func) in ("dataclass", "dataclasses.dataclass"))
+                           for d in index.node.decorator_list):
+                    continue
+                for statement in index.node.body:
+                    if type(statement) is ast.AnnAssign and type(statement.target) is ast.Name and statement.value:
+                        found.setdefault(statement.target.id, set()).add(evaluate(statement.value, self.constants))
+            self._option_defaults = {name: next(iter(values)) for name, values in found.items()
+                                     if len(values) == 1 and next(iter(values)) is not UNKNOWN}
+        return self._option_defaults
 
     # calls ------------------------------------------------------------------------------
 

@@ -139,3 +139,25 @@ def test_names_read_and_parameter_roots() -> None:
     value = s.tree.body[0].value
     assert parameter_roots(s, value) == {"self.actor", "mixer"}
     assert sorted(names_read(value)) == ["extra", "list", "list", "mixer", "self"]
+
+
+def test_option_defaults_from_argparse_and_an_options_dataclass() -> None:
+    s = symbols("""
+        import argparse
+        from dataclasses import dataclass
+
+        @dataclass
+        class Args:
+            env_id: str = "CartPole-v1"
+            total_timesteps: int = 500000
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--env-name", type=str, default="Pendulum-v1")
+        parser.add_argument("--lr", "-l", default=3e-4)
+        parser.add_argument("-g", dest="gamma", default=0.99)
+        parser.add_argument("--seed", default=1)
+        parser.add_argument("--seed", default=2)
+        parser.add_argument("--device", default=pick())
+    """)
+    assert s.option_defaults == {"env_id": "CartPole-v1", "total_timesteps": 500000, "env_name": "Pendulum-v1",
+                                 "lr": 3e-4, "gamma": 0.99}

@@ -616,3 +616,10 @@ BIT_ENV = """
 ])
 def test_gl401_an_env_class_of_the_file_that_emits_bits_is_already_unit_scale(state: str, reported: bool) -> None:
     assert bool(found(BIT_ENV.format(state=state), "GL401")) is reported
+
+
+@pytest.mark.parametrize(("default", "reported"), [("CartPole-v1", False), ("Pendulum-v1", True)])
+def test_gl401_reads_the_env_id_a_script_runs_with_by_default(default: str, reported: bool) -> None:
+    code = ('    parser.add_argument("--env-id", type=str, default="%s")\n' % default) + RAW_LOOP.replace(
+        'gym.make("Pendulum-v1")', "gym.make(args.env_id)")
+    assert bool(found(code, "GL401")) is reported
