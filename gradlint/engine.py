@@ -121,6 +121,7 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
 
 def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileResult:
     """Lint one file (and fix it when asked). Never raises for bad input."""
+    from gradlint import marimo
     from gradlint.analysis import project
 
     result = FileResult(path)
@@ -137,7 +138,10 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
         if (len(source.text) > MAX_ANALYSED_CHARS and not skips_file(source.text)
                 and any(rule.wants(source.text) for rule in rules)):
             check_analysable(source.text)  # a file no rule wants is only read, as small ones are
-        if mode.active:
+        view = marimo.present(source)
+        if view is not None:
+            marimo.lint_marimo(view, settings, rules, mode, result)
+        elif mode.active:
             fix_file(source, settings, rules, mode, result)
         else:
             result.diagnostics = lint_source(source, settings, rules)

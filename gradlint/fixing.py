@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 import secrets
 import stat
 import warnings
@@ -66,10 +67,17 @@ def apply_fixes(text: str, diagnostics: list[Diagnostic]) -> tuple[str, int, lis
     return splice(text, good), len(accepted) - len(rejected), rejected
 
 
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # Python's line endings only (splitlines also splits at \f)
+
+
 def unified_diff(path: str, before: str, after: str) -> str:
+    """A unified diff; the path in its headers escaped (a newline in a name cannot add lines)."""
+    from gradlint.output.escape import printable
+
+    shown = printable(path)
     lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=f"a/{path}", tofile=f"b/{path}", n=3,
+        _LINES.findall(before), _LINES.findall(after),
+        fromfile=f"a/{shown}", tofile=f"b/{shown}", n=3,
     )
     out = []
     for line in lines:

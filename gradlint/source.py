@@ -91,6 +91,13 @@ class SourceFile:
         return text.encode(self.encoding)
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of a text without their endings, split where Python splits them (at \\n, \\r\\n
+    and \\r; not at form feeds or Unicode separators, as `str.splitlines` does)."""
+    lines = _NEWLINE.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def decode_source(path: str, raw: bytes) -> SourceFile:
     """Decode raw bytes as Python source, honouring a BOM or an encoding cookie."""
     try:

@@ -148,6 +148,6 @@ def test_two_check_runs_at_once_share_the_cache_safely(tmp_path: Path) -> None:
     assert [p.returncode for p in runs] == [1, 1] and outputs[0][0] == outputs[1][0], outputs
     assert outputs[0][0].count("GL101") == 5
     [results] = (tmp_path / "cache").glob("*/*/results.json")
-    assert len(json.loads(results.read_text())) == 10  # whichever run saved last, nothing torn or lost
+    assert len(json.loads(results.read_text())["entries"]) == 10  # whichever run saved last, nothing torn or lost
     warm = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert warm.stdout == outputs[0][0]
