@@ -364,7 +364,7 @@ def render_model(data: dict) -> str:
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     cell = f"cell {data['cell']}:" if data.get("cell") else ""
-    lines = [f"{data['file']}:{cell}{data['line']}: {data['name']} ({data['kind']})"]
+    lines = [f"{printable(data['file'])}:{cell}{data['line']}: {printable(data['name'])} ({data['kind']})"]
     if data["init_params"]:
         lines.append("  constructor: " + ", ".join(f"{k}={show(v)}" for k, v in data["init_params"].items()))
     if data["inputs"]:

@@ -316,13 +316,14 @@ def load_settings(paths: list[str], config: tuple[str, ...] = (), isolated: bool
     path: Path | None = None
     if files:
         path = Path(files[0])
-        if not path.is_file():
-            raise ConfigError(f"--config {files[0]}: no such file")
+        if not os.path.lexists(path):
+            raise ConfigError(f"--config {files[0]}: no such file")  # anything else: load_table says what it is
     elif not isolated:
         path = find_config(paths[0] if paths else ".")
     if path is not None:
+        table = load_table(path)  # first: a link loop or a FIFO is one line from here
         settings = replace(settings, root=str(path.resolve().parent), config_path=str(path))
-        settings = settings_from_table(load_table(path), str(path), settings)
+        settings = settings_from_table(table, str(path), settings)
     for override in inline:
         try:
             table = tomllib.loads(override)

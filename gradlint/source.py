@@ -120,14 +120,15 @@ def decode_source(path: str, raw: bytes) -> SourceFile:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise SourceError("the file contains NUL bytes (binary data?)", line)
-    check_bool_chains(text)
+    if len(text) <= MAX_ANALYSED_CHARS:  # a larger text is never parsed
+        check_bool_chains(text)
     return SourceFile(path=path, text=text, encoding=encoding, raw=raw)
 
 
 def check_bool_chains(text: str) -> None:
     """Refuse an `and`/`or` chain too long for libcst's native parser (a SourceError, where the
     parser would crash the whole process). Costs one regex pass; `ast` only for suspect files."""
-    if len(_BOOL_WORD.findall(text)) < MAX_BOOL_OPERANDS:
+    if text.count("and") + text.count("or") < MAX_BOOL_OPERANDS or len(_BOOL_WORD.findall(text)) < MAX_BOOL_OPERANDS:
         return
     try:
         with warnings.catch_warnings():
