@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gradlint.cache import Cache
@@ -151,3 +153,163 @@ def test_two_check_runs_at_once_share_the_cache_safely(tmp_path: Path) -> None:
     assert len(json.loads(results.read_text())["entries"]) == 10  # whichever run saved last, nothing torn or lost
     warm = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert warm.stdout == outputs[0][0]
+
+
+# --- a cache nobody can forge, and nothing malformed can crash or mislead ------------------------
+
+
+def _cached_check(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """bad.py and clean.py linted once with the cache; returns bad.py and the results file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    (tmp_path / "bad.py").write_text(BAD)
+    (tmp_path / "clean.py").write_text(GOOD)
+    assert run("check", ".", cwd=tmp_path).exit_code == 1
+    [results] = (tmp_path / ".gradlint_cache").glob("*/*/results.json")
+    return tmp_path / "bad.py", results
+
+
+def _entries(results: Path) -> dict:
+    return json.loads(results.read_text())["entries"]
+
+
+def _genuine(results: Path, path: Path, settings: Settings) -> bool:
+    """Whether the results file holds a signed, well-formed entry for `path` with its finding."""
+    cache = Cache(str(results.parent.parent.parent), settings)
+    cached = cache.get(str(path))
+    return cached is not None and [d.code for d in cached.diagnostics] == ["GL101"]
+
+
+def test_the_key_lives_outside_the_project_and_is_private(tmp_path: Path, monkeypatch) -> None:
+    bad, results = _cached_check(tmp_path, monkeypatch)
+    key = tmp_path / "user-cache" / "gradlint" / "cache-key"
+    assert key.stat().st_size == 32 and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob(".gradlint_cache/**/*key*"))
+    # no place for a key (XDG_CACHE_HOME is a file): nothing is cached, everything still linted
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-dir"))
+    results.unlink()
+    result = run("check", ".", cwd=tmp_path)
+    assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output and not results.exists()
+
+
+def test_an_entry_with_the_right_hash_and_no_findings_does_not_hide_them(tmp_path: Path, monkeypatch) -> None:
+    """The attack: a results file committed with an entry that records bad.py's real size,
+    mtime and hash but no findings. Its MAC cannot be made without the user's key; forged
+    with the old MAC, with a MAC under another key, or copied from a clean file's genuine
+    entry, it is ignored, bad.py linted again, and the entry rewritten."""
+    import hashlib
+    import hmac
+
+    bad, results = _cached_check(tmp_path, monkeypatch)
+    key = str(bad.resolve())
+    genuine = _entries(results)
+    mac, payload = genuine[key]
+    emptied = json.loads(payload)
+    emptied["diagnostics"] = []
+    forged_payload = json.dumps(emptied, separators=(",", ":"))
+    other_key_mac = hmac.new(b"\0" * 32, forged_payload.encode(), hashlib.sha256).hexdigest()
+    clean_entry = genuine[str((tmp_path / "clean.py").resolve())]
+    for forged in ([mac, forged_payload], [other_key_mac, forged_payload], clean_entry, ["", forged_payload]):
+        entries = dict(genuine)
+        entries[key] = forged
+        results.write_text(json.dumps({"format": 2, "entries": entries}))
+        result = run("check", ".", cwd=tmp_path)
+        assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output, forged
+        assert _entries(results)[key] != forged  # rewritten
+        assert _genuine(results, bad, Settings())
+
+
+MALFORMED = {
+    "not JSON": b"{garbage",
+    "a list": b"[]",
+    "old format": json.dumps({"/x.py": {"hash": "0"}}).encode(),
+    "entries not a table": json.dumps({"format": 2, "entries": []}).encode(),
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "NUL bytes": b"\0" * 1000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_results_file_is_ignored_and_rewritten(tmp_path: Path, monkeypatch, name: str) -> None:
+    bad, results = _cached_check(tmp_path, monkeypatch)
+    results.write_bytes(MALFORMED[name])
+    result = run("check", ".", cwd=tmp_path)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output
+    assert _genuine(results, bad, Settings())
+
+
+def _signed_variants(cache: Cache, key: str, payload: str) -> dict[str, list]:
+    """Entries signed with the real key (as a buggy older gradlint could have written them)
+    whose shape is wrong: the MAC alone must not make them trusted."""
+    from gradlint.rules import RULES_BY_CODE
+
+    entry = json.loads(payload)
+    off = next(code for code in sorted(RULES_BY_CODE) if code not in Settings().enabled)
+    variants = {
+        "dependencies a list": {**entry, "dependencies": []},
+        "checked a string": {**entry, "checked": "later"},
+        "size a float": {**entry, "size": 1.5},
+        "no hash": {k: v for k, v in entry.items() if k != "hash"},
+        "unknown rule": {**entry, "diagnostics": [{**entry["diagnostics"][0], "code": "GL999"}]},
+        "a rule not selected": {**entry, "diagnostics": [{**entry["diagnostics"][0], "code": off}]},
+        "line 0": {**entry, "diagnostics": [{**entry["diagnostics"][0], "line": 0}]},
+        "bad severity": {**entry, "diagnostics": [{**entry["diagnostics"][0], "severity": "fatal"}]},
+        "bad edit": {**entry, "diagnostics": [{**entry["diagnostics"][0], "fix": {"message": "m", "applicability": "safe",
+                                                                                "edits": [{"start": 5, "end": 1}]}}]},
+        "error of another shape": {**entry, "error": {"message": 1}},
+        "a dependency of another shape": {**entry, "dependencies": {"/x.py": {"hash": 3}}},
+    }
+    signed = {}
+    for name, value in variants.items():
+        text = json.dumps(value, separators=(",", ":"))
+        signed[name] = [cache._mac(key, text), text]
+    signed["not a pair"] = ["only one"]
+    signed["payload not JSON"] = [cache._mac(key, "{"), "{"]
+    signed["payload a list"] = [cache._mac(key, "[]"), "[]"]
+    return signed
+
+
+def test_a_signed_entry_of_the_wrong_shape_is_ignored_and_rewritten(tmp_path: Path, monkeypatch) -> None:
+    bad, results = _cached_check(tmp_path, monkeypatch)
+    key = str(bad.resolve())
+    genuine = _entries(results)
+    cache = Cache(str(results.parent.parent.parent), Settings())
+    for name, stored in _signed_variants(cache, key, genuine[key][1]).items():
+        results.write_text(json.dumps({"format": 2, "entries": {**genuine, key: stored}}))
+        result = run("check", ".", cwd=tmp_path)
+        assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output, (name, result.output)
+        assert _entries(results)[key] != stored, name
+    # an entry for a file not linted this run is dropped when the file is rewritten, not kept
+    ghost = str((tmp_path / "ghost.py").resolve())
+    results.write_text(json.dumps({"format": 2, "entries": {key: ["x", "{}"], ghost: ["x", "{}"]}}))
+    assert run("check", ".", cwd=tmp_path).exit_code == 1
+    assert ghost not in _entries(results)
+
+
+def test_a_cache_that_is_not_a_regular_file_or_directory_is_never_followed(tmp_path: Path, monkeypatch) -> None:
+    """A results file that is a FIFO or a link to /dev/zero cannot hang the run; a cache
+    directory that is a link (committed to the repository) is not used, so nothing is written
+    where it points."""
+    from tests.test_hostile_inputs import gradlint
+
+    bad, results = _cached_check(tmp_path, monkeypatch)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "user-cache"), "GRADLINT_NO_CACHE": ""}
+    results.unlink()
+    os.mkfifo(results)
+    run_fifo = gradlint("check", "bad.py", cwd=tmp_path, env=env)
+    results.unlink()
+    results.symlink_to("/dev/zero")
+    run_zero = gradlint("check", "bad.py", cwd=tmp_path, env=env)
+    for result in (run_fifo, run_zero):
+        assert result.returncode == 1 and "bad.py:5:5: GL101" in result.stdout and "Traceback" not in result.output
+    assert results.is_file() and not results.is_symlink()  # the link replaced by a results file, not written through
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "bad.py").write_text(BAD)
+    (project / ".gradlint_cache").symlink_to(outside, target_is_directory=True)
+    result = gradlint("check", "bad.py", cwd=project, env=env)
+    assert result.returncode == 1 and "bad.py:5:5: GL101" in result.stdout
+    assert list(outside.iterdir()) == []
