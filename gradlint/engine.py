@@ -181,6 +181,10 @@ def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileRes
         else:
             result.diagnostics = lint_source(source, settings, rules)
     except SourceError as exc:
+        if exc.message.startswith("SyntaxError"):
+            own = notebook.first_invalid_cell()  # the joined text shows it where the next cell starts
+            if own is not None:
+                raise own from None
         cell, line = notebook.position(exc.line)
         where = f"cell {cell}: " if cell else ""
         raise SourceError(f"{where}{notebook.place_lines(exc.message)}", line, exc.column) from None

@@ -11,8 +11,10 @@ only where a statement starts (not inside brackets, strings or after a backslash
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from gradlint.source import SourceError
@@ -99,6 +101,25 @@ class Notebook:
             return f"{match.group(1)}cell {cell}, line {line}" if cell else match.group(0)
 
         return re.sub(r"(\(|\bon )line (\d+)", replace, message)
+
+    def first_invalid_cell(self) -> SourceError | None:
+        """The syntax error of the first code cell that is not Python on its own (Jupyter
+        compiles each cell alone), placed in that cell; None if every cell parses alone."""
+        cells: dict[int, list[str]] = {}
+        for text_line, (cell, line) in zip(self.text.split("\n"), self.cell_of_line):
+            if line:
+                cells.setdefault(cell, []).append(text_line)
+        for cell, lines in cells.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ast.parse("\n".join(lines) + "\n")
+            except SyntaxError as exc:
+                column = max((exc.offset or 1) - 1, 0)
+                return SourceError(f"cell {cell}: SyntaxError: {exc.msg}", exc.lineno or 0, column)
+            except (ValueError, RecursionError, MemoryError):
+                continue
+        return None
 
     def cell_sources(self, text: str) -> dict[int, str]:
         """The source of each code cell (by index in the notebook) in a joined text, magics restored."""

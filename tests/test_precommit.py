@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_notebooks import notebook
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("pre-commit") is None or shutil.which("git") is None,
                                                     reason="needs pre-commit and git")]
@@ -24,7 +25,7 @@ def git(repo: Path, *args: str) -> None:
 
 def try_repo(repo: Path, hook: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
-    return subprocess.run(["pre-commit", "try-repo", str(ROOT), hook, "--files", "train.py"], cwd=repo, env=env,
+    return subprocess.run(["pre-commit", "try-repo", str(ROOT), hook, "--files", "train.py", "train.ipynb"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -33,15 +34,18 @@ def test_check_hook_fails_and_fix_hook_fixes(tmp_path: Path) -> None:
     repo.mkdir()
     git(repo, "init", "-q")
     (repo / "train.py").write_text(BAD)
-    git(repo, "add", "train.py")
+    notebook(repo / "train.ipynb")  # types_or: [python, jupyter]
+    git(repo, "add", "train.py", "train.ipynb")
     git(repo, "commit", "-qm", "init")
     home = tmp_path / "pre-commit-home"
     check = try_repo(repo, "gradlint", home)
     assert check.returncode == 1, check.stdout + check.stderr
     assert "train.py:5:5: GL101" in check.stdout
+    assert "train.ipynb:cell 3:5:5: GL101" in check.stdout
     fix = try_repo(repo, "gradlint-fix", home)
     assert fix.returncode == 1  # pre-commit fails a hook that changed files, as with ruff --fix
     assert "files were modified by this hook" in fix.stdout
     assert "clip_grad_norm_" in (repo / "train.py").read_text()
+    assert "clip_grad_norm_" in (repo / "train.ipynb").read_text()
     again = try_repo(repo, "gradlint", home)
     assert again.returncode == 0, again.stdout
