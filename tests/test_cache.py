@@ -298,6 +298,7 @@ def test_a_cache_that_is_not_a_regular_file_or_directory_is_never_followed(tmp_p
     results.unlink()
     os.mkfifo(results)
     run_fifo = gradlint("check", "bad.py", cwd=tmp_path, env=env)
+    assert results.is_file()  # the FIFO replaced by a results file
     results.unlink()
     results.symlink_to("/dev/zero")
     run_zero = gradlint("check", "bad.py", cwd=tmp_path, env=env)
