@@ -11,12 +11,13 @@ its index), and the content hash decides otherwise. The file is replaced atomica
 what another run wrote meanwhile: two runs at once can only cost a later run some re-linting.
 
 Trust: the cache usually lies inside the project, where a pull request can put a results file
-of its own. A checksum anyone can recompute would stop corruption, not forgery, so each entry
-carries an HMAC-SHA256 under a random key kept outside the project, in the user's cache
-directory (`$XDG_CACHE_HOME/gradlint/cache-key`, 0600), bound to gradlint's version, the
-settings, the file's absolute path and the entry's exact text. An entry whose MAC or shape does
-not check out is ignored, the file linted again, and the entry rewritten; where no key can be
-kept, nothing is cached.
+of its own. A checksum anyone can recompute would stop corruption, not forgery, so the results
+file carries an HMAC-SHA256 of its JSON body under a random key kept outside the project, in
+the user's cache directory (`$XDG_CACHE_HOME/gradlint/cache-key`, 0600), bound to the file
+format, gradlint's version and the settings. A file whose MAC does not check out is ignored
+whole and rewritten; an entry of the wrong shape in a genuine file (a bug of gradlint's own)
+is ignored, its file linted again and the entry rewritten; where no key can be kept, nothing is
+cached. One MAC per file, not per entry: a warm run verifies it in one pass over the bytes.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Cache:
         self.path = os.path.join(self.directory, "results.json")
         self.secret = cache_key()
         self._entries: dict | None = None
-        self._changed: dict[str, list[str]] = {}
+        self._changed: dict[str, dict] = {}
         self.enabled = self._usable()
 
     def _usable(self) -> bool:
@@ -149,35 +150,40 @@ class Cache:
         parts = (self.root, os.path.join(self.root, __version__), self.directory)
         return not any(os.path.islink(part) for part in parts)
 
-    def _mac(self, path: str, payload: str) -> str:
+    def _mac(self, body: bytes) -> bytes:
         assert self.secret is not None
-        message = "\0".join(("gradlint-cache", __version__, self.key, path, payload)).encode("utf-8", "surrogatepass")
-        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+        context = f"gradlint-cache\0{FORMAT}\0{__version__}\0{self.key}\0".encode()
+        return hmac.digest(self.secret, context + body, "sha256")
 
-    def _signed(self, path: str, stored: object) -> dict | None:
-        """The entry of a stored [mac, payload] pair, or None if it is not genuine and well formed."""
-        if not (isinstance(stored, list) and len(stored) == 2 and all(isinstance(s, str) for s in stored)):
-            return None
-        mac, payload = stored
-        if not hmac.compare_digest(mac, self._mac(path, payload)):
-            return None
-        try:
-            entry = json.loads(payload)
-        except (ValueError, RecursionError):
-            return None
-        return entry if _well_formed(entry) else None
+    def _sign(self, entries: dict) -> bytes:
+        """The results file: a header line with the MAC of the JSON body that follows it."""
+        body = json.dumps(entries, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        return b"gradlint-cache %d %s\n" % (FORMAT, self._mac(body).hex().encode()) + body
 
-    def _load(self) -> dict[str, list[str]]:
-        """The stored pairs on disk now (not yet checked); {} for anything unreadable."""
+    def _load(self) -> dict:
+        """The entries on disk now, if the file is genuine (signed with this user's key for
+        this version and these settings); {} for anything else. Entries are shape-checked
+        when used."""
         from gradlint.source import SourceError, read_bytes
 
         try:
-            data = json.loads(read_bytes(self.path, MAX_RESULTS_BYTES))
-        except (SourceError, ValueError, RecursionError):
+            header, _, body = read_bytes(self.path, MAX_RESULTS_BYTES).partition(b"\n")
+        except SourceError:
             return {}
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
+        fields = header.split(b" ")
+        if len(fields) != 3 or fields[:2] != [b"gradlint-cache", str(FORMAT).encode()]:
             return {}
-        return data["entries"]
+        try:
+            genuine = hmac.compare_digest(bytes.fromhex(fields[2].decode("ascii")), self._mac(body))
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        if not genuine:
+            return {}
+        try:
+            entries = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}
+        return entries if type(entries) is dict else {}
 
     @property
     def entries(self) -> dict:
@@ -200,9 +206,8 @@ class Cache:
         not well formed, or names a rule the settings do not enable for this file)."""
         from gradlint.engine import FileResult
 
-        key = os.path.abspath(path)
-        entry = self._signed(key, self.entries.get(key)) if self.enabled else None
-        if entry is None or not self._unchanged(path, entry):
+        entry = self.entries.get(os.path.abspath(path)) if self.enabled else None
+        if not _well_formed(entry) or not self._unchanged(path, entry):
             return None
         for dependency, recorded in entry["dependencies"].items():
             if not self._unchanged(dependency, recorded):
@@ -213,7 +218,7 @@ class Cache:
             result.diagnostics = [_diagnostic(d, path) for d in entry["diagnostics"]]
             if entry["error"]:
                 result.error = FileError(path, **entry["error"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # _Malformed is a ValueError
             return None
         if any(d.code not in enabled for d in result.diagnostics):
             return None
@@ -238,14 +243,12 @@ class Cache:
                 "message": result.error.message, "line": result.error.line, "column": result.error.column},
         }
         key = os.path.abspath(result.path)
-        payload = json.dumps(entry, separators=(",", ":"))
-        stored = [self._mac(key, payload), payload]
-        self.entries[key] = stored
-        self._changed[key] = stored
+        self.entries[key] = entry
+        self._changed[key] = entry
 
     def save(self) -> None:
-        """Write what this run learnt, merged into what is on disk now, dropping every entry
-        there that is not genuine or well formed."""
+        """Write what this run learnt, merged into what is on disk now (if that is genuine: a
+        forged or damaged file is replaced whole)."""
         if not self._changed or not self.enabled:
             return
         try:
@@ -256,20 +259,20 @@ class Cache:
                 tag = os.path.join(self.root, name)
                 if not os.path.lexists(tag):
                     _write_atomically(tag, content)
-            merged = {path: stored for path, stored in self._load().items() if self._signed(path, stored) is not None}
+            merged = {path: entry for path, entry in self._load().items() if _well_formed(entry)}
             merged.update(self._changed)
-            _write_atomically(self.path, json.dumps({"format": FORMAT, "entries": merged}, separators=(",", ":")))
+            _write_atomically(self.path, self._sign(merged))
             self._changed = {}
         except OSError:
             pass  # a read-only tree: lint without caching
 
 
-def _write_atomically(path: str, content: str) -> None:
+def _write_atomically(path: str, content: str | bytes) -> None:
     directory = os.path.dirname(path)
     fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
         os.replace(temp, path)  # replaces a link planted at `path`, never writes through it
     except BaseException:
         if os.path.exists(temp):
@@ -277,60 +280,69 @@ def _write_atomically(path: str, content: str) -> None:
         raise
 
 
-# shape checks: an entry is used only when every field has the type the code below relies on
+# shape checks: an entry is used only when every field has the type the code relies on. A
+# genuine entry was written by this very code (the MAC binds the code's fingerprint), so these
+# guard against gradlint's own bugs; they are one pass, made while the result is built.
+
+_SEVERITIES = {s.value: s for s in Severity}
+_APPLICABILITIES = {a.value: a for a in Applicability}
+
+
+class _Malformed(ValueError):
+    pass
+
 
 def _int(value: object, low: int = 0) -> bool:
     return type(value) is int and value >= low
 
 
 def _stamp_ok(recorded: object) -> bool:
-    return (isinstance(recorded, dict)
-            and (recorded.get("size") is None or _int(recorded.get("size")))
-            and (recorded.get("mtime") is None or _int(recorded.get("mtime")))
-            and _int(recorded.get("checked"))
-            and (recorded.get("hash") is None or isinstance(recorded.get("hash"), str)))
+    if type(recorded) is not dict:
+        return False
+    size, mtime, digest = recorded.get("size"), recorded.get("mtime"), recorded.get("hash")
+    return ((size is None or _int(size)) and (mtime is None or _int(mtime)) and _int(recorded.get("checked"))
+            and (digest is None or type(digest) is str))
 
 
 def _well_formed(entry: object) -> bool:
-    if not (isinstance(entry, dict) and _stamp_ok(entry) and isinstance(entry.get("hash"), str)):
+    """The entry's own fields (its diagnostics are checked by `_diagnostic` as they are built)."""
+    if not (type(entry) is dict and _stamp_ok(entry) and type(entry.get("hash")) is str):
         return False
-    dependencies, diagnostics, error = entry.get("dependencies"), entry.get("diagnostics"), entry.get("error")
-    if not (isinstance(dependencies, dict) and all(isinstance(k, str) and _stamp_ok(v) for k, v in dependencies.items())):
+    dependencies, error = entry.get("dependencies"), entry.get("error")
+    if type(dependencies) is not dict or type(entry.get("diagnostics")) is not list:
         return False
-    if not (isinstance(diagnostics, list) and all(_diagnostic_ok(d) for d in diagnostics)):
+    if not all(type(k) is str and _stamp_ok(v) for k, v in dependencies.items()):
         return False
-    return error is None or (isinstance(error, dict) and set(error) == {"message", "line", "column"}
-                             and isinstance(error["message"], str) and _int(error["line"])
+    return error is None or (type(error) is dict and error.keys() == {"message", "line", "column"}
+                             and type(error["message"]) is str and _int(error["line"])
                              and (error["column"] is None or _int(error["column"])))
 
 
-def _diagnostic_ok(data: object) -> bool:
-    if not isinstance(data, dict):
-        return False
-    positions = all(_int(data.get(name), 1) for name in ("line", "column", "end_line", "end_column"))
-    return (positions and data.get("code") in RULES_BY_CODE and isinstance(data.get("message"), str)
-            and data.get("severity") in {s.value for s in Severity}
-            and (data.get("subject") is None or isinstance(data.get("subject"), str))
-            and (data.get("cell") is None or _int(data.get("cell"), 1))
-            and (data.get("fix") is None or _fix_ok(data["fix"])))
-
-
-def _fix_ok(fix: object) -> bool:
-    if not (isinstance(fix, dict) and isinstance(fix.get("message"), str)
-            and fix.get("applicability") in {a.value for a in Applicability} and isinstance(fix.get("edits"), list)):
-        return False
-    return all(isinstance(e, dict) and _int(e.get("start")) and _int(e.get("end")) and e["start"] <= e["end"]
-               and isinstance(e.get("content"), str)
-               and all(isinstance(e.get(k), list) and len(e[k]) == 2 and all(_int(v) for v in e[k])
-                       for k in ("location", "end_location"))
-               for e in fix["edits"])
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _Malformed
 
 
 def _diagnostic(data: dict, path: str) -> Diagnostic:
+    """A Diagnostic from its stored form; _Malformed (or KeyError/TypeError) for any other shape."""
+    _require(type(data) is dict)
+    line, column, end_line, end_column = data["line"], data["column"], data["end_line"], data["end_column"]
+    _require(_int(line, 1) and _int(column, 1) and _int(end_line, 1) and _int(end_column, 1))
+    code, message, subject, cell = data["code"], data["message"], data.get("subject"), data.get("cell")
+    _require(code in RULES_BY_CODE and type(message) is str and (subject is None or type(subject) is str)
+             and (cell is None or _int(cell, 1)))
     fix = None
-    if data.get("fix"):
-        raw = data["fix"]
-        fix = Fix(raw["message"], tuple(Edit(e["start"], e["end"], e["content"], tuple(e["location"]), tuple(e["end_location"]))
-                                        for e in raw["edits"]), Applicability(raw["applicability"]))
-    return Diagnostic(path, data["line"], data["column"], data["end_line"], data["end_column"], data["code"],
-                      data["message"], Severity(data["severity"]), fix, data.get("subject"), None, data.get("cell"))
+    raw = data.get("fix")
+    if raw is not None:
+        _require(type(raw) is dict and type(raw["message"]) is str and type(raw["edits"]) is list)
+        edits = []
+        for e in raw["edits"]:
+            _require(type(e) is dict and _int(e["start"]) and _int(e["end"]) and e["start"] <= e["end"]
+                     and type(e["content"]) is str)
+            location, end_location = e["location"], e["end_location"]
+            _require(type(location) is list and type(end_location) is list and len(location) == len(end_location) == 2)
+            _require(_int(location[0]) and _int(location[1]) and _int(end_location[0]) and _int(end_location[1]))
+            edits.append(Edit(e["start"], e["end"], e["content"], tuple(location), tuple(end_location)))
+        fix = Fix(raw["message"], tuple(edits), _APPLICABILITIES[raw["applicability"]])
+    return Diagnostic(path, line, column, end_line, end_column, code, message, _SEVERITIES[data["severity"]],
+                      fix, subject, None, cell)

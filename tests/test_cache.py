@@ -150,7 +150,7 @@ def test_two_check_runs_at_once_share_the_cache_safely(tmp_path: Path) -> None:
     assert [p.returncode for p in runs] == [1, 1] and outputs[0][0] == outputs[1][0], outputs
     assert outputs[0][0].count("GL101") == 5
     [results] = (tmp_path / "cache").glob("*/*/results.json")
-    assert len(json.loads(results.read_text())["entries"]) == 10  # whichever run saved last, nothing torn or lost
+    assert len(_entries(results)) == 10  # whichever run saved last, nothing torn or lost
     warm = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert warm.stdout == outputs[0][0]
 
@@ -169,13 +169,18 @@ def _cached_check(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
 
 
 def _entries(results: Path) -> dict:
-    return json.loads(results.read_text())["entries"]
+    header, _, body = results.read_bytes().partition(b"\n")
+    assert header.startswith(b"gradlint-cache 2 ")
+    return json.loads(body)
 
 
-def _genuine(results: Path, path: Path, settings: Settings) -> bool:
-    """Whether the results file holds a signed, well-formed entry for `path` with its finding."""
-    cache = Cache(str(results.parent.parent.parent), settings)
-    cached = cache.get(str(path))
+def _cache(results: Path) -> Cache:
+    return Cache(str(results.parent.parent.parent), Settings())
+
+
+def _genuine(results: Path, path: Path) -> bool:
+    """Whether the results file is signed and holds a well-formed entry for `path` with its finding."""
+    cached = _cache(results).get(str(path))
     return cached is not None and [d.code for d in cached.diagnostics] == ["GL101"]
 
 
@@ -194,36 +199,36 @@ def test_the_key_lives_outside_the_project_and_is_private(tmp_path: Path, monkey
 
 def test_an_entry_with_the_right_hash_and_no_findings_does_not_hide_them(tmp_path: Path, monkeypatch) -> None:
     """The attack: a results file committed with an entry that records bad.py's real size,
-    mtime and hash but no findings. Its MAC cannot be made without the user's key; forged
-    with the old MAC, with a MAC under another key, or copied from a clean file's genuine
-    entry, it is ignored, bad.py linted again, and the entry rewritten."""
+    mtime and hash but no findings. The file's MAC cannot be made without the user's key:
+    forged under the old MAC, under another key, without one, or with a clean file's genuine
+    entry copied to bad.py, the file is ignored, bad.py linted again and the file rewritten."""
     import hashlib
     import hmac
 
     bad, results = _cached_check(tmp_path, monkeypatch)
     key = str(bad.resolve())
+    header = results.read_bytes().partition(b"\n")[0]
     genuine = _entries(results)
-    mac, payload = genuine[key]
-    emptied = json.loads(payload)
-    emptied["diagnostics"] = []
-    forged_payload = json.dumps(emptied, separators=(",", ":"))
-    other_key_mac = hmac.new(b"\0" * 32, forged_payload.encode(), hashlib.sha256).hexdigest()
-    clean_entry = genuine[str((tmp_path / "clean.py").resolve())]
-    for forged in ([mac, forged_payload], [other_key_mac, forged_payload], clean_entry, ["", forged_payload]):
-        entries = dict(genuine)
-        entries[key] = forged
-        results.write_text(json.dumps({"format": 2, "entries": entries}))
-        result = run("check", ".", cwd=tmp_path)
-        assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output, forged
-        assert _entries(results)[key] != forged  # rewritten
-        assert _genuine(results, bad, Settings())
+    emptied = {**genuine, key: {**genuine[key], "diagnostics": []}}
+    copied = {**genuine, key: genuine[str((tmp_path / "clean.py").resolve())]}
+    for forged in (emptied, copied):
+        body = json.dumps(forged, separators=(",", ":")).encode()
+        other_key = hmac.new(b"\0" * 32, b"gradlint-cache\x002\x00" + body, hashlib.sha256).hexdigest().encode()
+        for head in (header, b"gradlint-cache 2 " + other_key, b"gradlint-cache 2 ", b""):
+            results.write_bytes(head + b"\n" + body)
+            result = run("check", ".", cwd=tmp_path)
+            assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output, head
+            assert _entries(results)[key]["diagnostics"]  # rewritten, signed
+            assert _genuine(results, bad)
 
 
 MALFORMED = {
     "not JSON": b"{garbage",
     "a list": b"[]",
-    "old format": json.dumps({"/x.py": {"hash": "0"}}).encode(),
-    "entries not a table": json.dumps({"format": 2, "entries": []}).encode(),
+    "format 1 (unsigned)": json.dumps({"/x.py": {"hash": "0"}}).encode(),
+    "a header alone": b"gradlint-cache 2 00",
+    "a header of another format": b"gradlint-cache 3 00\n{}",
+    "a MAC that is not hex": b"gradlint-cache 2 zz\n{}",
     "deeply nested": b"[" * 100_000 + b"]" * 100_000,
     "NUL bytes": b"\0" * 1000,
 }
@@ -236,53 +241,52 @@ def test_a_malformed_results_file_is_ignored_and_rewritten(tmp_path: Path, monke
     result = run("check", ".", cwd=tmp_path)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output
-    assert _genuine(results, bad, Settings())
+    assert _genuine(results, bad)
 
 
-def _signed_variants(cache: Cache, key: str, payload: str) -> dict[str, list]:
-    """Entries signed with the real key (as a buggy older gradlint could have written them)
-    whose shape is wrong: the MAC alone must not make them trusted."""
+def _misshapen(entry: dict) -> dict[str, object]:
+    """Entries of the wrong shape (as a buggy gradlint could write them, signed with the real
+    key): the MAC alone must not make them used."""
     from gradlint.rules import RULES_BY_CODE
 
-    entry = json.loads(payload)
     off = next(code for code in sorted(RULES_BY_CODE) if code not in Settings().enabled)
-    variants = {
+    first = entry["diagnostics"][0]
+    return {
+        "not a table": ["a", "list"],
         "dependencies a list": {**entry, "dependencies": []},
         "checked a string": {**entry, "checked": "later"},
         "size a float": {**entry, "size": 1.5},
         "no hash": {k: v for k, v in entry.items() if k != "hash"},
-        "unknown rule": {**entry, "diagnostics": [{**entry["diagnostics"][0], "code": "GL999"}]},
-        "a rule not selected": {**entry, "diagnostics": [{**entry["diagnostics"][0], "code": off}]},
-        "line 0": {**entry, "diagnostics": [{**entry["diagnostics"][0], "line": 0}]},
-        "bad severity": {**entry, "diagnostics": [{**entry["diagnostics"][0], "severity": "fatal"}]},
-        "bad edit": {**entry, "diagnostics": [{**entry["diagnostics"][0], "fix": {"message": "m", "applicability": "safe",
-                                                                                "edits": [{"start": 5, "end": 1}]}}]},
+        "diagnostics a table": {**entry, "diagnostics": {}},
+        "a diagnostic a string": {**entry, "diagnostics": ["GL101"]},
+        "unknown rule": {**entry, "diagnostics": [{**first, "code": "GL999"}]},
+        "a rule not selected": {**entry, "diagnostics": [{**first, "code": off}]},
+        "line 0": {**entry, "diagnostics": [{**first, "line": 0}]},
+        "line a string": {**entry, "diagnostics": [{**first, "line": "5"}]},
+        "bad severity": {**entry, "diagnostics": [{**first, "severity": "fatal"}]},
+        "severity a list": {**entry, "diagnostics": [{**first, "severity": []}]},
+        "no message": {**entry, "diagnostics": [{k: v for k, v in first.items() if k != "message"}]},
+        "bad edit": {**entry, "diagnostics": [{**first, "fix": {"message": "m", "applicability": "safe",
+                                                                "edits": [{"start": 5, "end": 1}]}}]},
         "error of another shape": {**entry, "error": {"message": 1}},
         "a dependency of another shape": {**entry, "dependencies": {"/x.py": {"hash": 3}}},
     }
-    signed = {}
-    for name, value in variants.items():
-        text = json.dumps(value, separators=(",", ":"))
-        signed[name] = [cache._mac(key, text), text]
-    signed["not a pair"] = ["only one"]
-    signed["payload not JSON"] = [cache._mac(key, "{"), "{"]
-    signed["payload a list"] = [cache._mac(key, "[]"), "[]"]
-    return signed
 
 
 def test_a_signed_entry_of_the_wrong_shape_is_ignored_and_rewritten(tmp_path: Path, monkeypatch) -> None:
     bad, results = _cached_check(tmp_path, monkeypatch)
     key = str(bad.resolve())
     genuine = _entries(results)
-    cache = Cache(str(results.parent.parent.parent), Settings())
-    for name, stored in _signed_variants(cache, key, genuine[key][1]).items():
-        results.write_text(json.dumps({"format": 2, "entries": {**genuine, key: stored}}))
+    cache = _cache(results)
+    for name, entry in _misshapen(genuine[key]).items():
+        results.write_bytes(cache._sign({**genuine, key: entry}))
         result = run("check", ".", cwd=tmp_path)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (name, result.exception)
         assert result.exit_code == 1 and "bad.py:5:5: GL101" in result.output, (name, result.output)
-        assert _entries(results)[key] != stored, name
-    # an entry for a file not linted this run is dropped when the file is rewritten, not kept
+        assert _entries(results)[key] != entry and _genuine(results, bad), name
+    # a misshapen entry of a file not linted this run is dropped when the results are rewritten
     ghost = str((tmp_path / "ghost.py").resolve())
-    results.write_text(json.dumps({"format": 2, "entries": {key: ["x", "{}"], ghost: ["x", "{}"]}}))
+    results.write_bytes(cache._sign({key: {"x": 1}, ghost: {"x": 1}}))
     assert run("check", ".", cwd=tmp_path).exit_code == 1
     assert ghost not in _entries(results)
 
