@@ -1,5 +1,5 @@
 """marimo notebooks: each cell is a function (`@app.cell` / `def _(nn, torch):`) whose body is
-the cell's code. The analyses read a presented text in which every cell's body stands at top
+the cell's code (and `with app.setup:` holds the imports every cell shares). The analyses read a presented text in which every cell's body stands at top
 level, as the code runs in the notebook: a class is then a module class with its own name (not
 `_`), and a cell's imports are the module's. The decorator and `def` lines become empty lines,
 so line numbers are the file's; columns shift by the cell's indentation and are mapped back.
@@ -110,14 +110,19 @@ def _app_names(tree: ast.Module) -> set[str]:
     return apps
 
 
+def _app_attribute(node: ast.expr, apps: set[str], name: str) -> bool:
+    """`app.<name>` or `app.<name>(...)` for an app of the file."""
+    target = node.func if isinstance(node, ast.Call) else node
+    return (isinstance(target, ast.Attribute) and target.attr == name and isinstance(target.value, ast.Name)
+            and target.value.id in apps)
+
+
 def _is_cell(node: ast.stmt, apps: set[str]) -> bool:
-    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
-        return False
-    for decorator in node.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if (isinstance(target, ast.Attribute) and target.attr == "cell" and isinstance(target.value, ast.Name)
-                and target.value.id in apps):
-            return True
+    """An `@app.cell` function, or the `with app.setup:` block (marimo 0.13+: the imports)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+        return any(_app_attribute(d, apps, "cell") for d in node.decorator_list)
+    if isinstance(node, ast.With) and len(node.items) == 1 and node.body:
+        return _app_attribute(node.items[0].context_expr, apps, "setup")
     return False
 
 
@@ -175,7 +180,7 @@ def present(source: SourceFile) -> MarimoView | None:
     indents: dict[int, str] = {}
     presented = list(lines)
     for number, node in enumerate(cells):
-        header_start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        header_start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
         header_end = _header_end(lines, node)
         first = node.body[0].lineno
         if header_end is None or header_end >= first:

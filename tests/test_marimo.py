@@ -137,3 +137,15 @@ def test_files_that_only_look_like_marimo_are_read_as_written() -> None:
     assert present(SourceFile("b.py", "import marimo\napp = marimo.App()\n\ndef _():\n    return\n")) is None
     one_line = "import marimo\napp = marimo.App()\n\n@app.cell\ndef _(): return\n"
     assert present(SourceFile("c.py", one_line)) is None  # a body on the `def` line: linted as written
+
+
+def test_the_setup_block_is_read_at_top_level_too(tmp_path: Path) -> None:
+    """marimo 0.13+ keeps the shared imports in `with app.setup:`; the cells then use them."""
+    cell = "@app.cell\ndef _():\n    import torch\n    import torch.nn as nn\n    return nn, torch\n"
+    setup = NOTEBOOK.replace(cell, "with app.setup:\n    import torch\n    import torch.nn as nn\n")
+    assert setup != NOTEBOOK
+    view = present(SourceFile("nb.py", setup))
+    assert view is not None and "\nimport torch.nn as nn\n" in view.source.text
+    (tmp_path / "nb.py").write_text(setup)
+    result = run("check", "--no-cache", "--select", "GL301", "--format", "json", "nb.py", cwd=tmp_path)
+    assert [d["model"] for d in json.loads(result.output)] == ["Policy"]
