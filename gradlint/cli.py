@@ -18,7 +18,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"gradlint: error: {message}", err=True)
+    click.echo(f"gradlint: error: {printable(message)}", err=True)
     sys.exit(2)
 
 
