@@ -4,7 +4,8 @@ in names, a project module that shadows one of gradlint's imports.
 
 Each case runs `python -m gradlint` in a child process with a generous hang guard (a hang or a
 native crash must fail the test, not the suite) and reads that child's own peak memory from
-`wait4`. Nothing here depends on speed: the guards are minutes, the memory bounds gigabytes.
+`wait4` (on Linux it counts the test process's pages shared at fork too: an upper bound).
+Nothing here depends on speed: the guards are minutes, the memory bounds gigabytes.
 """
 
 from __future__ import annotations
