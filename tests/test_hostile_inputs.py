@@ -113,10 +113,11 @@ def test_special_files_get_one_line_each_and_never_hang(tmp_path: Path) -> None:
         assert run.peak_mb < 1000, f"{run.peak_mb:.0f} MB"  # /dev/zero once took 6 GB
     assert "good.py:5:5: GL101" in named.stdout and "./good.py:5:5: GL101" in walked.stdout
     # a link loop as the first path: the config search starts from it (it crashed there once)
-    first = gradlint("check", "loop.py", "good.py", cwd=tmp_path)
+    (tmp_path / "other.py").write_text(BAD)
+    first = gradlint("check", "loop.py", "other.py", cwd=tmp_path)
     no_traceback(first)
     assert first.errors() == ["gradlint: error: loop.py: is a symbolic link loop; not read"]
-    assert first.returncode == 2 and "good.py:5:5: GL101" in first.stdout
+    assert first.returncode == 2 and "other.py:5:5: GL101" in first.stdout
     assert "clip_grad_norm_" in (tmp_path / "good.py").read_text()  # the rest of the run completed
     assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo.py").st_mode) and os.path.islink(tmp_path / "zero.py")
 
