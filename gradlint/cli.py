@@ -10,6 +10,7 @@ import click
 from gradlint import __version__
 from gradlint.config import ConfigError, expand, load_settings
 from gradlint.output import FORMATS
+from gradlint.output.escape import printable, printable_lines
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -17,7 +18,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"gradlint: error: {message}", err=True)
+    click.echo(f"gradlint: error: {printable(message)}", err=True)
     sys.exit(2)
 
 
@@ -126,9 +127,9 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
 
     for result in results:
         if result.error:
-            click.echo(f"gradlint: error: {result.error}", err=True)
+            click.echo(f"gradlint: error: {printable(str(result.error))}", err=True)
         for message in result.fix_errors:
-            click.echo(f"gradlint: error: {message}", err=True)
+            click.echo(f"gradlint: error: {printable(message)}", err=True)
 
     remaining = sum(1 for r in results for d in r.diagnostics if _fails_the_run(d, fail_on))
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
@@ -185,7 +186,7 @@ def _watch(paths, settings, force_exclude, jobs, no_cache, cache_dir, output_for
                 click.echo(f"[{time.strftime('%H:%M:%S')}] {changed} file(s) changed; {len(current)} checked")
                 for result in results:
                     if result.error:
-                        click.echo(f"gradlint: error: {result.error}", err=True)
+                        click.echo(f"gradlint: error: {printable(str(result.error))}", err=True)
                 _report(results, FixMode(), output_format, None, False, False, False)
                 sys.stdout.flush()
                 previous = current
@@ -296,7 +297,7 @@ def _report(results, mode, output_format, stream, statistics, show_fixes, quiet)
         if show_fixes and mode.apply:
             for result in results:
                 if result.fixed:
-                    emit(f"Fixed {result.fixed} problem{'s' if result.fixed != 1 else ''} in {result.path}")
+                    emit(f"Fixed {result.fixed} problem{'s' if result.fixed != 1 else ''} in {printable(result.path)}")
         if not quiet:
             emit(text.summary(results, mode, colour))
 
@@ -373,29 +374,29 @@ def explain_model(paths, output_format: str) -> None:
     from gradlint.config import Settings
     from gradlint.context import FileContext
     from gradlint.discovery import discover
+    from gradlint.inputs import SourceError, read_for_analysis
     from gradlint.prepass import index_file
-    from gradlint.source import SourceError, read_source
 
     documents = []
     failed = False
     for path in discover(list(paths), Settings()).files:
         try:
-            source = read_source(path)
-            ctx = FileContext(source, index_file(source), Settings())
+            analysed = read_for_analysis(path)  # notebooks: their code cells; marimo: cells at top level
+            ctx = FileContext(analysed.source, index_file(analysed.source), Settings())
             models = ctx.models.models
         except SourceError as exc:
-            click.echo(f"gradlint: error: {path}: {exc.message}", err=True)
+            click.echo(f"gradlint: error: {printable(path)}: {printable(exc.message)}", err=True)
             failed = True
             continue
         for model in models:
-            line = ctx.span(model.segment, model.node, model.anchor)[0]
-            data = {"file": path, "line": line, **model.to_dict()}
+            cell, line = analysed.place(ctx.span(model.segment, model.node, model.anchor)[0])
+            data = {"file": path, **({"cell": cell} if cell else {}), "line": line, **model.to_dict()}
             documents.append(data)
     if output_format == "json":
         click.echo(json.dumps(documents, indent=2))
     else:
         for data in documents:
-            click.echo(render_model(data))
+            click.echo(printable_lines(render_model(data)))
     sys.exit(2 if failed else 0)
 
 
@@ -405,7 +406,8 @@ def render_model(data: dict) -> str:
             return "?"
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-    lines = [f"{data['file']}:{data['line']}: {data['name']} ({data['kind']})"]
+    cell = f"cell {data['cell']}:" if data.get("cell") else ""
+    lines = [f"{printable(data['file'])}:{cell}{data['line']}: {printable(data['name'])} ({data['kind']})"]
     if data["init_params"]:
         lines.append("  constructor: " + ", ".join(f"{k}={show(v)}" for k, v in data["init_params"].items()))
     if data["inputs"]:
@@ -460,7 +462,7 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     settings = _settings(paths, config, isolated, select, (), ignore, (), ())
     found = discover(paths, settings)
     for missing in found.missing:
-        click.echo(f"gradlint: error: {missing}: no such file or directory", err=True)
+        click.echo(f"gradlint: error: {printable(missing)}: no such file or directory", err=True)
     if found.missing and not found.files:
         sys.exit(2)  # nothing to verify, and the error lines said why
     results = lint_paths(found.files, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import math
 import os
 import re
 import sys
@@ -164,11 +165,43 @@ def _glob_match(relative: str, pattern: str) -> bool:
 # loading ------------------------------------------------------------------------------------
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _start_directory(start: str) -> Path:
+    """The directory to search from: `start` itself or its parent, links resolved where they
+    resolve (a symbolic link loop named on the command line is searched from where it lies)."""
+    try:
+        here = Path(start).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        here = Path(os.path.abspath(start))
+    return here if here.is_dir() else here.parent
+
+
+def _read_text(path: Path) -> str:
+    """A config file's text: a regular file of at most 1 MB, UTF-8; ConfigError otherwise."""
+    from gradlint.source import SourceError, read_bytes
+
+    try:
+        return read_bytes(str(path), MAX_CONFIG_BYTES).decode("utf-8")
+    except SourceError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
+
+
 def find_config(start: str) -> Path | None:
     """The nearest `pyproject.toml` with a `[tool.gradlint]` table, or `gradlint.toml`."""
-    here = Path(start).resolve()
-    if here.is_file():
-        here = here.parent
+    here = _start_directory(start)
     for directory in (here, *here.parents):
         for name in (".gradlint.toml", "gradlint.toml"):
             if (directory / name).is_file():
@@ -176,30 +209,31 @@ def find_config(start: str) -> Path | None:
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
             try:
-                text = candidate.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
+                text = _read_text(candidate)
+            except ConfigError:
+                continue  # someone else's unreadable pyproject.toml
             try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
+                data = _parse_toml(text, str(candidate))
+            except ConfigError:
                 if "tool.gradlint" in text:
-                    raise ConfigError(f"{candidate}: invalid TOML: {exc}") from None
+                    raise
                 continue
-            if "gradlint" in data.get("tool", {}):
+            tool = data.get("tool", {})
+            if isinstance(tool, dict) and "gradlint" in tool:
                 return candidate
     return None
 
 
 def load_table(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    data = _parse_toml(_read_text(path), str(path))
     if path.name == "pyproject.toml":
-        return data.get("tool", {}).get("gradlint", {})
-    return data
+        tool = data.get("tool", {})
+        table = tool.get("gradlint", {}) if isinstance(tool, dict) else {}
+    else:
+        table = data
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.gradlint] must be a table")
+    return table
 
 
 def settings_from_table(table: dict[str, Any], where: str, base: Settings | None = None) -> Settings:
@@ -264,8 +298,9 @@ def _rule_options(raw: Any, where: str) -> dict[str, dict[str, Any]]:
                 value = float(value)
             if not isinstance(value, option.type) or isinstance(value, bool) and option.type is not bool:
                 raise ConfigError(f"{where}: options.{selector}.{name} must be a {option.type.__name__}")
-            if option.type is float and not value > 0:
-                raise ConfigError(f"{where}: options.{selector}.{name} must be positive")
+            if option.type in (int, float) and not (math.isfinite(value) and value > 0):
+                # TOML reads 1e400 as inf: `max_norm=inf` would reach the user's code as a NameError
+                raise ConfigError(f"{where}: options.{selector}.{name} must be a finite number above 0 (got {value!r})")
         result[selector.upper()] = dict(values)
     return result
 
@@ -281,17 +316,20 @@ def load_settings(paths: list[str], config: tuple[str, ...] = (), isolated: bool
     path: Path | None = None
     if files:
         path = Path(files[0])
-        if not path.is_file():
-            raise ConfigError(f"--config {files[0]}: no such file")
+        if not os.path.lexists(path):
+            raise ConfigError(f"--config {files[0]}: no such file")  # anything else: load_table says what it is
     elif not isolated:
         path = find_config(paths[0] if paths else ".")
     if path is not None:
+        table = load_table(path)  # first: a link loop or a FIFO is one line from here
         settings = replace(settings, root=str(path.resolve().parent), config_path=str(path))
-        settings = settings_from_table(load_table(path), str(path), settings)
+        settings = settings_from_table(table, str(path), settings)
     for override in inline:
         try:
             table = tomllib.loads(override)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config {override!r}: not a file and not valid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"--config {override!r}: not valid TOML (nested too deeply)") from None
         settings = settings_from_table(table, f"--config {override!r}", settings)
     return settings

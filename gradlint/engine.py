@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +16,17 @@ from gradlint.diagnostics import Applicability, Diagnostic, FileError
 from gradlint.fixing import apply_fixes, unified_diff, write_atomically
 from gradlint.prepass import index_file, parse_ast
 from gradlint.rules import RULES_BY_CODE, Rule
-from gradlint.source import SourceError, SourceFile, decode_source, read_source
+from gradlint.source import (
+    MAX_ANALYSED_CHARS,
+    MAX_READ_BYTES,
+    SourceError,
+    SourceFile,
+    check_analysable,
+    check_bool_chains,
+    decode_source,
+    read_bytes,
+    read_source,
+)
 from gradlint.suppressions import filter_suppressed, skips_file
 
 MAX_FIX_ROUNDS = 10
@@ -114,6 +123,7 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
 
 def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileResult:
     """Lint one file (and fix it when asked). Never raises for bad input."""
+    from gradlint import marimo
     from gradlint.analysis import project
 
     result = FileResult(path)
@@ -124,10 +134,16 @@ def lint_file(path: str, settings: Settings, mode: FixMode = FixMode()) -> FileR
             _lint_notebook(path, settings, mode, result)
             result.dependencies = sorted(set(project.READ))
             return result
-        source = read_source(path)
+        source = read_source(path, limit=MAX_READ_BYTES)
         result.content_hash = hashlib.sha256(source.raw or b"").hexdigest()
         rules = rules_for(settings, path)
-        if mode.active:
+        if (len(source.text) > MAX_ANALYSED_CHARS and not skips_file(source.text)
+                and any(rule.wants(source.text) for rule in rules)):
+            check_analysable(source.text)  # a file no rule wants is only read, as small ones are
+        view = marimo.present(source)
+        if view is not None:
+            marimo.lint_marimo(view, settings, rules, mode, result)
+        elif mode.active:
             fix_file(source, settings, rules, mode, result)
         else:
             result.diagnostics = lint_source(source, settings, rules)
@@ -142,42 +158,40 @@ def _lint_notebook(path: str, settings: Settings, mode: FixMode, result: FileRes
     """A notebook: its code cells as one text; positions mapped back to cell and line."""
     from gradlint.notebook import load_notebook
 
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    raw = read_bytes(path)
     result.content_hash = hashlib.sha256(raw).hexdigest()
     notebook = load_notebook(raw)
+    check_analysable(notebook.text)
+    check_bool_chains(notebook.text)
     source = SourceFile(path, notebook.text, "utf-8", raw)
     rules = rules_for(settings, path)
     try:
         if mode.active:
             new_text = fix_file(source, settings, rules, FixMode(diff=True, unsafe=mode.unsafe), result)
+            result.diff = None
             if new_text != notebook.text:
-                notebook_after = load_notebook(notebook.with_text(new_text).encode("utf-8"))
+                written = notebook.with_text(new_text)
+                after = load_notebook(written.encode("utf-8"))
                 if mode.diff:
-                    result.diff = unified_diff(path, notebook.text, new_text)
+                    result.diff = notebook.diff(path, new_text)
                 if mode.apply:
-                    original = SourceFile(path, raw.decode("utf-8"), "utf-8", raw)
-                    error = write_atomically(original, notebook.with_text(new_text).encode("utf-8"))
+                    error = write_atomically(SourceFile(path, "", "utf-8", raw), written.encode("utf-8"))
                     if error:
                         result.fix_errors.append(f"{path}: {error}")
                         result.fixed = 0
-                notebook = notebook_after  # positions of what remains
-                if not mode.diff:
-                    result.diff = None
+                notebook = after  # positions of what remains
         else:
             result.diagnostics = lint_source(source, settings, rules)
     except SourceError as exc:
+        if exc.message.startswith("SyntaxError"):
+            own = notebook.first_invalid_cell()  # the joined text shows it where the next cell starts
+            if own is not None:
+                raise own from None
         cell, line = notebook.position(exc.line)
-        raise SourceError(f"cell {cell}: {exc.message}", line, exc.column) from None
-    def in_cells(match: re.Match) -> str:
-        cell, line = notebook.position(int(match.group(1)))
-        return f"(cell {cell}, line {line})"
-
+        where = f"cell {cell}: " if cell else ""
+        raise SourceError(f"{where}{notebook.place_lines(exc.message)}", line, exc.column) from None
     for diagnostic in result.diagnostics:
-        diagnostic.message = re.sub(r"\(line (\d+)\)", in_cells, diagnostic.message)
+        diagnostic.message = notebook.place_lines(diagnostic.message)
         cell, line = notebook.position(diagnostic.line)
         _, end_line = notebook.position(diagnostic.end_line)
         diagnostic.cell, diagnostic.line, diagnostic.end_line = cell, line, end_line

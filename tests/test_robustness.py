@@ -146,10 +146,10 @@ def test_a_file_that_vanishes_during_the_run(tmp_path: Path, monkeypatch) -> Non
     (tmp_path / "kept.py").write_text("import torch\nloss.backward()\noptimizer.step()\n")
     real = engine.read_source
 
-    def vanishing(path, *args):
+    def vanishing(path, *args, **kwargs):
         if path.endswith("gone.py") and os.path.exists(path):
             os.unlink(path)
-        return real(path, *args)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(engine, "read_source", vanishing)
     result = run("gone.py", "kept.py", cwd=tmp_path)

@@ -6,6 +6,7 @@ import json
 
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
+from gradlint.output.escape import printable
 from gradlint.rules import RULES_BY_CODE
 
 
@@ -48,11 +49,14 @@ def render_json_lines(results: list[FileResult]) -> str:
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A message: controls written as escapes (no line break can end the command early)."""
+    return printable(text).replace("%", "%25")
 
 
 def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+    """A property such as `file=`: the runner decodes %0A back, so a real path still matches."""
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+    return printable(escaped)
 
 
 def render_github(results: list[FileResult]) -> str:

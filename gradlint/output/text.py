@@ -9,6 +9,7 @@ import click
 
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult, FixMode
+from gradlint.output.escape import printable
 from gradlint.rules import RULES_BY_CODE
 
 _COLOURS = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "blue"}
@@ -23,33 +24,37 @@ def fixable_marker(diagnostic: Diagnostic, mode: FixMode) -> str:
 def format_diagnostic(diagnostic: Diagnostic, mode: FixMode, source_line: str | None, colour: bool) -> str:
     style = (lambda text, **kw: click.style(text, **kw)) if colour else (lambda text, **kw: text)
     cell = f"cell {diagnostic.cell}:" if diagnostic.cell else ""
-    where = style(f"{diagnostic.path}:{cell}{diagnostic.line}:{diagnostic.column}:", bold=True)
+    where = style(f"{printable(diagnostic.path)}:{cell}{diagnostic.line}:{diagnostic.column}:", bold=True)
     code = style(diagnostic.code, fg=_COLOURS[diagnostic.severity], bold=True)
-    line = f"{where} {code} {fixable_marker(diagnostic, mode)}{diagnostic.message}"
+    line = f"{where} {code} {fixable_marker(diagnostic, mode)}{printable(diagnostic.message)}"
     if diagnostic.verdict:
         line += f" [{diagnostic.verdict}]"
     if source_line is None:
         return line
     number = str(diagnostic.line)
     pad = " " * len(number)
-    text = source_line.expandtabs(4) if "\t" in source_line else source_line
+    if "\t" in source_line:
+        source_line = source_line.expandtabs(4)
     start = diagnostic.column - 1
     end = diagnostic.end_column - 1 if diagnostic.end_line == diagnostic.line else len(source_line)
+    text = printable(source_line)  # the caret is placed under the escaped text
+    start, end = len(printable(source_line[:start])), len(printable(source_line[:end]))
     width = max(1, end - start)
     caret = style("^" * width, fg=_COLOURS[diagnostic.severity], bold=True)
     out = [line, f"{pad} |", f"{number} | {text}", f"{pad} | {' ' * start}{caret}"]
     if diagnostic.fix is not None:
         kind = "" if mode.allows(diagnostic.fix.applicability) else f" ({diagnostic.fix.applicability.value} fix)"
-        out.append(f"{pad} = {style('help', bold=True)}: {diagnostic.fix.message}{kind}")
+        out.append(f"{pad} = {style('help', bold=True)}: {printable(diagnostic.fix.message)}{kind}")
     return "\n".join(out) + "\n"
 
 
 def _read_line(path: str, line: int, cache: dict[str, list[str]]) -> str | None:
+    from gradlint.source import MAX_READ_BYTES, SourceError, read_bytes, split_lines
+
     if path not in cache:
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                cache[path] = handle.read().splitlines()
-        except OSError:
+            cache[path] = split_lines(read_bytes(path, MAX_READ_BYTES).decode("utf-8", errors="replace"))
+        except SourceError:
             cache[path] = []
     lines = cache[path]
     return lines[line - 1] if 0 < line <= len(lines) else None
