@@ -51,6 +51,11 @@ _BUILTINS = set(dir(builtins))
 _MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "share_memory"}
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _STARRED = (ast.Starred,)
+_TRY_STAR = getattr(ast, "TryStar", ast.Try)
+_COMPOUND = frozenset({*FUNCTIONS, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, _TRY_STAR,
+                       ast.With, ast.AsyncWith, ast.Match})
+# method names whose receiver decides what the call is
+_RECEIVER_METHODS = BACKWARD_METHODS | {"step", "unscale_", "clamp_", "clamp", "clip_"}
 
 
 @functools.lru_cache(maxsize=4096)  # the same few hundred names are asked about over and over
@@ -204,7 +209,9 @@ class ClassInfo:
     bases: list[str]
     methods: dict[str, FunctionInfo] = field(default_factory=dict)
     attributes: dict[str, list[Binding]] = field(default_factory=dict)
-    calls: set[str] = field(default_factory=set)  # qualified names called anywhere in the body
+    # what the body calls (the callee expressions) and where (the scope of the imports);
+    # their qualified names are worked out only when asked (`recurrent_model`)
+    called: list[tuple[ast.expr, ast.AST | None]] = field(default_factory=list)
     handwritten_recurrence: bool = False
 
 
@@ -250,6 +257,8 @@ class _Builder:
     def statement(self, stmt: ast.stmt, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
         self.budget.spend()
         kind = type(stmt)
+        if kind not in _COMPOUND:
+            return self.simple_statement(stmt, func, cls, in_loop)
         if kind in FUNCTIONS:
             self.function(stmt, func, cls)  # type: ignore[arg-type]
             return []
@@ -269,7 +278,7 @@ class _Builder:
             orelse = self.block(stmt.orelse, func, cls, in_loop)  # type: ignore[attr-defined]
             items.append(Loop(body, orelse))
             return items
-        if kind is ast.Try or kind.__name__ == "TryStar":
+        if kind is ast.Try or kind is _TRY_STAR:
             return [
                 Try(
                     self.block(stmt.body, func, cls, in_loop),  # type: ignore[attr-defined]
@@ -291,7 +300,7 @@ class _Builder:
             arms = [self.block(case.body, func, cls, in_loop) for case in stmt.cases]  # type: ignore[attr-defined]
             items.append(Branch([*arms, []]))
             return items
-        return self.simple_statement(stmt, func, cls, in_loop)
+        return []
 
     def if_statement(self, stmt: ast.If, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
         """`if/elif/.../else` as one branch with a test and an arm per block, read in a loop: a
@@ -356,9 +365,7 @@ class _Builder:
             else:
                 self.budget.spend()
                 for call, _ in self.symbols.calls(stmt):
-                    name = self.symbols.resolve(call.func)
-                    if name:
-                        info.calls.add(name)
+                    info.called.append((call.func, outer.node))
 
     # bindings -----------------------------------------------------------------------------
 
@@ -408,12 +415,9 @@ class _Builder:
                anchor: ast.stmt) -> Block:
         items: Block = []
         for call, in_closure in self.symbols.calls(node):
-            name = dotted(call.func)
-            if cls is not None and name:
-                resolved = self.resolve(name, func)
-                if resolved:
-                    cls.calls.add(resolved)
-            event = self.classify(call, name, func)
+            if cls is not None:
+                cls.called.append((call.func, func.node))
+            event = self.classify(call, func)
             if event is None:
                 continue
             self.budget.spend()
@@ -425,43 +429,72 @@ class _Builder:
             items.append(ev)
         return items
 
-    def classify(self, call: ast.Call, name: str | None, func_info: FunctionInfo):
+    def classify(self, call: ast.Call, func_info: FunctionInfo):
+        """What a call is to the analysis (None for most calls, which is decided from the
+        callee's last name before any text is built)."""
         func = call.func
-        if type(func) is ast.Attribute:
-            attr = func.attr
-            owner = func.value
-            owner_text = receiver_text(owner)
-            if attr in BACKWARD_METHODS:
-                scaled = (
-                    type(owner) is ast.Call
-                    and type(owner.func) is ast.Attribute
-                    and owner.func.attr == "scale"
-                    and looks_like_scaler_name(receiver_text(owner.func.value) or "")
-                )
-                return ("backward", owner_text, None, scaled, frozenset())
-            if attr == "step" and owner_text:
-                if any(k.arg == "closure" for k in call.keywords):
-                    return None
-                if looks_like_scaler_name(owner_text) and has_arguments(call):
-                    return ("step", owner_text, first_argument(call), False, frozenset())
-                if not has_arguments(call):  # whether the receiver is an optimizer is decided later
-                    return ("step", owner_text, owner, False, frozenset())
-                return None  # `env.step(action)`, `optimizer.step(closure)` (backward runs inside)
-            if attr == "unscale_" and owner_text and looks_like_scaler_name(owner_text):
-                return ("unscale", owner_text, first_argument(call), False, frozenset())
-            if attr in {"clamp_", "clamp", "clip_"} and owner_text and ".grad" in f".{owner_text}":
-                return ("clip", owner_text, None, False, frozenset({"*"}))
+        kind = type(func)
+        name = None
+        if kind is ast.Attribute:
+            last = func.attr  # type: ignore[union-attr]
+            if last in _RECEIVER_METHODS:
+                found = self.classify_method(call, func)  # type: ignore[arg-type]
+                if found is not None:
+                    return found or None
+        elif kind is ast.Name:
+            last = func.id  # type: ignore[union-attr]
+        else:
+            name = call_name(call)  # `self.fns[i](x)` -> `self.fns`
+            if name is None:
+                return None
+            last = name.rsplit(".", 1)[-1]
+        if last in CLIP_FUNCTIONS:
+            event = "clip"
+        # resolving only renames the head, so only a bare name can be an alias of a clip
+        # (`from torch.nn.utils import clip_grad_norm_ as cgn`)
+        elif (kind is ast.Name or (name is not None and "." not in name)) and (
+                self.resolve(last, func_info) or last).rsplit(".", 1)[-1] in CLIP_FUNCTIONS:
+            event = "clip"
+        elif last in self.known_functions:
+            event = "call"
+        elif "clip" in last.lower() and looks_like_clip_helper(last):
+            event = "clip"
+        else:
+            return None
         name = name or call_name(call)  # `self.agents[i].update` -> `self.agents.update`
         if name is None:
             return None
-        last = name.rsplit(".", 1)[-1]
-        resolved = self.resolve(name, func_info) or name
-        if last in CLIP_FUNCTIONS or resolved.rsplit(".", 1)[-1] in CLIP_FUNCTIONS:
-            return ("clip", name, None, False, self.clip_roots(call))
-        if last in self.known_functions:
+        if event == "call":
             return ("call", name, None, False, frozenset())
-        if looks_like_clip_helper(last):
-            return ("clip", name, None, False, self.clip_roots(call))
+        return ("clip", name, None, False, self.clip_roots(call))
+
+    def classify_method(self, call: ast.Call, func: ast.Attribute):
+        """`x.backward()`, `opt.step()`, `scaler.unscale_(opt)`, `p.grad.clamp_()`: the event;
+        False for a call that is none of them for sure (`env.step(action)`); None to go on
+        with the callee's name."""
+        attr = func.attr
+        owner = func.value
+        owner_text = receiver_text(owner)
+        if attr in BACKWARD_METHODS:
+            scaled = (
+                type(owner) is ast.Call
+                and type(owner.func) is ast.Attribute
+                and owner.func.attr == "scale"
+                and looks_like_scaler_name(receiver_text(owner.func.value) or "")
+            )
+            return ("backward", owner_text, None, scaled, frozenset())
+        if attr == "step" and owner_text:
+            if any(k.arg == "closure" for k in call.keywords):
+                return False
+            if looks_like_scaler_name(owner_text) and has_arguments(call):
+                return ("step", owner_text, first_argument(call), False, frozenset())
+            if not has_arguments(call):  # whether the receiver is an optimizer is decided later
+                return ("step", owner_text, owner, False, frozenset())
+            return False  # `env.step(action)`, `optimizer.step(closure)` (backward runs inside)
+        if attr == "unscale_" and owner_text and looks_like_scaler_name(owner_text):
+            return ("unscale", owner_text, first_argument(call), False, frozenset())
+        if attr in {"clamp_", "clamp", "clip_"} and owner_text and ".grad" in f".{owner_text}":
+            return ("clip", owner_text, None, False, frozenset({"*"}))
         return None
 
     def clip_roots(self, call: ast.Call) -> frozenset[str]:
@@ -487,18 +520,19 @@ class State:
 
 
 def join(*states: State | None) -> State | None:
-    live = [s for s in states if s is not None]
-    if not live:
-        return None
-    if len(live) == 1:
-        return live[0]
-    return State(
-        backward=any(s.backward for s in live),
-        clipped=frozenset().union(*(s.clipped for s in live)),
-        scaled=any(s.scaled for s in live),
-        unscaled=any(s.unscaled for s in live),
-        last_backward=next((s.last_backward for s in live if s.last_backward), None),
-    )
+    """The state after paths meet: a flag holds if it holds on one path, clipped models are
+    united, and the first backward named is kept."""
+    joined: State | None = None
+    for state in states:
+        if state is None or state is joined:
+            continue
+        if joined is None:
+            joined = state
+        elif state != joined or (joined.last_backward is None and state.last_backward is not None):
+            joined = State(joined.backward or state.backward, joined.clipped | state.clipped,
+                           joined.scaled or state.scaled, joined.unscaled or state.unscaled,
+                           joined.last_backward or state.last_backward)
+    return joined
 
 
 @dataclass(eq=False, repr=False)
@@ -541,6 +575,9 @@ class TrainingAnalysis:
         self.module = builder.module
         self.functions = builder.functions
         self.classes = builder.classes
+        self._named: dict[str, list[FunctionInfo]] = {}  # name -> the functions of that name, in order
+        for func in self.functions:
+            self._named.setdefault(func.name, []).append(func)
         self.findings: dict[tuple[str, int], Finding] = {}
         self._summaries: dict[tuple[int, bool, bool], State | None] = {}
         self._in_progress: set[int] = set()
@@ -566,6 +603,7 @@ class TrainingAnalysis:
         self._callers.clear()
         self._arguments.clear()
         self._summaries.clear()
+        self._named.clear()
 
     # public -------------------------------------------------------------------------------
 
@@ -633,10 +671,10 @@ class TrainingAnalysis:
         return join(out, *frame.returns)
 
     def _block(self, block: Block, state: State | None, frame: _Frame) -> State | None:
+        self.budget.spend(len(block))
         for item in block:
             if state is None:
                 return None
-            self.budget.spend()
             state = self._item(item, state, frame)
         return state
 
@@ -772,14 +810,15 @@ class TrainingAnalysis:
         Reads the call graph of the previous round (see `_resolve_calls`), never recurses."""
         parts = text.split(".")
         if len(parts) == 1:
+            named = self._named.get(text, ())
             scope: FunctionInfo | None = context
             while scope is not None:
-                for func in self.functions:
-                    if func.name == text and func.parent is scope and func.class_name is None:
+                for func in named:
+                    if func.parent is scope and func.class_name is None:
                         return func
                 scope = scope.parent
-            for func in self.functions:
-                if func.name == text and func.parent is None and func.class_name is None:
+            for func in named:
+                if func.parent is None and func.class_name is None:
                     return func
             return None
         method = parts[-1]
@@ -1007,7 +1046,9 @@ class TrainingAnalysis:
         self._recurrent_classes[name] = None  # cycles
         info = self.classes[name]
         result = None
-        for qualified in sorted(info.calls) + info.bases:
+        calls = {self.symbols.resolve_text(text, scope) or text
+                 for text, scope in ((dotted(func), scope) for func, scope in info.called) if text}
+        for qualified in sorted(calls) + info.bases:
             self.budget.spend()
             last = qualified.rsplit(".", 1)[-1]
             if last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
