@@ -270,7 +270,7 @@ class FileContext:
     def training(self) -> "TrainingAnalysis":
         from gradlint.analysis.training import TrainingAnalysis
 
-        return TrainingAnalysis(self.index.imports, self.segments, function_names(self.index.tree))
+        return TrainingAnalysis(self)
 
     @cached_property
     def models(self) -> "ModelAnalysis":

@@ -1,4 +1,5 @@
-"""Positions come from each libcst statement's ast twin; they must equal libcst's own."""
+"""Positions come from each libcst statement's ast twin; they must equal libcst's own.
+(The training analysis runs on `ast`: its positions are tested in tests/analysis/test_training.py.)"""
 
 from __future__ import annotations
 
@@ -83,63 +84,6 @@ def test_statement_positions_match_libcst(name: str, text: str) -> None:
                            expected.end.line + shift, expected.end.column), ctx.code(statement)
             checked += 1
     assert checked > 0
-
-
-def test_calls_are_found_inside_their_statement() -> None:
-    source = SourceFile("t.py", TRICKY)
-    ctx = FileContext(source, index_file(source), Settings())
-    analysis = ctx.training
-    events = [e for f in (analysis.module, *analysis.functions) for e in _events(f.body)]
-    assert len(events) >= 6
-    for event in events:
-        libcst_range = event.segment.positions()[event.call]
-        shift = event.segment.start_line - 1
-        assert ctx.span(event.segment, event.call, event.anchor) == (
-            libcst_range.start.line + shift, libcst_range.start.column,
-            libcst_range.end.line + shift, libcst_range.end.column)
-
-
-def _events(block):
-    from gradlint.rules._clipping import events_in_order
-
-    return list(events_in_order(block))
-
-
-MULTILINE = textwrap.dedent('''\
-    import torch
-
-    class Trainer:
-        def update(self, batch):
-            for i in range(2):
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    self.nets[i].parameters(),  # a comment inside
-                    1.0)
-                self.optimizers[i].step()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    self.nets[i].parameters(),  # a comment inside
-                    1.0)
-                self.optimizers[i].step()
-''')
-
-
-def test_calls_across_lines_are_placed_without_the_libcst_fallback() -> None:
-    """libcst prints a call's continuation lines without the block's indentation, so the
-    text search must allow for it; the slow PositionProvider must not be needed."""
-    source = SourceFile("t.py", MULTILINE)
-    ctx = FileContext(source, index_file(source), Settings())
-    events = [e for f in (ctx.training.module, *ctx.training.functions) for e in _events(f.body)]
-    steps = [e for e in events if "\n" in ctx.code(e.call)]
-    assert len(steps) == 2
-    got = [ctx.span(e.segment, e.call, e.anchor) for e in steps]
-    assert all(e.segment._positions is None for e in steps)
-    assert got == [(7, 12, 9, 20), (12, 12, 14, 20)]
-    for event, span in zip(steps, got):
-        libcst_range = event.segment.positions()[event.call]
-        shift = event.segment.start_line - 1
-        assert span == (libcst_range.start.line + shift, libcst_range.start.column,
-                        libcst_range.end.line + shift, libcst_range.end.column)
 
 
 def test_statement_text_is_sliced_from_the_file_after_a_sibling_was_summarised(tmp_path, monkeypatch) -> None:

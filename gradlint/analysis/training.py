@@ -1,31 +1,40 @@
 """The training-step analysis shared by the GL1xx rules.
 
-One walk over the file's libcst segments turns every function (and the module's script code)
-into a small control-flow skeleton of the events that matter for gradients: `backward`,
-clipping, `scaler.unscale_`, optimizer steps, and calls to the file's own functions. A
-path-sensitive pass over those skeletons then finds steps reached after a backward with no
-clipping in between, and clips that run on still-scaled AMP gradients.
+One walk over the file's `ast` tree (every statement; names through `ctx.symbols`) turns every
+function (and the module's script code) into a small control-flow skeleton of the events that
+matter for gradients: `backward`, clipping, `scaler.unscale_`, optimizer steps, and calls to the
+file's own functions. A path-sensitive pass over those skeletons then finds steps reached after
+a backward with no clipping in between, and clips that run on still-scaled AMP gradients.
 
 Calls into the file's own functions and methods are followed through summaries, so a
 `loss.backward()` in one method and `self.optimizer.step()` in another method of the same
 class are seen together, and a helper that clips counts as clipping.
+
+It terminates by construction: which function each call reaches is worked out once for the
+whole file, as a bounded fixpoint (a parameter's values come from the calls that reach its
+function, which may depend on other parameters); function summaries and loop results are
+memoised by their entry state, whose lattice is finite; and every step is charged to the
+file's analysis budget (`ctx.budget`) as the last guard.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-from gradlint.lazy import lazy_module
+from gradlint.analysis.symbols import names_read
+from gradlint.analysis.symbols import parameter_roots as _parameter_roots
+from gradlint.analysis.syntax import (
+    FUNCTIONS, call_name, defaults, dotted, parameter_names, receiver_text, star_names, target_names,
+)
 
-from gradlint.analysis.cst_walk import iter_calls, iter_names, target_names
-from gradlint.analysis.imports import ImportTable, dotted, receiver_text
-from gradlint.prepass import Segment
-
-cst = lazy_module("libcst")
+if TYPE_CHECKING:
+    from gradlint.analysis.symbols import Symbols
+    from gradlint.context import AnalysisBudget, FileContext
 
 OPTIMIZER_NAMES = {
     "Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam",
@@ -41,6 +50,12 @@ BACKWARD_METHODS = {"backward", "manual_backward"}
 _BUILTINS = set(dir(builtins))
 _MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "share_memory"}
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_STARRED = (ast.Starred,)
+_TRY_STAR = getattr(ast, "TryStar", ast.Try)
+_COMPOUND = frozenset({*FUNCTIONS, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, _TRY_STAR,
+                       ast.With, ast.AsyncWith, ast.Match})
+# method names whose receiver decides what the call is
+_RECEIVER_METHODS = BACKWARD_METHODS | {"step", "unscale_", "clamp_", "clamp", "clip_"}
 
 
 @functools.lru_cache(maxsize=4096)  # the same few hundred names are asked about over and over
@@ -74,6 +89,27 @@ def looks_like_clip_helper(text: str) -> bool:
     return "clip" in tokens and any(t.startswith("grad") or t == "norm" for t in tokens)
 
 
+def arguments(call: ast.Call) -> list[tuple[str | None, ast.expr, bool]]:
+    """A call's arguments in source order as (keyword or None, value, starred): `*xs` and
+    `**kw` are starred with their inner expression as the value."""
+    found = [(None, a.value, True) if type(a) in _STARRED else (None, a, False) for a in call.args]
+    if call.keywords:
+        found += [(k.arg, k.value, k.arg is None) for k in call.keywords]
+        if call.args:  # `f(a=1, *b)` is legal: order by position
+            found.sort(key=lambda item: (item[1].lineno, item[1].col_offset))
+    return found
+
+
+def has_arguments(call: ast.Call) -> bool:
+    return bool(call.args or call.keywords)
+
+
+def first_argument(call: ast.Call) -> ast.expr | None:
+    """The value of the first argument in source order (keyword or not)."""
+    found = arguments(call)
+    return found[0][1] if found else None
+
+
 # --------------------------------------------------------------------------------------------
 # The skeleton
 
@@ -81,21 +117,25 @@ def looks_like_clip_helper(text: str) -> bool:
 @dataclass(eq=False, repr=False)
 class Event:
     kind: str  # backward | step | clip | unscale | call
-    call: cst.Call
-    stmt: cst.BaseSmallStatement | None  # the small statement holding the call, if simple
-    anchor: cst.CSTNode  # the statement holding the call (a compound one for `if opt.step():`)
-    segment: Segment
+    call: ast.Call
+    stmt: ast.stmt | None  # the simple statement holding the call (None in a compound header)
+    anchor: ast.stmt  # the statement holding the call (a compound one for `if opt.step():`)
     function: "FunctionInfo"
     in_closure: bool = False
     receiver: str | None = None  # optimizer/scaler text, callee text
-    optimizer: cst.BaseExpression | None = None  # the optimizer expression a step/unscale names
+    optimizer: ast.expr | None = None  # the optimizer expression a step/unscale names
     scaled: bool = False  # backward of `scaler.scale(loss)`
     clip_roots: frozenset[str] = frozenset({"*"})
 
 
 @dataclass(eq=False)
 class Branch:
+    """One of `arms` runs. With `tests` (an `if/elif` ladder: one test per arm but the last, the
+    `else`), test i runs after tests 0..i-1, and arm i after test i; without, every arm starts
+    from the same state (`match`)."""
+
     arms: list["Block"]
+    tests: list["Block"] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -125,38 +165,38 @@ Block = list  # list[Item]
 class Binding:
     """`target = value` somewhere in the file (flow-insensitive)."""
 
-    value: cst.BaseExpression
+    value: ast.expr
     function: "FunctionInfo"
-    segment: Segment
-    anchor: cst.CSTNode | None = None  # the statement the value is written in
+    anchor: ast.stmt | None = None  # the statement the value is written in
 
     @property
-    def constructed(self) -> cst.Call | None:
+    def constructed(self) -> ast.Call | None:
         """The constructor call, seen through `.to(device)`, `.cuda()`, `.float()` chains."""
         value = self.value
         while (
-            type(value) is cst.Call
-            and type(value.func) is cst.Attribute
-            and value.func.attr.value in _MODULE_CHAIN_METHODS
-            and type(value.func.value) is cst.Call
+            type(value) is ast.Call
+            and type(value.func) is ast.Attribute
+            and value.func.attr in _MODULE_CHAIN_METHODS
+            and type(value.func.value) is ast.Call
         ):
             value = value.func.value
-        return value if type(value) is cst.Call else None
+        return value if type(value) is ast.Call else None
 
-    def call_name(self, imports: ImportTable) -> str | None:
+    def call_name(self, symbols: "Symbols") -> str | None:
+        """The qualified name of the constructor, through the imports where the value is written."""
         call = self.constructed
-        return imports.resolve(dotted(call.func)) if call is not None else None
+        return symbols.resolve_text(dotted(call.func), self.function.node) if call is not None else None
 
 
 @dataclass(eq=False, repr=False)
 class FunctionInfo:
     name: str
     class_name: str | None
-    segment: Segment | None
+    node: ast.FunctionDef | ast.AsyncFunctionDef | None  # None for the module's script code
     parent: "FunctionInfo | None" = None
     body: Block = field(default_factory=list)
     params: list[str] = field(default_factory=list)
-    defaults: dict[str, cst.BaseExpression] = field(default_factory=dict)  # parameter -> its default
+    defaults: dict[str, ast.expr] = field(default_factory=dict)  # parameter -> its default
     locals: set[str] = field(default_factory=set)
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
     call_events: list[Event] = field(default_factory=list)
@@ -169,273 +209,301 @@ class ClassInfo:
     bases: list[str]
     methods: dict[str, FunctionInfo] = field(default_factory=dict)
     attributes: dict[str, list[Binding]] = field(default_factory=dict)
-    calls: set[str] = field(default_factory=set)  # qualified names called anywhere in the body
+    # what the body calls (the callee expressions) and where (the scope of the imports);
+    # their qualified names are worked out only when asked (`recurrent_model`)
+    called: list[tuple[ast.expr, ast.AST | None]] = field(default_factory=list)
     handwritten_recurrence: bool = False
 
 
+def known_function_names(symbols: "Symbols") -> set[str]:
+    """Names of the file's functions and methods, nested ones included: a call to one of these
+    is followed into the file's own code."""
+    names = set(symbols.functions)
+    for index in symbols.classes.values():
+        names.update(index.methods)
+    for inner in symbols.nested.values():
+        names.update(name for name, node in inner.items() if type(node) in FUNCTIONS)
+    return names
+
+
 # --------------------------------------------------------------------------------------------
-# Building the skeleton: one walk over the segments
+# Building the skeleton: one walk over the file's statements
 
 
 class _Builder:
-    def __init__(self, imports: ImportTable, known_functions: set[str]) -> None:
-        self.imports = imports
-        self.known_functions = known_functions
+    def __init__(self, symbols: "Symbols", budget: "AnalysisBudget") -> None:
+        self.symbols = symbols
+        self.budget = budget
+        self.known_functions = known_function_names(symbols)
         self.module = FunctionInfo("<module>", None, None)
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
-        self.segment: Segment | None = None
-        self.current_statement: cst.CSTNode | None = None
+        self.current_statement: ast.stmt | None = None
 
-    def build(self, segments: list[Segment]) -> None:
-        for segment in segments:
-            self.segment = segment
-            self.module.body.extend(self.block(segment.module.body, self.module, None, False))
+    def build(self, tree: ast.Module) -> None:
+        self.module.body = self.block(tree.body, self.module, None, False)
+
+    def resolve(self, text: str | None, func: FunctionInfo) -> str | None:
+        return self.symbols.resolve_text(text, func.node)
 
     # statements ---------------------------------------------------------------------------
 
-    def block(self, body, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
+    def block(self, body: list[ast.stmt], func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
         items: Block = []
         for stmt in body:
             items.extend(self.statement(stmt, func, cls, in_loop))
         return items
 
-    def statement(self, stmt, func, cls, in_loop) -> Block:
-        if isinstance(stmt, cst.BaseSmallStatement):  # the body of `if x: opt.step()`
-            return self.small_statement(stmt, func, cls, in_loop)
-        if type(stmt) is cst.SimpleStatementLine:
-            items: Block = []
-            for small in stmt.body:
-                items.extend(self.small_statement(small, func, cls, in_loop))
-            return items
-        if type(stmt) is cst.FunctionDef:
-            self.function(stmt, func, cls)
+    def statement(self, stmt: ast.stmt, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
+        self.budget.spend()
+        kind = type(stmt)
+        if kind not in _COMPOUND:
+            return self.simple_statement(stmt, func, cls, in_loop)
+        if kind in FUNCTIONS:
+            self.function(stmt, func, cls)  # type: ignore[arg-type]
             return []
-        if type(stmt) is cst.ClassDef:
-            self.class_def(stmt, func)
+        if kind is ast.ClassDef:
+            self.class_def(stmt, func)  # type: ignore[arg-type]
             return []
-        if type(stmt) is cst.If:
-            items = self.events(stmt.test, None, func, cls, stmt)
-            orelse = stmt.orelse
-            if type(orelse) is cst.If:
-                other = self.statement(orelse, func, cls, in_loop)
-            elif type(orelse) is cst.Else:
-                other = self.block(orelse.body.body, func, cls, in_loop)
+        if kind is ast.If:
+            return self.if_statement(stmt, func, cls, in_loop)  # type: ignore[arg-type]
+        if kind is ast.For or kind is ast.AsyncFor or kind is ast.While:
+            if kind is ast.While:
+                items = self.events(stmt.test, None, func, cls, stmt)  # type: ignore[attr-defined]
             else:
-                other = []
-            items.append(Branch([self.block(stmt.body.body, func, cls, in_loop), other]))
-            return items
-        if type(stmt) in (cst.For, cst.While):
-            if type(stmt) is cst.For:
-                items = self.events(stmt.iter, None, func, cls, stmt)
-                func.locals.update(target_names(stmt.target))
-                self.bind_targets(stmt.target, stmt.iter, func, cls, loop_variable=True)
-            else:
-                items = self.events(stmt.test, None, func, cls, stmt)
-            body = self.block(stmt.body.body, func, cls, True)
-            orelse = self.block(stmt.orelse.body.body, func, cls, in_loop) if stmt.orelse else []
+                items = self.events(stmt.iter, None, func, cls, stmt)  # type: ignore[attr-defined]
+                func.locals.update(target_names(stmt.target))  # type: ignore[attr-defined]
+                self.bind_targets(stmt.target, stmt.iter, func, cls, loop_variable=True)  # type: ignore[attr-defined]
+            body = self.block(stmt.body, func, cls, True)  # type: ignore[attr-defined]
+            orelse = self.block(stmt.orelse, func, cls, in_loop)  # type: ignore[attr-defined]
             items.append(Loop(body, orelse))
             return items
-        if type(stmt) in (cst.Try, cst.TryStar):
+        if kind is ast.Try or kind is _TRY_STAR:
             return [
                 Try(
-                    self.block(stmt.body.body, func, cls, in_loop),
-                    [self.block(h.body.body, func, cls, in_loop) for h in stmt.handlers],
-                    self.block(stmt.orelse.body.body, func, cls, in_loop) if stmt.orelse else [],
-                    self.block(stmt.finalbody.body.body, func, cls, in_loop) if stmt.finalbody else [],
+                    self.block(stmt.body, func, cls, in_loop),  # type: ignore[attr-defined]
+                    [self.block(h.body, func, cls, in_loop) for h in stmt.handlers],  # type: ignore[attr-defined]
+                    self.block(stmt.orelse, func, cls, in_loop),  # type: ignore[attr-defined]
+                    self.block(stmt.finalbody, func, cls, in_loop),  # type: ignore[attr-defined]
                 )
             ]
-        if type(stmt) is cst.With:
+        if kind is ast.With or kind is ast.AsyncWith:
             items = []
-            for item in stmt.items:
-                items.extend(self.events(item.item, None, func, cls, stmt))
-                if item.asname is not None:
-                    func.locals.update(target_names(item.asname.name))
-            items.extend(self.block(stmt.body.body, func, cls, in_loop))
+            for item in stmt.items:  # type: ignore[attr-defined]
+                items.extend(self.events(item.context_expr, None, func, cls, stmt))
+                if item.optional_vars is not None:
+                    func.locals.update(target_names(item.optional_vars))
+            items.extend(self.block(stmt.body, func, cls, in_loop))  # type: ignore[attr-defined]
             return items
-        if type(stmt) is cst.Match:
-            items = self.events(stmt.subject, None, func, cls, stmt)
-            items.append(Branch([self.block(case.body.body, func, cls, in_loop) for case in stmt.cases] + [[]]))
+        if kind is ast.Match:
+            items = self.events(stmt.subject, None, func, cls, stmt)  # type: ignore[attr-defined]
+            arms = [self.block(case.body, func, cls, in_loop) for case in stmt.cases]  # type: ignore[attr-defined]
+            items.append(Branch([*arms, []]))
             return items
         return []
 
-    def small_statement(self, small, func, cls, in_loop) -> Block:
-        self.current_statement = small
-        if type(small) in (cst.Import, cst.ImportFrom):
-            self.imports.add_cst(small)
-            return []
-        items = self.events(small, small, func, cls, small)
-        if type(small) is cst.Assign:
-            for target in small.targets:
-                self.bind_targets(target.target, small.value, func, cls)
+    def if_statement(self, stmt: ast.If, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
+        """`if/elif/.../else` as one branch with a test and an arm per block, read in a loop: a
+        ladder of a thousand `elif`s costs no recursion here or in the flow pass."""
+        tests = [self.events(stmt.test, None, func, cls, stmt)]
+        arms = [self.block(stmt.body, func, cls, in_loop)]
+        orelse = stmt.orelse
+        while len(orelse) == 1 and type(orelse[0]) is ast.If:
+            inner = orelse[0]
+            self.budget.spend()
+            tests.append(self.events(inner.test, None, func, cls, inner))
+            arms.append(self.block(inner.body, func, cls, in_loop))
+            orelse = inner.orelse
+        arms.append(self.block(orelse, func, cls, in_loop))
+        return [Branch(arms, tests)]
+
+    def simple_statement(self, stmt: ast.stmt, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
+        kind = type(stmt)
+        if kind is ast.Import or kind is ast.ImportFrom:
+            return []  # the symbol layer holds the imports of every scope
+        self.current_statement = stmt
+        items = self.events(stmt, stmt, func, cls, stmt)
+        if kind is ast.Assign:
+            for target in stmt.targets:  # type: ignore[attr-defined]
+                self.bind_targets(target, stmt.value, func, cls)  # type: ignore[attr-defined]
                 if in_loop and cls is not None:
-                    self.check_recurrence(target.target, small.value, cls)
-        elif type(small) in (cst.AnnAssign, cst.AugAssign) and small.value is not None:
-            self.bind_targets(small.target, small.value, func, cls)
-            if type(small) is cst.AugAssign and in_loop and cls is not None:
-                self.check_recurrence(small.target, small.value, cls)
-        if type(small) in (cst.Return, cst.Raise):
+                    self.check_recurrence(target, stmt.value, cls)  # type: ignore[attr-defined]
+        elif (kind is ast.AnnAssign or kind is ast.AugAssign) and stmt.value is not None:  # type: ignore[attr-defined]
+            self.bind_targets(stmt.target, stmt.value, func, cls)  # type: ignore[attr-defined]
+            if kind is ast.AugAssign and in_loop and cls is not None:
+                self.check_recurrence(stmt.target, stmt.value, cls)  # type: ignore[attr-defined]
+        if kind is ast.Return or kind is ast.Raise:
             items.append(Jump("return"))
-        elif type(small) is cst.Break:
+        elif kind is ast.Break:
             items.append(Jump("break"))
-        elif type(small) is cst.Continue:
+        elif kind is ast.Continue:
             items.append(Jump("continue"))
         return items
 
-    def function(self, node: cst.FunctionDef, outer: FunctionInfo, cls: ClassInfo | None) -> None:
-        info = FunctionInfo(node.name.value, cls.name if cls else None, self.segment,
+    def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, outer: FunctionInfo,
+                 cls: ClassInfo | None) -> None:
+        info = FunctionInfo(node.name, cls.name if cls else None, node,
                             parent=None if outer is self.module else outer)
-        params = node.params
-        for param in [*params.posonly_params, *params.params, *params.kwonly_params]:
-            info.locals.add(param.name.value)
-            info.params.append(param.name.value)
-            if param.default is not None:
-                info.defaults[param.name.value] = param.default
-        for star in (params.star_arg, params.star_kwarg):
-            if type(star) is cst.Param:
-                info.locals.add(star.name.value)
+        info.params = parameter_names(node)
+        info.defaults = defaults(node)
+        info.locals.update(info.params)
+        info.locals.update(star_names(node))
         if cls is not None and outer is self.module:
             cls.methods[info.name] = info
         else:
             outer.locals.add(info.name)
         self.functions.append(info)
-        info.body = self.block(node.body.body, info, cls, False)
+        info.body = self.block(node.body, info, cls, False)
 
-    def class_def(self, node: cst.ClassDef, outer: FunctionInfo) -> None:
-        bases = [self.imports.resolve(dotted(arg.value)) or "" for arg in node.bases if arg.keyword is None]
-        info = ClassInfo(node.name.value, bases)
+    def class_def(self, node: ast.ClassDef, outer: FunctionInfo) -> None:
+        bases = [self.resolve(dotted(base), outer) or "" for base in node.bases]
+        info = ClassInfo(node.name, bases)
         self.classes.setdefault(info.name, info)
-        for stmt in node.body.body:
-            if type(stmt) is cst.FunctionDef:
-                self.function(stmt, self.module, info)
+        for stmt in node.body:
+            if type(stmt) in FUNCTIONS:
+                self.function(stmt, self.module, info)  # type: ignore[arg-type]
             else:
-                for call, _ in iter_calls(stmt):
-                    name = self.imports.resolve(dotted(call.func))
-                    if name:
-                        info.calls.add(name)
+                self.budget.spend()
+                for call, _ in self.symbols.calls(stmt):
+                    info.called.append((call.func, outer.node))
 
     # bindings -----------------------------------------------------------------------------
 
-    def bind_targets(self, target, value, func, cls, loop_variable: bool = False) -> None:
-        if type(target) in (cst.Tuple, cst.List):
-            elements = [e.value for e in target.elements]
+    def bind_targets(self, target: ast.expr, value: ast.expr, func: FunctionInfo, cls: ClassInfo | None,
+                     loop_variable: bool = False) -> None:
+        kind = type(target)
+        if kind is ast.Tuple or kind is ast.List:
+            elements = [e.value if type(e) in _STARRED else e for e in target.elts]  # type: ignore[attr-defined]
             # `model, opt = accelerator.prepare(model, opt)`: bind each name to its argument
-            if type(value) is cst.Call and len(value.args) == len(elements):
-                for element, arg in zip(elements, value.args):
-                    self.bind_targets(element, arg.value, func, cls)
-            elif type(value) in (cst.Tuple, cst.List) and len(value.elements) == len(elements):
-                for element, item in zip(elements, value.elements):
-                    self.bind_targets(element, item.value, func, cls)
+            if type(value) is ast.Call and len(value.args) + len(value.keywords) == len(elements):
+                for element, (_, arg, _) in zip(elements, arguments(value)):
+                    self.bind_targets(element, arg, func, cls)
+            elif type(value) in (ast.Tuple, ast.List) and len(value.elts) == len(elements):  # type: ignore[attr-defined]
+                for element, item in zip(elements, value.elts):  # type: ignore[attr-defined]
+                    self.bind_targets(element, item.value if type(item) in _STARRED else item, func, cls)
             else:
                 for element in elements:
                     self.bind_targets(element, value, func, cls, loop_variable=True)
             return
         if loop_variable:  # `for opt in optimizers` - the element of a collection, not the collection
             return
-        binding = Binding(value, func, self.segment, self.current_statement)  # type: ignore[arg-type]
-        if type(target) is cst.Name:
-            func.locals.add(target.value)
-            func.bindings.setdefault(target.value, []).append(binding)
-        elif type(target) is cst.Attribute and type(target.value) is cst.Name:
-            if target.value.value == "self" and cls is not None:
-                cls.attributes.setdefault(target.attr.value, []).append(binding)
+        binding = Binding(value, func, self.current_statement)
+        if kind is ast.Name:
+            func.locals.add(target.id)  # type: ignore[attr-defined]
+            func.bindings.setdefault(target.id, []).append(binding)  # type: ignore[attr-defined]
+        elif kind is ast.Attribute and type(target.value) is ast.Name:  # type: ignore[attr-defined]
+            if target.value.id == "self" and cls is not None:  # type: ignore[attr-defined]
+                cls.attributes.setdefault(target.attr, []).append(binding)  # type: ignore[attr-defined]
 
-    def check_recurrence(self, target, value, cls: ClassInfo) -> None:
+    def check_recurrence(self, target: ast.expr, value: ast.expr, cls: ClassInfo) -> None:
         """`h = tanh(self.W(h) + self.U(x[t]))` inside a loop: a hand-written recurrence."""
-        if type(target) is not cst.Name:
+        if type(target) is not ast.Name:
             return
-        name = target.value
-        if name not in set(iter_names(value)):
+        if target.id not in names_read(value):
             return
-        for call, _ in iter_calls(value):
+        for call, _ in self.symbols.calls(value):
             text = dotted(call.func) or ""
             if text.startswith("self.") or text.rsplit(".", 1)[-1] in {"matmul", "mm", "bmm", "linear", "addmm"}:
                 cls.handwritten_recurrence = True
                 return
-        if "@" in cst.Module([]).code_for_node(value):
+        if any(type(node) is ast.BinOp and type(node.op) is ast.MatMult for node in ast.walk(value)):
             cls.handwritten_recurrence = True
 
     # events -------------------------------------------------------------------------------
 
-    def events(self, node, stmt, func: FunctionInfo, cls: ClassInfo | None, anchor: cst.CSTNode) -> Block:
+    def events(self, node: ast.AST, stmt: ast.stmt | None, func: FunctionInfo, cls: ClassInfo | None,
+               anchor: ast.stmt) -> Block:
         items: Block = []
-        for call, in_closure in iter_calls(node):
-            name = dotted(call.func)
-            if cls is not None and name:
-                resolved = self.imports.resolve(name)
-                if resolved:
-                    cls.calls.add(resolved)
-            event = self.classify(call, name)
+        for call, in_closure in self.symbols.calls(node):
+            if cls is not None:
+                cls.called.append((call.func, func.node))
+            event = self.classify(call, func)
             if event is None:
                 continue
+            self.budget.spend()
             kind, receiver, optimizer, scaled, roots = event
-            ev = Event(kind, call, stmt, anchor, self.segment, func, in_closure, receiver,  # type: ignore[arg-type]
-                       optimizer, scaled, roots)
+            ev = Event(kind, call, stmt, anchor, func, in_closure, receiver, optimizer, scaled, roots)
             func.event_kinds.add(kind)
             if kind == "call":
                 func.call_events.append(ev)
             items.append(ev)
         return items
 
-    def classify(self, call: cst.Call, name: str | None):
+    def classify(self, call: ast.Call, func_info: FunctionInfo):
+        """What a call is to the analysis (None for most calls, which is decided from the
+        callee's last name before any text is built)."""
         func = call.func
-        if type(func) is cst.Attribute:
-            attr = func.attr.value
-            owner = func.value
-            owner_text = receiver_text(owner)
-            if attr in BACKWARD_METHODS:
-                scaled = (
-                    type(owner) is cst.Call
-                    and type(owner.func) is cst.Attribute
-                    and owner.func.attr.value == "scale"
-                    and looks_like_scaler_name(receiver_text(owner.func.value) or "")
-                )
-                return ("backward", owner_text, None, scaled, frozenset())
-            if attr == "step" and owner_text:
-                if any(a.keyword is not None and a.keyword.value == "closure" for a in call.args):
-                    return None
-                if looks_like_scaler_name(owner_text) and call.args:
-                    return ("step", owner_text, call.args[0].value, False, frozenset())
-                if not call.args:  # whether the receiver is an optimizer is decided later
-                    return ("step", owner_text, owner, False, frozenset())
-                return None  # `env.step(action)`, `optimizer.step(closure)` (backward runs inside)
-            if attr == "unscale_" and owner_text and looks_like_scaler_name(owner_text):
-                return ("unscale", owner_text, call.args[0].value if call.args else None, False, frozenset())
-            if attr in {"clamp_", "clamp", "clip_"} and owner_text and ".grad" in f".{owner_text}":
-                return ("clip", owner_text, None, False, frozenset({"*"}))
-        name = name or receiver_text(func)  # `self.agents[i].update` -> `self.agents.update`
+        kind = type(func)
+        name = None
+        if kind is ast.Attribute:
+            last = func.attr  # type: ignore[union-attr]
+            if last in _RECEIVER_METHODS:
+                found = self.classify_method(call, func)  # type: ignore[arg-type]
+                if found is not None:
+                    return found or None
+        elif kind is ast.Name:
+            last = func.id  # type: ignore[union-attr]
+        else:
+            name = call_name(call)  # `self.fns[i](x)` -> `self.fns`
+            if name is None:
+                return None
+            last = name.rsplit(".", 1)[-1]
+        if last in CLIP_FUNCTIONS:
+            event = "clip"
+        # resolving only renames the head, so only a bare name can be an alias of a clip
+        # (`from torch.nn.utils import clip_grad_norm_ as cgn`)
+        elif (kind is ast.Name or (name is not None and "." not in name)) and (
+                self.resolve(last, func_info) or last).rsplit(".", 1)[-1] in CLIP_FUNCTIONS:
+            event = "clip"
+        elif last in self.known_functions:
+            event = "call"
+        elif "clip" in last.lower() and looks_like_clip_helper(last):
+            event = "clip"
+        else:
+            return None
+        name = name or call_name(call)  # `self.agents[i].update` -> `self.agents.update`
         if name is None:
             return None
-        last = name.rsplit(".", 1)[-1]
-        resolved = self.imports.resolve(name) or name
-        if last in CLIP_FUNCTIONS or resolved.rsplit(".", 1)[-1] in CLIP_FUNCTIONS:
-            return ("clip", name, None, False, self.clip_roots(call))
-        if last in self.known_functions:
+        if event == "call":
             return ("call", name, None, False, frozenset())
-        if looks_like_clip_helper(last):
-            return ("clip", name, None, False, self.clip_roots(call))
+        return ("clip", name, None, False, self.clip_roots(call))
+
+    def classify_method(self, call: ast.Call, func: ast.Attribute):
+        """`x.backward()`, `opt.step()`, `scaler.unscale_(opt)`, `p.grad.clamp_()`: the event;
+        False for a call that is none of them for sure (`env.step(action)`); None to go on
+        with the callee's name."""
+        attr = func.attr
+        owner = func.value
+        owner_text = receiver_text(owner)
+        if attr in BACKWARD_METHODS:
+            scaled = (
+                type(owner) is ast.Call
+                and type(owner.func) is ast.Attribute
+                and owner.func.attr == "scale"
+                and looks_like_scaler_name(receiver_text(owner.func.value) or "")
+            )
+            return ("backward", owner_text, None, scaled, frozenset())
+        if attr == "step" and owner_text:
+            if any(k.arg == "closure" for k in call.keywords):
+                return False
+            if looks_like_scaler_name(owner_text) and has_arguments(call):
+                return ("step", owner_text, first_argument(call), False, frozenset())
+            if not has_arguments(call):  # whether the receiver is an optimizer is decided later
+                return ("step", owner_text, owner, False, frozenset())
+            return False  # `env.step(action)`, `optimizer.step(closure)` (backward runs inside)
+        if attr == "unscale_" and owner_text and looks_like_scaler_name(owner_text):
+            return ("unscale", owner_text, first_argument(call), False, frozenset())
+        if attr in {"clamp_", "clamp", "clip_"} and owner_text and ".grad" in f".{owner_text}":
+            return ("clip", owner_text, None, False, frozenset({"*"}))
         return None
 
-    def clip_roots(self, call: cst.Call) -> frozenset[str]:
+    def clip_roots(self, call: ast.Call) -> frozenset[str]:
         """The models a clip call covers: `clip_grad_norm_(self.actor.parameters(), ..)` -> {self.actor}."""
-        if not call.args:
+        first = first_argument(call)
+        if first is None:
             return frozenset({"*"})
-        roots = parameter_roots(call.args[0].value)
+        roots = _parameter_roots(self.symbols, first)
         return frozenset(roots) if roots else frozenset({"*"})
-
-
-def parameter_roots(expr: cst.BaseExpression) -> set[str]:
-    """`self.actor.parameters()` -> {'self.actor'}; works inside lists, sums and chains.
-
-    Empty when the expression does not name its modules (`params`): unknown, not "none".
-    """
-    roots = set()
-    for call, _ in iter_calls(expr):
-        if type(call.func) is cst.Attribute and call.func.attr.value in {"parameters", "named_parameters"}:
-            text = receiver_text(call.func.value)
-            if text:
-                roots.add(text)
-    return roots
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,18 +520,19 @@ class State:
 
 
 def join(*states: State | None) -> State | None:
-    live = [s for s in states if s is not None]
-    if not live:
-        return None
-    if len(live) == 1:
-        return live[0]
-    return State(
-        backward=any(s.backward for s in live),
-        clipped=frozenset().union(*(s.clipped for s in live)),
-        scaled=any(s.scaled for s in live),
-        unscaled=any(s.unscaled for s in live),
-        last_backward=next((s.last_backward for s in live if s.last_backward), None),
-    )
+    """The state after paths meet: a flag holds if it holds on one path, clipped models are
+    united, and the first backward named is kept."""
+    joined: State | None = None
+    for state in states:
+        if state is None or state is joined:
+            continue
+        if joined is None:
+            joined = state
+        elif state != joined or (joined.last_backward is None and state.last_backward is not None):
+            joined = State(joined.backward or state.backward, joined.clipped | state.clipped,
+                           joined.scaled or state.scaled, joined.unscaled or state.unscaled,
+                           joined.last_backward or state.last_backward)
+    return joined
 
 
 @dataclass(eq=False, repr=False)
@@ -475,28 +544,49 @@ class Finding:
     unscaled: bool = False
 
 
+# The loop fixpoint iterates at most this often (the lattice of a State is finite and the loop
+# head only grows; this is a guard on top).
+LOOP_ROUNDS = 6
+# Calls are followed this many levels deep (a summary per function and entry state); deeper
+# calls are taken as doing nothing to the gradients, so that a chain of hundreds of helpers
+# neither recurses past Python's limit nor costs more than its length.
+MAX_CALL_DEPTH = 32
+
+
 class _Frame:
+    """The jumps of one function body being interpreted, and the loops already interpreted
+    from a given entry state (their results do not change within one interpretation)."""
+
     def __init__(self) -> None:
         self.returns: list[State] = []
         self.breaks: list[list[State]] = []
         self.continues: list[list[State]] = []
+        self.loops: dict[tuple, tuple] = {}
 
 
 class TrainingAnalysis:
     """Optimizers, clipping and AMP order for one file."""
 
-    def __init__(self, imports: ImportTable, segments: list[Segment], known_functions: set[str]) -> None:
-        self.imports = imports
-        builder = _Builder(imports, known_functions)
-        builder.build(segments)
+    def __init__(self, ctx: "FileContext") -> None:
+        self.symbols = ctx.symbols
+        self.budget = ctx.budget
+        builder = _Builder(self.symbols, self.budget)
+        builder.build(ctx.tree)
         self.module = builder.module
         self.functions = builder.functions
         self.classes = builder.classes
+        self._named: dict[str, list[FunctionInfo]] = {}  # name -> the functions of that name, in order
+        for func in self.functions:
+            self._named.setdefault(func.name, []).append(func)
         self.findings: dict[tuple[str, int], Finding] = {}
         self._summaries: dict[tuple[int, bool, bool], State | None] = {}
         self._in_progress: set[int] = set()
-        self._binding_in_progress: set[tuple[int, str]] = set()
         self._recurrent_classes: dict[str, str | None] = {}
+        self._callee: dict[int, FunctionInfo | None] = {}  # id(call event) -> the function it reaches
+        self._callers: dict[int, list[tuple[FunctionInfo, Event]]] = {}  # id(function) -> its calls
+        self._arguments: dict[tuple[int, str], list[Binding]] = {}
+        self._read_arguments = False
+        self._resolve_calls()
         self._run()
 
     def release(self) -> None:
@@ -509,6 +599,11 @@ class TrainingAnalysis:
             func.call_events.clear()
             func.parent = None
         self.findings.clear()
+        self._callee.clear()
+        self._callers.clear()
+        self._arguments.clear()
+        self._summaries.clear()
+        self._named.clear()
 
     # public -------------------------------------------------------------------------------
 
@@ -519,6 +614,49 @@ class TrainingAnalysis:
     @property
     def clip_before_unscale(self) -> list[Finding]:
         return [f for f in self.findings.values() if f.kind == "clip_before_unscale"]
+
+    # the call graph -----------------------------------------------------------------------
+
+    def _resolve_calls(self) -> None:
+        """Which of the file's functions each call event reaches, for the whole file at once.
+
+        `agent.update()` inside `def run(agent)` depends on what the callers of `run` pass, and
+        finding those callers means resolving their calls in turn. Instead of recursing (which
+        is exponential on files whose functions pass their parameters around), the answers are
+        computed in rounds: each round resolves the calls whose answer read a parameter's
+        values, with those values taken from the previous round's call graph. An answer that
+        depends on a chain of k parameters is right after k rounds; the rounds stop when
+        nothing changes, and at most one round per function of the file (the longest chain
+        without a cycle); a cycle of parameters that never settles keeps its last answer.
+        """
+        pending = [(caller, ev) for caller in (self.module, *self.functions) for ev in caller.call_events]
+        seen: set[tuple] = set()
+        for _ in range(len(self.functions) + 2):
+            answers: dict[int, FunctionInfo | None] = {}
+            dependent = []
+            for caller, ev in pending:
+                self.budget.spend()
+                self._read_arguments = False
+                answers[id(ev)] = self.resolve_function(ev.receiver or "", caller)
+                if self._read_arguments:
+                    dependent.append((caller, ev))
+            self._callee.update(answers)
+            self._index_callers()
+            # the rounds are deterministic: a table seen before would repeat forever
+            table = tuple((id(ev), id(self._callee[id(ev)])) for _, ev in dependent)
+            if not dependent or table in seen:
+                break
+            seen.add(table)
+            pending = dependent
+
+    def _index_callers(self) -> None:
+        self._callers = {}
+        self._arguments = {}
+        for caller in (self.module, *self.functions):
+            for ev in caller.call_events:
+                callee = self._callee.get(id(ev))
+                if callee is not None:
+                    self._callers.setdefault(id(callee), []).append((caller, ev))
 
     # flow ---------------------------------------------------------------------------------
 
@@ -533,6 +671,7 @@ class TrainingAnalysis:
         return join(out, *frame.returns)
 
     def _block(self, block: Block, state: State | None, frame: _Frame) -> State | None:
+        self.budget.spend(len(block))
         for item in block:
             if state is None:
                 return None
@@ -543,19 +682,17 @@ class TrainingAnalysis:
         if isinstance(item, Event):
             return self._event(item, state)
         if isinstance(item, Branch):
-            return join(*(self._block(arm, state, frame) for arm in item.arms))
+            if not item.tests:
+                return join(*(self._block(arm, state, frame) for arm in item.arms))
+            outs = []
+            current: State | None = state
+            for test, arm in zip(item.tests, item.arms):
+                current = self._block(test, current, frame)
+                outs.append(self._block(arm, current, frame))
+            outs.append(self._block(item.arms[-1], current, frame))
+            return join(*outs)
         if isinstance(item, Loop):
-            frame.breaks.append([])
-            head: State | None = state
-            for _ in range(6):
-                frame.continues.append([])
-                out = self._block(item.body, head, frame)
-                new_head = join(state, out, *frame.continues.pop())
-                if new_head == head:
-                    break
-                head = new_head
-            breaks = frame.breaks.pop()
-            return join(self._block(item.orelse, head, frame), *breaks)
+            return self._loop(item, state, frame)
         if isinstance(item, Try):
             body = self._block(item.body, state, frame)
             handled = [self._block(h, join(state, body), frame) for h in item.handlers]
@@ -570,6 +707,38 @@ class TrainingAnalysis:
                 frame.continues[-1].append(state)
             return None
         return state
+
+    def _loop(self, item: Loop, state: State, frame: _Frame) -> State | None:
+        """Iterate the body until the loop head stops changing. Memoised by entry state, so
+        that nested loops cost the sum and not the product of their iterations; the jumps the
+        loop sends out of itself (returns; a break or continue in its `else`) are replayed."""
+        key = (id(item), state, id(state.last_backward))
+        outer_breaks = frame.breaks[-1] if frame.breaks else None
+        outer_continues = frame.continues[-1] if frame.continues else None
+        known = frame.loops.get(key)
+        if known is not None:
+            result, returns, breaks, continues = known
+            frame.returns.extend(returns)
+            if outer_breaks is not None:
+                outer_breaks.extend(breaks)
+            if outer_continues is not None:
+                outer_continues.extend(continues)
+            return result
+        marks = (len(frame.returns), len(outer_breaks or ()), len(outer_continues or ()))
+        frame.breaks.append([])
+        head: State | None = state
+        for _ in range(LOOP_ROUNDS):
+            frame.continues.append([])
+            out = self._block(item.body, head, frame)
+            new_head = join(state, out, *frame.continues.pop())
+            if new_head == head:
+                break
+            head = new_head
+        breaks = frame.breaks.pop()
+        result = join(self._block(item.orelse, head, frame), *breaks)
+        frame.loops[key] = (result, frame.returns[marks[0]:],
+                            (outer_breaks or [])[marks[1]:], (outer_continues or [])[marks[2]:])
+        return result
 
     def _event(self, ev: Event, state: State) -> State:
         if ev.kind == "backward":
@@ -590,11 +759,11 @@ class TrainingAnalysis:
         return state
 
     def _call(self, ev: Event, state: State) -> State:
-        callee = self.resolve_function(ev.receiver or "", ev.function)
+        callee = self._callee.get(id(ev))
         if callee is None:
             return state
         key = (id(callee), state.backward, state.scaled)
-        if id(callee) in self._in_progress:
+        if id(callee) in self._in_progress or len(self._in_progress) >= MAX_CALL_DEPTH:
             return state
         if key not in self._summaries:
             self._in_progress.add(id(callee))
@@ -623,7 +792,7 @@ class TrainingAnalysis:
         # roots are names: compare them only where they mean the same thing as at the step
         if params is None or not self.params_valid_at(params[0], params[1], step):
             return True
-        roots = parameter_roots(params[0])
+        roots = _parameter_roots(self.symbols, params[0])
         return not roots or bool(roots & clipped)
 
     # resolution ---------------------------------------------------------------------------
@@ -631,22 +800,25 @@ class TrainingAnalysis:
     def is_optimizer_step(self, step: Event) -> bool:
         """`scaler.step(opt)`, or `X.step()` where X was built by an optimizer class or is named
         like one (`optimizer`, `actor_optim`, `opt_d`); never `env`/`scheduler`/`self`."""
-        if step.call.args:
+        if has_arguments(step.call):
             return True  # only scaler steps with an argument are recorded
         text = step.receiver or ""
         return looks_like_optimizer_name(text) or self.optimizer_construction(step) is not None
 
     def resolve_function(self, text: str, context: FunctionInfo) -> FunctionInfo | None:
+        """The file's function a call spelled `text` inside `context` reaches, if one is seen.
+        Reads the call graph of the previous round (see `_resolve_calls`), never recurses."""
         parts = text.split(".")
         if len(parts) == 1:
+            named = self._named.get(text, ())
             scope: FunctionInfo | None = context
             while scope is not None:
-                for func in self.functions:
-                    if func.name == text and func.parent is scope and func.class_name is None:
+                for func in named:
+                    if func.parent is scope and func.class_name is None:
                         return func
                 scope = scope.parent
-            for func in self.functions:
-                if func.name == text and func.parent is None and func.class_name is None:
+            for func in named:
+                if func.parent is None and func.class_name is None:
                     return func
             return None
         method = parts[-1]
@@ -706,37 +878,34 @@ class TrainingAnalysis:
 
     def _argument_bindings(self, func: FunctionInfo, param: str) -> list[Binding]:
         """A parameter takes its values from the file's calls of the function:
-        `train_epoch(model, data, optimizer)` binds `optimizer` to the caller's `optimizer`."""
+        `train_epoch(model, data, optimizer)` binds `optimizer` to the caller's `optimizer`.
+        The callers come from the current call graph; the answer is memoised."""
+        self._read_arguments = True
         key = (id(func), param)
-        if key in self._binding_in_progress:
-            return []
-        self._binding_in_progress.add(key)
-        try:
-            return self._collect_arguments(func, param)
-        finally:
-            self._binding_in_progress.discard(key)
+        found = self._arguments.get(key)
+        if found is None:
+            found = self._arguments[key] = self._collect_arguments(func, param)
+        return found
 
     def _collect_arguments(self, func: FunctionInfo, param: str) -> list[Binding]:
         index = func.params.index(param)
         found = []
-        for caller in (self.module, *self.functions):
-            for event in caller.call_events:
-                if self.resolve_function(event.receiver or "", caller) is not func:
-                    continue
-                position = index
-                if func.class_name and func.params[:1] in (["self"], ["cls"]) and "." in (event.receiver or ""):
-                    position -= 1
-                value = None
-                for i, arg in enumerate(event.call.args):
-                    if arg.keyword is not None:
-                        if arg.keyword.value == param:
-                            value = arg.value
-                    elif arg.star:
-                        break
-                    elif i == position:
-                        value = arg.value
-                if value is not None:
-                    found.append(Binding(value, caller, event.segment, event.anchor))
+        for caller, event in self._callers.get(id(func), ()):
+            self.budget.spend()
+            position = index
+            if func.class_name and func.params[:1] in (["self"], ["cls"]) and "." in (event.receiver or ""):
+                position -= 1
+            value = None
+            for i, (keyword, arg, starred) in enumerate(arguments(event.call)):
+                if keyword is not None:
+                    if keyword == param:
+                        value = arg
+                elif starred:
+                    break
+                elif i == position:
+                    value = arg
+            if value is not None:
+                found.append(Binding(value, caller, event.anchor))
         return found
 
     def _class_chain(self, name: str) -> list[ClassInfo]:
@@ -750,7 +919,7 @@ class TrainingAnalysis:
             todo.extend(b.rsplit(".", 1)[-1] for b in self.classes[current].bases)
         return chain
 
-    def optimizer_construction(self, step: Event) -> tuple[cst.Call, Binding] | None:
+    def optimizer_construction(self, step: Event) -> tuple[ast.Call, Binding] | None:
         """The `torch.optim.X(params, ...)` call that built the optimizer a step updates."""
         if step.optimizer is None:
             return None
@@ -765,34 +934,35 @@ class TrainingAnalysis:
                 continue
             seen.add((name, id(context)))
             for binding in self.lookup(name, context):
+                self.budget.spend()
                 value = binding.constructed or binding.value
-                if type(value) is cst.Call:
-                    if is_optimizer_class(binding.call_name(self.imports) or "") and value.args:
+                if type(value) is ast.Call:
+                    if is_optimizer_class(binding.call_name(self.symbols) or "") and has_arguments(value):
                         return value, binding
-                elif type(value) in (cst.Name, cst.Attribute):
+                elif type(value) in (ast.Name, ast.Attribute):
                     alias = receiver_text(value)
                     if alias:
                         todo.append((alias, binding.function))
         return None
 
-    def optimizer_params(self, step: Event) -> tuple[cst.BaseExpression, Binding] | None:
+    def optimizer_params(self, step: Event) -> tuple[ast.expr, Binding] | None:
         built = self.optimizer_construction(step)
         if built is None:
             return None
         call, binding = built
-        for arg in call.args:
-            if arg.keyword is not None and arg.keyword.value == "params":
-                return arg.value, binding
-        first = call.args[0]
-        if first.keyword is None and not first.star:
-            return first.value, binding
+        for keyword in call.keywords:
+            if keyword.arg == "params":
+                return keyword.value, binding
+        keyword, first, starred = arguments(call)[0]
+        if keyword is None and not starred:
+            return first, binding
         return None
 
-    def params_valid_at(self, params: cst.BaseExpression, binding: Binding, step: Event) -> bool:
+    def params_valid_at(self, params: ast.expr, binding: Binding, step: Event) -> bool:
         """Can the optimizer's `params` expression be written again where the step is, meaning
         the same thing? Yes in the same function, or for `self.` in methods of one class."""
         here = step.function
-        for name in iter_names(params):
+        for name in names_read(params):
             if name in _BUILTINS and name not in here.locals:
                 continue
             if binding.function is here:
@@ -817,7 +987,7 @@ class TrainingAnalysis:
             return set()
         expr, binding = params
         found: set[str] = set()
-        for root in parameter_roots(expr):
+        for root in _parameter_roots(self.symbols, expr):
             if root == "self" and binding.function.class_name:
                 found.add(binding.function.class_name)
                 continue
@@ -841,10 +1011,10 @@ class TrainingAnalysis:
         if params is None:
             return None
         expr, binding = params
-        for root in parameter_roots(expr):
+        for root in _parameter_roots(self.symbols, expr):
             owner = binding.function.class_name
             if root == "self" and owner in self.classes:  # `optim.Adam(self.parameters())`
-                found = self._recurrent_class(owner)
+                found = self._recurrent_class(owner)  # type: ignore[arg-type]
             else:
                 found = self._recurrent_value(root, binding.function)
             if found:
@@ -854,7 +1024,7 @@ class TrainingAnalysis:
     def _recurrent_value(self, text: str, context: FunctionInfo) -> str | None:
         for binding in self.lookup(text, context):
             if binding.constructed is not None:
-                qualified = binding.call_name(self.imports) or ""
+                qualified = binding.call_name(self.symbols) or ""
                 described = self._recurrent_constructor(qualified)
                 if described:
                     return described
@@ -876,7 +1046,10 @@ class TrainingAnalysis:
         self._recurrent_classes[name] = None  # cycles
         info = self.classes[name]
         result = None
-        for qualified in sorted(info.calls) + info.bases:
+        calls = {self.symbols.resolve_text(text, scope) or text
+                 for text, scope in ((dotted(func), scope) for func, scope in info.called) if text}
+        for qualified in sorted(calls) + info.bases:
+            self.budget.spend()
             last = qualified.rsplit(".", 1)[-1]
             if last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
                 result = f"nn.{last} in {name}"
@@ -892,7 +1065,7 @@ class TrainingAnalysis:
         return result
 
 
-def _parameter_default(name: str, function: FunctionInfo | None) -> cst.BaseExpression | None:
+def _parameter_default(name: str, function: FunctionInfo | None) -> ast.expr | None:
     """The default of the parameter `name` of `function` or of a function enclosing it."""
     while function is not None:
         if name in function.params:

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gradlint.analysis.training import Block, Branch, Event, Finding, Loop, TrainingAnalysis, Try
+from gradlint.analysis.training import Block, Branch, Event, Finding, Loop, TrainingAnalysis, Try, has_arguments
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Edit, Fix
-from gradlint.edits import import_edit, insert_statement_before
+from gradlint.edits import import_edit, insert_before
 
 CLIP_NORM = "torch.nn.utils.clip_grad_norm_"
 
 
 def describe_call(ctx: FileContext, event: Event, limit: int = 60) -> str:
-    text = " ".join(ctx.code(event.call).split())
+    text = " ".join(ctx.text_of(event.call).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def where(ctx: FileContext, event: Event | None) -> str:
     if event is None:
         return "a backward pass"
-    line = ctx.span(event.segment, event.call, event.anchor)[0]
+    line = ctx.span_of(event.call)[0]
     return f"`{describe_call(ctx, event, 40)}` (line {line})"
 
 
 def clip_function_name(ctx: FileContext) -> tuple[str, list[Edit]]:
-    """How this file can spell `torch.nn.utils.clip_grad_norm_`, adding `import torch` if needed."""
-    alias = ctx.index.imports.alias_for(CLIP_NORM)
+    """How this file can spell `torch.nn.utils.clip_grad_norm_` anywhere (through its
+    module-level imports), adding `import torch` if needed."""
+    alias = ctx.symbols.alias_for(CLIP_NORM)
     if alias:
         return alias, []
     return CLIP_NORM, [import_edit(ctx, "import torch")]
@@ -38,12 +39,12 @@ def clip_fix(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, max
     step = finding.event
     if step.stmt is None or step.in_closure or step.optimizer is None:
         return None
-    optimizer_code = ctx.code(step.optimizer)
+    optimizer_code = ctx.text_of(step.optimizer)
     if "\n" in optimizer_code or "\r" in optimizer_code:
         return None
     params = analysis.optimizer_params(step)
     if params is not None and analysis.params_valid_at(params[0], params[1], step):
-        params_code = ctx.code(params[0])
+        params_code = ctx.text_of(params[0])
         described = params_code
     else:
         params_code = f'(p for group in {optimizer_code}.param_groups for p in group["params"])'
@@ -55,10 +56,10 @@ def clip_fix(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, max
     else:
         name, extra = clip_function_name(ctx)
     statements = []
-    if step.call.args and finding.scaled and not finding.unscaled:  # scaler.step(opt)
+    if has_arguments(step.call) and finding.scaled and not finding.unscaled:  # scaler.step(opt)
         statements.append(f"{step.receiver}.unscale_({optimizer_code})")
     statements.append(f"{name}({params_code}, max_norm={max_norm!r})")
-    edits = [*extra, insert_statement_before(ctx, step.segment, step.stmt, *statements)]
+    edits = [*extra, insert_before(ctx, step.stmt, *statements)]
     title = f"Clip the gradient norm of {described} to {max_norm!r} before the step"
     if len(statements) == 2:
         title = f"Unscale and clip the gradient norm of {described} to {max_norm!r} before the step"
@@ -71,8 +72,7 @@ def step_diagnostic(rule, ctx: FileContext, analysis: TrainingAnalysis, finding:
     models = sorted(c for c in analysis.model_classes(step)
                     if c in ctx.models.module_classes or ctx.project_model_file(c))
     fix = clip_fix(ctx, analysis, finding, rule.settings["max-norm"])
-    return ctx.diagnostic(rule.code, step.segment, step.call, message, rule.severity, fix, step.anchor,
-                          subject=models[0] if models else None)
+    return ctx.finding(rule.code, step.call, message, rule.severity, fix, subject=models[0] if models else None)
 
 
 def events_in_order(block: Block) -> Iterator[Event]:
@@ -80,7 +80,9 @@ def events_in_order(block: Block) -> Iterator[Event]:
         if isinstance(item, Event):
             yield item
         elif isinstance(item, Branch):
-            for arm in item.arms:
+            for index, arm in enumerate(item.arms):
+                if index < len(item.tests):
+                    yield from events_in_order(item.tests[index])
                 yield from events_in_order(arm)
         elif isinstance(item, Loop):
             yield from events_in_order(item.body)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gradlint.analysis.training import Event, Finding, TrainingAnalysis
+from gradlint.analysis.training import Event, Finding, TrainingAnalysis, has_arguments
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
-from gradlint.edits import delete_statement, insert_statement_before
+from gradlint.edits import delete, insert_before
 from gradlint.rules._clipping import describe_call, events_in_order
 from gradlint.rules.base import Rule
 
@@ -56,8 +56,7 @@ scaler.update()
                 f"`{describe_call(ctx, clip)}` clips gradients that are still multiplied by the "
                 "AMP loss scale: call `scaler.unscale_(optimizer)` before clipping"
             )
-            yield ctx.diagnostic(self.code, clip.segment, clip.call, message, self.severity,
-                                 self._fix(ctx, analysis, finding), clip.anchor)
+            yield ctx.finding(self.code, clip.call, message, self.severity, self._fix(ctx, analysis, finding))
 
     def _fix(self, ctx: FileContext, analysis: TrainingAnalysis, finding: Finding) -> Fix | None:
         clip = finding.event
@@ -65,22 +64,22 @@ scaler.update()
             return None
         events = list(events_in_order(clip.function.body))
         after = events[events.index(clip) + 1 :] if clip in events else []
-        step = next((e for e in after if e.kind == "step" and e.call.args), None)
+        step = next((e for e in after if e.kind == "step" and has_arguments(e.call)), None)
         if step is None or step.optimizer is None:
             return None
-        optimizer = ctx.code(step.optimizer)
+        optimizer = ctx.text_of(step.optimizer)
         if "\n" in optimizer:
             return None
         later: list[Event] = [
             e for e in after[: after.index(step)]
             if e.kind == "unscale" and e.receiver == step.receiver and e.optimizer is not None
-            and ctx.code(e.optimizer) == optimizer
+            and ctx.text_of(e.optimizer) == optimizer
         ]
-        edits = [insert_statement_before(ctx, clip.segment, clip.stmt, f"{step.receiver}.unscale_({optimizer})")]
+        edits = [insert_before(ctx, clip.stmt, f"{step.receiver}.unscale_({optimizer})")]
         for event in later:
             if event.stmt is None:
                 return None
-            removal = delete_statement(ctx, event.segment, event.stmt)
+            removal = delete(ctx, event.stmt)
             if removal is None:
                 return None
             edits.append(removal)

@@ -169,10 +169,10 @@ def _training_hints(ctx: FileContext, subject: str) -> dict:
         if built is None:
             continue
         call, binding = built
-        name = ctx.code(call.func).rsplit(".", 1)[-1]
+        name = ctx.text_of(call.func).rsplit(".", 1)[-1]
         lr = None
-        for arg in call.args:
-            if arg.keyword is not None and arg.keyword.value == "lr":
+        for arg in call.keywords:
+            if arg.arg == "lr":
                 value = evaluate(arg.value, constants)
                 lr = float(value) if known(value) and isinstance(value, (int, float)) else None
         return {"optimizer": name, "lr": lr}

@@ -377,7 +377,7 @@ def test_message_names_the_backward_line() -> None:
 
 
 def test_file_without_backward_is_not_analysed() -> None:
-    # the cheap text pre-filter: no `backward` -> no libcst work, no finding
+    # the cheap per-file pre-filter: no `backward` -> no analysis, no finding
     assert codes(HEADER + "optimizer.step()\n") == []
 
 
