@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 KEY_DIR = Path(__file__).resolve().parent / "key"
+ROOT = Path(__file__).resolve().parent.parent.parent
 LABELS = ("TRUE", "FALSE", "DEBATABLE")
 SHIFT = 3
 
@@ -34,7 +36,10 @@ def run_gradlint(cmd: list[str], checkout: Path, exclude: list[str]) -> tuple[li
     args = [*cmd, "check", "--isolated", "--no-cache", "--exit-zero", "--format", "json"]
     for prefix in exclude:
         args += ["--extend-exclude", prefix]
-    proc = subprocess.run([*args, "."], cwd=checkout, capture_output=True, text=True)
+    env = dict(os.environ)
+    if cmd[1:3] == ["-m", "gradlint"]:  # score this checkout's gradlint, not whichever is installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run([*args, "."], cwd=checkout, capture_output=True, text=True, env=env)
     try:
         reported = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
@@ -46,7 +51,7 @@ def run_gradlint(cmd: list[str], checkout: Path, exclude: list[str]) -> tuple[li
         if any(path == p or path.startswith(p.rstrip("/") + "/") for p in exclude):
             continue
         found.append({"path": path, "cell": f.get("cell"), "line": f["location"]["row"],
-                      "code": f["code"]})
+                      "code": f["code"], "severity": f.get("severity", "warning")})
     errors = sum(1 for line in proc.stderr.splitlines() if line.startswith("gradlint: error:"))
     return found, errors
 
@@ -87,15 +92,20 @@ def caught(miss: dict, reported: list[dict]) -> bool:
 
 
 def new_row() -> dict:
-    return {"TRUE": 0, "FALSE": 0, "DEBATABLE": 0, "UNLABELLED": 0,
+    return {"TRUE": 0, "FALSE": 0, "DEBATABLE": 0, "UNLABELLED": 0, "INFO": 0, "DEBATABLE_WARN": 0, "WARN": 0,
             "gone": {label: 0 for label in LABELS}, "misses": 0, "caught": 0}
 
 
 def score_repo(key: dict, reported: list[dict], rows: dict) -> dict:
     """Add one repository's counts to rows[code]; return its details."""
     pairs, unlabelled, gone = match(reported, key["findings"])
-    for _, k in pairs:
+    for r, k in pairs:
         rows[k["code"]][k["label"]] += 1
+        if r["severity"] == "info":
+            rows[k["code"]]["INFO"] += 1
+        else:
+            rows[k["code"]]["WARN"] += 1
+            rows[k["code"]]["DEBATABLE_WARN"] += k["label"] == "DEBATABLE"
     for r in unlabelled:
         rows[r["code"]]["UNLABELLED"] += 1
     for k in gone:
@@ -129,6 +139,7 @@ def summarise(rows: dict) -> dict:
         labelled = row["TRUE"] + row["FALSE"] + row["DEBATABLE"]
         out[code] = {**row, "precision": ratio(row["TRUE"], row["TRUE"] + row["FALSE"]),
                      "debatable_share": ratio(row["DEBATABLE"], labelled),
+                     "debatable_share_above_info": ratio(row["DEBATABLE_WARN"], row["WARN"]),
                      "recall": ratio(row["caught"], row["misses"])}
     return out
 
@@ -143,12 +154,13 @@ def print_table(half: str, table: dict, repos: list[dict]) -> None:
     print(f"\n== {name}: {len(repos)} repositories, "
           f"{sum(r['reported'] for r in repos)} findings reported, {errors} files not checked")
     print(f"{'rule':<7} {'TRUE':>5} {'FALSE':>5} {'DEB':>5} {'UNLAB':>5} {'prec':>5} "
-          f"{'deb%':>5}  {'gone T/F/D':>10}  {'misses':>6} {'caught':>6} {'recall':>6}")
+          f"{'deb%':>5} {'info':>5} {'deb%w':>5}  {'gone T/F/D':>10}  {'misses':>6} {'caught':>6} {'recall':>6}")
     for code, row in table.items():
         gone = "/".join(str(row["gone"][label]) for label in LABELS)
         print(f"{code:<7} {row['TRUE']:>5} {row['FALSE']:>5} {row['DEBATABLE']:>5} "
               f"{row['UNLABELLED']:>5} {fmt(row['precision']):>5} "
-              f"{fmt(row['debatable_share']):>5}  {gone:>10}  {row['misses']:>6} "
+              f"{fmt(row['debatable_share']):>5} {row['INFO']:>5} {fmt(row['debatable_share_above_info']):>5}  "
+              f"{gone:>10}  {row['misses']:>6} "
               f"{row['caught']:>6} {fmt(row['recall']):>6}")
 
 
@@ -160,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="command that runs gradlint (default: this Python's -m gradlint)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--show", action="store_true",
-                        help="also list unlabelled findings, gone rows and uncaught misses")
+                        help="also list unlabelled findings, gone rows and uncaught misses of the tune half")
+    parser.add_argument("--show-test-half", action="store_true",
+                        help="--show for the test half too: only to label new findings, never to tune a rule")
     args = parser.parse_args(argv)
     cmd = shlex.split(args.gradlint) if args.gradlint else [sys.executable, "-m", "gradlint"]
 
@@ -189,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for h in shown:
         print_table(h, result[h]["rules"], repos[h])
-    if args.show:
+    if args.show or args.show_test_half:
         for d in repos[shown[-1]]:
+            if d["half"] == "test" and not args.show_test_half:
+                continue
             for kind in ("unlabelled", "gone", "misses_not_caught"):
                 for item in d[kind]:
                     cell = f" cell {item['cell']}" if item.get("cell") else ""
