@@ -101,7 +101,7 @@ def score_repo(key: dict, reported: list[dict], rows: dict) -> dict:
     pairs, unlabelled, gone = match(reported, key["findings"])
     for r, k in pairs:
         rows[k["code"]][k["label"]] += 1
-        if r["severity"] == "info":
+        if r.get("severity") == "info":
             rows[k["code"]]["INFO"] += 1
         else:
             rows[k["code"]]["WARN"] += 1
