@@ -88,15 +88,18 @@ def _release_non_dumpable() -> None:
 
 class Worker:
     """`sandbox`: run the worker in the OS sandbox (refuse to start where there is none);
-    `project`: directories the models' code may read (more are added when a request needs them)."""
+    `project`: directories the models' code may read (more are added when a request needs them);
+    `fork`: each model in a fork of the worker (the default on the CPU; a CUDA context cannot
+    cross a fork, so on CUDA the models run in the worker itself)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB, device: str = "cpu",
-                 sandbox: bool = True, project: list[str] | tuple[str, ...] = ()) -> None:
+                 sandbox: bool = True, project: list[str] | tuple[str, ...] = (), fork: bool | None = None) -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.device = device
         self.sandboxed = sandbox
         self.project = [os.path.abspath(p) for p in project]
+        self.forking = not uses_cuda(device) if fork is None else fork
         self.process: subprocess.Popen | None = None
         self.directory: str | None = None  # the scratch directory without a sandbox
         self.layout: sandbox.Layout | None = None
@@ -105,11 +108,6 @@ class Worker:
         self._holding = False
         self._tail = bytearray()
         self._next = 0
-
-    @property
-    def forking(self) -> bool:
-        """Each model in a fork of the worker (the CPU); on CUDA, in the worker itself."""
-        return not uses_cuda(self.device)
 
     def _limits(self) -> None:  # runs in the child, before exec
         if uses_cuda(self.device):  # CUDA cannot initialise under an address-space limit; the worker caps GPU memory
@@ -132,25 +130,29 @@ class Worker:
         if self.limits is not None:
             self.limits.join()
 
-    def start(self) -> None:
-        worker = ["-m", "gradlint.verify.worker", "--device", str(self.device), "--memory-mb", str(self.memory_mb)]
-        if self.sandboxed:
-            caps = sandbox.capabilities()
-            if not caps.usable:
-                raise SandboxUnavailableError(f"no sandbox on this machine: {caps.why}")
-            self.layout = sandbox.Layout.for_project(self.project, cuda=uses_cuda(self.device))
-            limits = sandbox.TreeLimits.create(None if uses_cuda(self.device) else self.memory_mb << 20, sandbox.TASKS)
-            self.limits = limits if isinstance(limits, sandbox.TreeLimits) else None
-            confinement = {"scratch": sandbox.SCRATCH, "sandboxed": True,
-                           "landlock": self.layout.landlock_policy() if caps.landlock_abi else None}
-            command = sandbox.sandbox_command(caps, self.layout, [*sandbox.python_command(), *worker, "--confine",
-                                                                  json.dumps(confinement)])
-            home, cwd = sandbox.SCRATCH, "/"
-        else:
-            self.directory = tempfile.mkdtemp(prefix="gradlint-verify-")
+    def _command(self) -> tuple[list[str], str, str]:
+        """The worker's command line, its HOME and its working directory."""
+        worker = ["-m", "gradlint.verify.worker", "--device", str(self.device), "--memory-mb", str(self.memory_mb),
+                  *([] if self.forking else ["--in-process"])]
+        if not self.sandboxed:
+            self.directory = self.directory or tempfile.mkdtemp(prefix="gradlint-verify-")
             confinement = {"scratch": self.directory, "sandboxed": False, "landlock": None}
-            command = [*sandbox.python_command(), *worker, "--confine", json.dumps(confinement)]
-            home = cwd = self.directory
+            return [*sandbox.python_command(), *worker, "--confine", json.dumps(confinement)], self.directory, \
+                self.directory
+        caps = sandbox.capabilities()
+        if not caps.usable:
+            raise SandboxUnavailableError(f"no sandbox on this machine: {caps.why}")
+        self.layout = sandbox.Layout.for_project(self.project, cuda=uses_cuda(self.device))
+        limits = sandbox.TreeLimits.create(None if uses_cuda(self.device) else self.memory_mb << 20, sandbox.TASKS)
+        self.limits = limits if isinstance(limits, sandbox.TreeLimits) else None
+        confinement = {"scratch": sandbox.SCRATCH, "sandboxed": True,
+                       "landlock": self.layout.landlock_policy() if caps.landlock_abi else None}
+        command = sandbox.sandbox_command(caps, self.layout, [*sandbox.python_command(), *worker, "--confine",
+                                                              json.dumps(confinement)])
+        return command, sandbox.SCRATCH, "/"
+
+    def start(self) -> None:
+        command, home, cwd = self._command()
         if not self._holding:
             _hold_non_dumpable()
             self._holding = True

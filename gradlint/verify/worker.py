@@ -395,13 +395,14 @@ def main() -> None:
     # On the CPU each model runs in a fork of this process, which never runs user code: the
     # model's code cannot reach the reply channel or the next model. A CUDA context does not
     # survive a fork, so on CUDA the models run here, one after the other.
-    forking = not options["device"].startswith("cuda")
+    forking = not options["device"].startswith("cuda") and "--in-process" not in sys.argv
+    kept = set(os.listdir(scratch))  # mount points of a project under the scratch directory
     if not forking:
-        _confine(scratch)
+        workdir = _enter_workdir(scratch)
+        _confine(workdir)
     protocol.write(json.dumps({"ready": True, "device": options["device"], "landlock": landlock_abi,
                                "isolation": "fork" if forking else "in-process"}) + "\n")
     protocol.flush()
-    kept = set(os.listdir(scratch))  # mount points of a project under the scratch directory
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -415,7 +416,9 @@ def main() -> None:
             if options["device"].startswith("cuda"):
                 torch.cuda.empty_cache()  # the next model gets the memory back
         _end_descendants()
-        _clear(scratch, kept)
+        _clear(scratch, kept if forking else kept | {os.path.basename(workdir)})
+        if not forking:
+            _clear(workdir, set())
         reply["nonce"] = nonce
         protocol.write(json.dumps(reply, default=_json_default) + "\n")
         protocol.flush()
@@ -463,8 +466,6 @@ def _become_subreaper() -> None:
 
 def _measure_in_child(request: dict, timeout: float, ruleset: int | None, protocol_fd: int, options: dict,
                       scratch: str) -> dict:
-    import tempfile
-
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the model's process
@@ -476,8 +477,7 @@ def _measure_in_child(request: dict, timeout: float, ruleset: int | None, protoc
             os.dup2(null, 0)
             os.close(null)
             _model_process_limits(timeout, ruleset)
-            os.chdir(tempfile.mkdtemp(prefix="model-", dir=scratch))
-            _confine(scratch)
+            _confine(_enter_workdir(scratch))
             reply = _measure_here(request, options)
             data = (json.dumps(reply, default=_json_default) + "\n").encode()
             while data:
@@ -491,6 +491,17 @@ def _measure_in_child(request: dict, timeout: float, ruleset: int | None, protoc
         return _collect(pid, read_end, timeout)
     finally:
         os.close(read_end)
+
+
+def _enter_workdir(scratch: str) -> str:
+    """A fresh directory in the scratch space: the working directory, HOME and TMPDIR of the
+    model's code, and the only place the audit hook lets it write to."""
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="model-", dir=scratch)
+    os.chdir(workdir)
+    os.environ["HOME"] = os.environ["TMPDIR"] = tempfile.tempdir = workdir
+    return workdir
 
 
 def _model_process_limits(timeout: float, ruleset: int | None) -> None:
