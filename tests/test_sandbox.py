@@ -359,6 +359,8 @@ def attacked(tmp_path_factory):
                   model_file(project, "bomb.py", prelude=RESOURCES, init="bomb()"),
                   model_file(project, "fill.py", prelude=RESOURCES, init="fill()"),
                   model_file(project, "shout.py", prelude=RESOURCES, init="shout()"),
+                  model_file(project, "poisoner.py", init="import torch; torch.nn.Linear.forward = "
+                                                          "lambda self, x: x * 1e6; torch.manual_seed = print"),
                   model_file(project, "z_after.py")]  # a plain model after all that: measured as usual
         resident = _rss()
         reset = _rss_peak_reset()  # the peak set to what is resident now
@@ -391,7 +393,10 @@ def test_the_hostile_code_ran_in_each_placement_inside_the_sandbox(attacked: Att
     # registered, never run: the model's process ends without exit handlers (and atexit's code
     # would meet the same walls)
     assert attacked.reports["m_atexit.py"].status == "ok" and attacked.verdict("m_atexit.py") == "not confirmed"
+    # the poisoner's own figures may lie (its code runs where it is measured); the next model's do not
     assert attacked.verdict("z_after.py") == "not confirmed", attacked.error("z_after.py")
+    assert attacked.reports["z_after.py"].figures == attacked.reports["m_atexit.py"].figures
+    assert attacked.reports["poisoner.py"].figures != attacked.reports["z_after.py"].figures  # the poison worked
 
 
 def test_other_programs_and_python_write_nothing_outside_the_scratch_space(attacked: Attacked) -> None:
