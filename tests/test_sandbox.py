@@ -21,7 +21,7 @@ import pytest
 
 from gradlint.config import Settings
 from gradlint.engine import lint_paths
-from gradlint.verify import landlock, sandbox
+from gradlint.verify import sandbox
 from gradlint.verify.report import render_text
 
 torch = pytest.importorskip("torch")
@@ -39,7 +39,6 @@ def _require_sandbox() -> None:
     pytest.fail(f"the sandbox should work on this kernel but does not: {CAPS.why}")
 
 
-needs_landlock = pytest.mark.skipif(landlock.abi() < 1, reason="the kernel has no Landlock (Linux < 5.13, or not enabled)")
 FAKE = "gradlint-fake-"
 SECRETS = {"GITHUB_TOKEN": FAKE + "ghp-1", "AWS_SECRET_ACCESS_KEY": FAKE + "aws-2", "HF_TOKEN": FAKE + "hf-3",
            "DATABASE_URL": f"postgres://admin:{FAKE}db-4@db.internal/prod",
@@ -90,7 +89,6 @@ class Scene:
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         self.udp.setblocking(False)
-        self.files_before = None
 
     def snapshot(self) -> None:
         """The directories' listings as they are now (the model files written)."""

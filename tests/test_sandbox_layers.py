@@ -23,7 +23,8 @@ from gradlint.verify import landlock, sandbox
 from gradlint.verify.runner import Worker
 from tests.conftest import ROOT
 
-needs_landlock = pytest.mark.skipif(landlock.abi() < 1, reason="the kernel has no Landlock (Linux < 5.13, or not enabled)")
+needs_landlock = pytest.mark.skipif(landlock.abi() < 1,
+                                    reason="the kernel has no Landlock (Linux < 5.13, or not enabled)")
 
 
 # --- Landlock on its own ----------------------------------------------------------------------
@@ -302,7 +303,8 @@ def test_show_sandbox_says_what_this_machine_provides() -> None:
     result = CliRunner().invoke(main, ["verify", "--show-sandbox"])
     assert result.exit_code == 0
     assert ("available" if caps.usable else "NOT available") in result.output.splitlines()[0]
-    assert f"Landlock: ABI {caps.landlock_abi}" in result.output if caps.landlock_abi else "Landlock: not" in result.output
+    landlock_line = f"Landlock: ABI {caps.landlock_abi}" if caps.landlock_abi else "Landlock: not available"
+    assert landlock_line in result.output
     assert (f"cgroup {caps.cgroup}" if caps.cgroup else "cgroup: none") in result.output
 
 

@@ -137,7 +137,8 @@ def _allow(fd: int, path: str, rights: int) -> None:
             rights &= _FILE_RIGHTS
         if rights:
             attr = _PathBeneathAttr(rights, target)
-            _syscall(_ADD_RULE, ctypes.c_int(fd), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(attr), ctypes.c_uint32(0))
+            _syscall(_ADD_RULE, ctypes.c_int(fd), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(attr),
+                     ctypes.c_uint32(0))
     finally:
         os.close(target)
 

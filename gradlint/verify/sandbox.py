@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import os
 import re
 import shutil
@@ -553,7 +552,3 @@ def set_dumpable(dumpable: bool) -> bool:
     before = libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0)
     libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0)
     return before == 1
-
-
-def dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"))
