@@ -298,6 +298,23 @@ def test_verify_refuses_in_one_line_where_there_is_no_sandbox(tmp_path: Path, mo
     assert allowed.exit_code == 0 and "GL201  not confirmed" in allowed.output, allowed.output
 
 
+def test_verify_refuses_where_the_kernel_allows_no_user_namespace(tmp_path: Path) -> None:
+    """A real refusal: gradlint in a user namespace whose limit of further ones is 0."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-Ur", "true"], check=False).returncode != 0:
+        pytest.skip("this kernel gives no unprivileged user namespace to set the limit in")
+    (tmp_path / "deep.py").write_text(MODEL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} -m gradlint verify deep.py"
+    result = subprocess.run(["unshare", "-Ur", "sh", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot sandbox it" in lines[0], result.stderr
+    assert "user namespaces are disabled (user.max_user_namespaces=0)" in lines[0]
+
+
 def test_show_sandbox_says_what_this_machine_provides() -> None:
     caps = sandbox.capabilities()
     result = CliRunner().invoke(main, ["verify", "--show-sandbox"])

