@@ -357,6 +357,9 @@ def attacked(tmp_path_factory):
                   model_file(project, "bomb.py", prelude=RESOURCES, init="bomb()"),
                   model_file(project, "fill.py", prelude=RESOURCES, init="fill()"),
                   model_file(project, "shout.py", prelude=RESOURCES, init="shout()"),
+                  model_file(project, "nested.py", init="import os\n        for fd in range(3, 256):\n"
+                             "            try:\n                os.write(fd, b'[' * 100000 + b']' * 100000 + b'\\n')\n"
+                             "            except OSError:\n                pass\n        os._exit(0)"),
                   model_file(project, "poisoner.py", init="import torch; torch.nn.Linear.forward = "
                                                           "lambda self, x: x * 1e6; torch.manual_seed = print"),
                   model_file(project, "z_after.py")]  # a plain model after all that: measured as usual
@@ -431,6 +434,8 @@ def test_a_forged_reply_and_a_signal_to_gradlint_change_nothing(attacked: Attack
     verdict = attacked.reports["forger.py"].verdicts[0]
     # its own result is measured or a protocol error (it wrote into its own pipe); never the forgery
     assert verdict.verdict == "not confirmed" or "worker protocol error" in verdict.reason, verdict.reason
+    nested = attacked.reports["nested.py"].verdicts[0].reason  # 100,000 brackets into its own pipe, then exit
+    assert "worker protocol error" in nested, nested
     assert attacked.verdict("z_after.py") == "not confirmed"  # gradlint and its worker carried on
 
 

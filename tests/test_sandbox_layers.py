@@ -156,6 +156,10 @@ FAKE_WORKER = textwrap.dedent("""
             out.write(json.dumps({**good, "verdict": "confirmed"}) + "\\n")
         elif mode == "not-an-object":
             out.write("[1, 2, 3]\\n")
+        elif mode == "deep":
+            out.write("[" * 100000 + "]" * 100000 + "\\n")
+        elif mode == "deep-figures":
+            out.write(json.dumps({**good, "figures": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}) + "\\n")
         elif mode == "huge":
             chunk = "x" * (1 << 20)
             for _ in range(40):
@@ -177,7 +181,7 @@ class FakeWorker(Worker):
     """The runner's side as it is; a worker that answers as `mode` says."""
 
     def __init__(self, mode: str, **options) -> None:
-        super().__init__(sandbox=False, **options)
+        super().__init__(sandbox=False, fork=False, **options)  # the runner's own timeout, no grace
         self.mode = mode
         self.starts = 0
 
@@ -190,7 +194,8 @@ class FakeWorker(Worker):
     ("garbage", "the reply is not JSON"), ("forged", "does not answer this request"),
     ("no-nonce", "does not answer this request"), ("two-lines", "worker protocol error"),
     ("bad-figures", "figures are malformed"), ("unknown-field", "unknown fields"),
-    ("not-an-object", "not an object"), ("huge", "worker protocol error"),
+    ("not-an-object", "not an object"), ("huge", "worker protocol error"), ("deep", "not JSON"),
+    ("deep-figures", "figures are malformed"),
 ])
 def test_garbage_or_forgery_on_the_reply_channel_is_a_protocol_error(mode: str, why: str) -> None:
     worker = FakeWorker(mode, timeout=300)

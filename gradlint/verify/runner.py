@@ -185,7 +185,7 @@ class Worker:
             return {"ready": False, line: True}
         try:
             ready = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ProtocolError("its first line is not JSON") from None
         if not isinstance(ready, dict) or not isinstance(ready.get("ready"), bool):
             raise ProtocolError("its first line is not a ready line")
@@ -362,8 +362,8 @@ def _validated(line: bytes, nonce: str) -> dict:
     """The reply in `line` if it answers the request sent with `nonce` and follows the schema."""
     try:
         reply = json.loads(line)
-    except ValueError:
-        raise ProtocolError("the reply is not JSON") from None
+    except (ValueError, RecursionError):
+        raise ProtocolError("the reply is not JSON (or nested past Python's limit)") from None
     if not isinstance(reply, dict):
         raise ProtocolError("the reply is not an object")
     if not isinstance(reply.get("nonce"), str) or not hmac.compare_digest(reply["nonce"], nonce):

@@ -579,11 +579,29 @@ def _collect(pid: int, fd: int, timeout: float) -> dict:
         return {"status": "error", "error": "the model's code ended its process: it " + _ended(status)}
     try:
         reply = json.loads(bytes(buffer))
-    except ValueError:
+    except (ValueError, RecursionError):
         reply = None
-    if overflow or not isinstance(reply, dict) or reply.get("status") not in ("ok", "error"):
+    if overflow or not _valid_result(reply):
         return {"status": "error", "error": "worker protocol error: the model's process sent no valid result"}
     return reply
+
+
+def _valid_result(reply) -> bool:
+    """One result as `_measure_here` makes it: figures (an object nested 32 deep at most) or an error."""
+    if not isinstance(reply, dict) or set(reply) - {"id", "status", "figures", "error", "restart"}:
+        return False
+    if reply.get("status") == "error":
+        return isinstance(reply.get("error"), str) and isinstance(reply.get("restart", False), bool)
+    if reply.get("status") != "ok" or not isinstance(reply.get("figures"), dict):
+        return False
+    level, depth = [reply["figures"]], 0
+    while level:
+        depth += 1
+        if depth > 32:
+            return False
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, (dict, list))]
+    return True
 
 
 def _ended(status: int) -> str:
