@@ -359,6 +359,11 @@ def test_nothing_outlives_a_gradlint_killed_mid_run(tmp_path: Path) -> None:
         while _marked(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _marked(marker) == [], "the model's processes outlived gradlint"
+        made = sandbox.TreeLimits.create(None, 8)  # the next run removes the dead run's empty cgroup
+        if isinstance(made, sandbox.TreeLimits):
+            parents = {os.path.dirname(d) for d in made.directories}
+            made.remove()
+            assert not [n for p in parents for n in os.listdir(p) if n.startswith(f"gradlint-{gradlint.pid}-")]
     finally:
         gradlint.kill()
         for pid in _marked(marker):

@@ -99,7 +99,7 @@ class Worker:
         self.device = device
         self.sandboxed = sandbox
         self.project = [os.path.abspath(p) for p in project]
-        self.forking = not uses_cuda(device) if fork is None else fork
+        self.forking = not uses_cuda(device) and hasattr(os, "fork") if fork is None else fork
         self.process: subprocess.Popen | None = None
         self.directory: str | None = None  # the scratch directory without a sandbox
         self.layout: sandbox.Layout | None = None
@@ -120,7 +120,7 @@ class Worker:
         except (ImportError, ValueError, OSError):
             pass
 
-    def _before_exec(self) -> None:  # runs in the child, before exec
+    def _before_exec(self) -> None:  # runs in the child, before exec (POSIX only)
         import resource
 
         self._limits()

@@ -395,7 +395,7 @@ def main() -> None:
     # On the CPU each model runs in a fork of this process, which never runs user code: the
     # model's code cannot reach the reply channel or the next model. A CUDA context does not
     # survive a fork, so on CUDA the models run here, one after the other.
-    forking = not options["device"].startswith("cuda") and "--in-process" not in sys.argv
+    forking = not options["device"].startswith("cuda") and "--in-process" not in sys.argv and hasattr(os, "fork")
     kept = set(os.listdir(scratch))  # mount points of a project under the scratch directory
     if not forking:
         workdir = _enter_workdir(scratch)
@@ -435,11 +435,13 @@ def _confine_process(confinement: dict) -> tuple[int | None, int]:
     """Before torch starts a thread: make this process non-dumpable (its descendants cannot read
     its memory, descriptors or environment), apply the Landlock policy, and limit the tasks of
     the sandbox. The Landlock ruleset (kept to add a layer in each model's process) and its ABI."""
-    import resource
-
     from gradlint.verify import landlock, sandbox
 
     sandbox.set_dumpable(False)
+    try:
+        import resource
+    except ImportError:  # Windows, with --no-sandbox
+        return None, 0
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if confinement.get("sandboxed"):
         # counted per user namespace: here, the sandbox's own (the kernel exempts root)
@@ -546,7 +548,7 @@ def _collect(pid: int, fd: int, timeout: float) -> dict:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                _end_descendants((pid,))
                 return {"status": "error", "error": f"timed out after {timeout:g} s (a hang or a very slow model); "
                                                     "raise --timeout if the model is just large"}
             for key, _ in selector.select(min(remaining, 0.05) if pidfd is None else remaining):
@@ -565,7 +567,7 @@ def _collect(pid: int, fd: int, timeout: float) -> dict:
         selector.close()
         if pidfd is not None:
             os.close(pidfd)
-    _end_descendants()  # nothing else may still hold the pipe
+    _end_descendants((pid,))  # nothing else may still hold the pipe
     os.set_blocking(fd, False)
     try:
         while len(buffer) <= RESULT_LIMIT:
@@ -616,25 +618,27 @@ def _ended(status: int) -> str:
     return f"exited with code {os.WEXITSTATUS(status)}"
 
 
-def _end_descendants() -> None:
+def _end_descendants(groups: tuple[int, ...] = ()) -> None:
     """Kill every process the model left behind (daemons, `setsid` grandchildren, fork bombs)
     and reap them. As PID 1 of the sandbox: everything in it but this process. Without a sandbox:
     every descendant, found as this subreaper's children round by round."""
     import signal
     import time
 
+    if os.name != "posix":
+        return
     for _ in range(500):
         if os.getpid() == 1:
+            targets = [-1]
+        elif os.path.isdir("/proc"):
+            targets = _children()
+        else:  # no /proc (macOS): the process groups of this process's children
+            targets = [-group for group in groups]
+        for target in targets:
             try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
+                os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
-        else:
-            for child in _children():
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         try:
             while True:
                 reaped, _ = os.waitpid(-1, os.WNOHANG)
