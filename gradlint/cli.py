@@ -224,7 +224,8 @@ def _settings(paths, config, isolated, select, extend_select, ignore, exclude, e
     return settings
 
 
-def _run_verification(results, settings, init_args, input_shapes, device, timeout, memory, thresholds=()):
+def _run_verification(results, settings, init_args, input_shapes, device, timeout, memory, thresholds=(),
+                      sandbox=True):
     import json
 
     from gradlint.verify import INSTALL_HINT, torch_available
@@ -233,7 +234,13 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
 
     if not torch_available():
         _fail(INSTALL_HINT)
-    options = Options(device=device)
+    if sandbox:
+        from gradlint.verify.sandbox import capabilities
+
+        if not capabilities().usable:
+            _fail(f"verify runs the models' code, and this machine cannot sandbox it: {capabilities().why}; "
+                  "`gradlint verify --show-sandbox` says more, `gradlint verify --no-sandbox` runs it without one")
+    options = Options(device=device, sandbox=sandbox)
     if timeout is not None:
         options.timeout = timeout
     if memory is not None:
@@ -446,18 +453,26 @@ def render_model(data: dict) -> str:
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True))
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write PNG plots of the measurements here (needs matplotlib).")
 @click.option("--threshold", multiple=True, help="Override a verdict threshold: NAME=VALUE (see gradlint/verify/verdict.py).")
+@click.option("--no-sandbox", is_flag=True, help="Run the models' code without the OS sandbox (where the machine has none).")
+@click.option("--show-sandbox", is_flag=True, help="Print what the sandbox gets on this machine, and exit.")
 def verify_command(paths, select, ignore, config, isolated, init_args, input_shape, device, timeout, memory,
-                   output_format, output_file, plot_dir, threshold) -> None:
-    """Build each model the findings of PATHS concern, in an isolated process, and measure
+                   output_format, output_file, plot_dir, threshold, no_sandbox, show_sandbox) -> None:
+    """Build each model the findings of PATHS concern, in a sandboxed process, and measure
     whether its gradients really grow: confirmed / not confirmed / not verified, with figures.
 
     This runs the models' code (imports, classes, constructors); the training code of the
-    files is removed first. Run it only on code you trust.
+    files is removed first. On Linux it runs in an OS sandbox (see --show-sandbox); where the
+    machine cannot make one, verify refuses unless --no-sandbox is given.
     """
     from gradlint.discovery import discover
     from gradlint.engine import lint_paths
     from gradlint.verify import report as verify_report
 
+    if show_sandbox:
+        from gradlint.verify.sandbox import capabilities
+
+        click.echo("\n".join(capabilities().describe()))
+        sys.exit(0)
     paths = list(paths) or ["."]
     settings = _settings(paths, config, isolated, select, (), ignore, (), ())
     found = discover(paths, settings)
@@ -469,7 +484,8 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     for result in results:
         if result.error:
             click.echo(f"gradlint: error: {result.error}", err=True)
-    reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory, threshold)
+    reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory, threshold,
+                                not no_sandbox)
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
     colour = stream is None and sys.stdout.isatty()
     text = verify_report.render_json(reports) if output_format == "json" else verify_report.render_text(reports, colour)

@@ -327,7 +327,7 @@ def test_worker_environment_is_scrubbed(monkeypatch) -> None:
     monkeypatch.setenv("HARMLESS", "1")
     env = scrubbed_environment("/tmp/home")
     assert not {"GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MY_API_KEY", "HF_TOKEN"} & set(env)
-    assert env["HARMLESS"] == "1" and env["HOME"] == "/tmp/home"
+    assert "HARMLESS" not in env and env["HOME"] == "/tmp/home"  # an allow-list: tests/test_sandbox_layers.py
 
 
 # --- command line -------------------------------------------------------------------------------

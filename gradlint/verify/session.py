@@ -33,6 +33,7 @@ class Options:
     timeout: float = 60.0
     memory_mb: int = 8192
     thresholds: dict[str, float] = field(default_factory=dict)
+    sandbox: bool = True  # False: --no-sandbox
 
 
 class DeviceError(click.ClickException):
@@ -47,7 +48,8 @@ class DeviceError(click.ClickException):
 
 def verify_results(results: list[FileResult], settings: Settings, options: Options, progress=None) -> list[ModelReport]:
     reports: list[ModelReport] = []
-    worker = Worker(options.timeout, options.memory_mb, options.device)
+    project = [settings.root, *{os.path.dirname(os.path.abspath(r.path)) for r in results if r.diagnostics}]
+    worker = Worker(options.timeout, options.memory_mb, options.device, sandbox=options.sandbox, project=project)
     try:
         if uses_cuda(options.device):  # find out now, once, rather than as an error on every model
             try:
@@ -140,7 +142,12 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         if bound is not None:
             figures["bound"] = bound
         report.figures = figures
-        report.verdicts = [decide(code, figures, options.thresholds) for code in codes]
+        try:
+            report.verdicts = [decide(code, figures, options.thresholds) for code in codes]
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError, OverflowError):
+            # figures of the right JSON types but not the probes' shape: the model's code wrote them
+            report.status, report.error, report.figures = "error", "worker protocol error: malformed figures", {}
+            report.verdicts = [Verdict(c, NOT_VERIFIED, f"the model could not be run: {report.error}") for c in codes]
         reports.append(report)
     return reports
 

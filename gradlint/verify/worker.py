@@ -1,7 +1,10 @@
 """The child process of `gradlint verify`: reads one JSON request per line on stdin, builds the
 model from its model-only source, runs the probes the findings need, and writes one JSON
-result per line. Started by `gradlint.verify.runner` with a scrubbed environment, a temporary
-working directory, a memory limit and a wall-clock timeout; never imported by the linter.
+result per line on a descriptor of its own. Started by `gradlint.verify.runner`, normally in the
+sandbox of `gradlint.verify.sandbox` (applying its Landlock policy to itself first), with an
+allow-listed environment, a scratch directory, limits and a timeout; never imported by the
+linter. On the CPU each model runs in a fork of this process, ended (with everything it
+started) when its result is in or its timeout is up.
 
 `python -m gradlint.verify.worker [--device cpu|cuda[:N]] [--memory-mb N]`: on a CUDA device the
 worker checks and initialises CUDA before its first model (and says so in its ready line if it
@@ -359,12 +362,29 @@ def _error_reply(request_id, exc: BaseException, device: str, memory_mb: int | N
     return reply
 
 
+def _confinement(argv: list[str]) -> dict:
+    """`--confine JSON` from the runner: the scratch directory, whether the worker is PID 1 of
+    its own sandbox, and the Landlock policy to apply (None: none)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--confine":
+            return json.loads(value)
+    return {"scratch": os.getcwd(), "sandboxed": False, "landlock": None}
+
+
+RESULT_LIMIT = 32 << 20  # bytes of one model's result; more is a protocol error
+
+
 def main() -> None:
     options = _arguments(sys.argv[1:])
-    # the protocol owns the real stdout; whatever user code prints goes to stderr
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    confinement = _confinement(sys.argv[1:])
+    scratch = confinement["scratch"]
+    # the protocol owns the real stdout (a descriptor no child inherits); whatever user code
+    # prints goes to stderr
+    protocol_fd = os.dup(1)
+    protocol = os.fdopen(protocol_fd, "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    ruleset, landlock_abi = _confine_process(confinement)
     import torch  # imported once, before the first model's timeout starts
 
     problem = prepare_device(options["device"], options["memory_mb"])
@@ -372,22 +392,292 @@ def main() -> None:
         protocol.write(json.dumps({"ready": False, "error": problem, "device_unavailable": True}) + "\n")
         protocol.flush()
         return
-    _confine(os.getcwd())
-    protocol.write(json.dumps({"ready": True, "device": options["device"]}) + "\n")
+    # On the CPU each model runs in a fork of this process, which never runs user code: the
+    # model's code cannot reach the reply channel or the next model. A CUDA context does not
+    # survive a fork, so on CUDA the models run here, one after the other.
+    forking = not options["device"].startswith("cuda") and "--in-process" not in sys.argv and hasattr(os, "fork")
+    kept = set(os.listdir(scratch))  # mount points of a project under the scratch directory
+    if not forking:
+        workdir = _enter_workdir(scratch)
+        _confine(workdir)
+    protocol.write(json.dumps({"ready": True, "device": options["device"], "landlock": landlock_abi,
+                               "isolation": "fork" if forking else "in-process"}) + "\n")
     protocol.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
-        try:
-            figures = measure(request)
-            reply = {"id": request["id"], "status": "ok", "figures": figures}
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
-            reply = _error_reply(request["id"], exc, options["device"], options["memory_mb"])
-        if options["device"].startswith("cuda"):
-            torch.cuda.empty_cache()  # the next model gets the memory back
+        nonce = request.pop("nonce", None)
+        timeout = float(request.pop("timeout", 60.0))
+        if forking:
+            reply = _measure_in_child(request, timeout, ruleset, protocol_fd, options, scratch)
+        else:
+            reply = _measure_here(request, options)
+            if options["device"].startswith("cuda"):
+                torch.cuda.empty_cache()  # the next model gets the memory back
+        _end_descendants()
+        _clear(scratch, kept if forking else kept | {os.path.basename(workdir)})
+        if not forking:
+            _clear(workdir, set())
+        reply["nonce"] = nonce
         protocol.write(json.dumps(reply, default=_json_default) + "\n")
         protocol.flush()
+
+
+def _measure_here(request: dict, options: dict) -> dict:
+    try:
+        return {"id": request.get("id"), "status": "ok", "figures": measure(request)}
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
+        return _error_reply(request.get("id"), exc, options["device"], options["memory_mb"])
+
+
+def _confine_process(confinement: dict) -> tuple[int | None, int]:
+    """Before torch starts a thread: make this process non-dumpable (its descendants cannot read
+    its memory, descriptors or environment), apply the Landlock policy, and limit the tasks of
+    the sandbox. The Landlock ruleset (kept to add a layer in each model's process) and its ABI."""
+    from gradlint.verify import landlock, sandbox
+
+    sandbox.set_dumpable(False)
+    try:
+        import resource
+    except ImportError:  # Windows, with --no-sandbox
+        return None, 0
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if confinement.get("sandboxed"):
+        # counted per user namespace: here, the sandbox's own (the kernel exempts root)
+        resource.setrlimit(resource.RLIMIT_NPROC, (sandbox.TASKS, sandbox.TASKS))
+    else:
+        _become_subreaper()
+    policy = confinement.get("landlock")
+    if not policy:
+        return None, 0
+    fd, abi = landlock.ruleset(landlock.Policy(policy["read"], policy["write"], policy["devices"]))
+    landlock.restrict(fd)
+    return fd, abi
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants become this process's children, so `_end_descendants` finds them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _measure_in_child(request: dict, timeout: float, ruleset: int | None, protocol_fd: int, options: dict,
+                      scratch: str) -> dict:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the model's process
+        code = 0
+        try:
+            os.close(read_end)
+            os.close(protocol_fd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            _model_process_limits(timeout, ruleset)
+            _confine(_enter_workdir(scratch))
+            reply = _measure_here(request, options)
+            data = (json.dumps(reply, default=_json_default) + "\n").encode()
+            while data:
+                data = data[os.write(write_end, data):]
+        except BaseException:  # noqa: BLE001 - whatever happens, this process ends here
+            code = 70
+        finally:
+            os._exit(code)  # no atexit handlers, no __del__, no daemon threads: the model's code ends now
+    os.close(write_end)
+    try:
+        return _collect(pid, read_end, timeout)
+    finally:
+        os.close(read_end)
+
+
+def _enter_workdir(scratch: str) -> str:
+    """A fresh directory in the scratch space: the working directory, HOME and TMPDIR of the
+    model's code, and the only place the audit hook lets it write to."""
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="model-", dir=scratch)
+    os.chdir(workdir)
+    os.environ["HOME"] = os.environ["TMPDIR"] = tempfile.tempdir = workdir
+    return workdir
+
+
+def _model_process_limits(timeout: float, ruleset: int | None) -> None:
+    import resource
+
+    from gradlint.verify import landlock
+
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL: ends with the worker
+    except (OSError, AttributeError):
+        pass
+    if ruleset is not None:
+        # a layer of its own: it cannot signal or ptrace the worker, whose domain is the parent
+        landlock.restrict(ruleset)
+        os.close(ruleset)
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    seconds = int(timeout * max(1, threads)) + 10  # CPU time never ends a model before its wall-clock timeout
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+
+def _collect(pid: int, fd: int, timeout: float) -> dict:
+    """The reply the model's process sends on `fd`, or an error reply if it hangs, dies or
+    sends anything but one JSON object."""
+    import selectors
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    try:
+        pidfd = os.pidfd_open(pid)
+        selector.register(pidfd, selectors.EVENT_READ)
+    except (AttributeError, OSError):
+        pidfd = None
+    buffer, status, overflow = bytearray(), None, False
+    try:
+        while status is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                os.kill(pid, signal.SIGKILL)
+                _end_descendants((pid,))
+                return {"status": "error", "error": f"timed out after {timeout:g} s (a hang or a very slow model); "
+                                                    "raise --timeout if the model is just large"}
+            for key, _ in selector.select(min(remaining, 0.05) if pidfd is None else remaining):
+                if key.fd == fd:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        selector.unregister(fd)
+                    elif len(buffer) + len(chunk) > RESULT_LIMIT:
+                        overflow = True
+                    else:
+                        buffer += chunk
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = raw
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
+    _end_descendants((pid,))  # nothing else may still hold the pipe
+    os.set_blocking(fd, False)
+    try:
+        while len(buffer) <= RESULT_LIMIT:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+    except BlockingIOError:
+        pass
+    if os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
+        return {"status": "error", "error": "the model's code ended its process: it " + _ended(status)}
+    try:
+        reply = json.loads(bytes(buffer))
+    except (ValueError, RecursionError):
+        reply = None
+    if overflow or not _valid_result(reply):
+        return {"status": "error", "error": "worker protocol error: the model's process sent no valid result"}
+    return reply
+
+
+def _valid_result(reply) -> bool:
+    """One result as `_measure_here` makes it: figures (an object nested 32 deep at most) or an error."""
+    if not isinstance(reply, dict) or set(reply) - {"id", "status", "figures", "error", "restart"}:
+        return False
+    if reply.get("status") == "error":
+        return isinstance(reply.get("error"), str) and isinstance(reply.get("restart", False), bool)
+    if reply.get("status") != "ok" or not isinstance(reply.get("figures"), dict):
+        return False
+    level, depth = [reply["figures"]], 0
+    while level:
+        depth += 1
+        if depth > 32:
+            return False
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, (dict, list))]
+    return True
+
+
+def _ended(status: int) -> str:
+    import signal
+
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        hint = {"SIGKILL": " (out of memory? raise --memory)", "SIGSEGV": " (out of memory? raise --memory)",
+                "SIGXCPU": " (its CPU-time limit)"}.get(name, "")
+        return f"was killed by {name}{hint}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _end_descendants(groups: tuple[int, ...] = ()) -> None:
+    """Kill every process the model left behind (daemons, `setsid` grandchildren, fork bombs)
+    and reap them. As PID 1 of the sandbox: everything in it but this process. Without a sandbox:
+    every descendant, found as this subreaper's children round by round."""
+    import signal
+    import time
+
+    if os.name != "posix":
+        return
+    for _ in range(500):
+        if os.getpid() == 1:
+            targets = [-1]
+        elif os.path.isdir("/proc"):
+            targets = _children()
+        else:  # no /proc (macOS): the process groups of this process's children
+            targets = [-group for group in groups]
+        for target in targets:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            while True:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+                if reaped == 0:
+                    break
+        except ChildProcessError:
+            return  # no child left
+        time.sleep(0.002)
+
+
+def _children() -> list[int]:
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+                if int(fields[1]) == me:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _clear(scratch: str, kept: set[str]) -> None:
+    """Empty the scratch directory for the next model (what a model wrote is not seen again)."""
+    import shutil
+
+    for name in os.listdir(scratch):
+        if name in kept:
+            continue
+        path = os.path.join(scratch, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -397,8 +687,9 @@ _NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sen
 
 
 def _confine(directory: str) -> None:
-    """From here on, Python-level writes outside `directory` and any network use raise
-    PermissionError (an audit hook: code in C extensions is not covered)."""
+    """A tripwire, not a wall: from here on, Python-level writes outside `directory` and any
+    network use raise PermissionError with a message that names them (an audit hook; C code,
+    other programs and Python code that disables the hook are stopped by the sandbox instead)."""
     allowed = (os.path.realpath(directory) + os.sep, os.devnull)
 
     def inside(path) -> bool:
