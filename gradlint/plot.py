@@ -7,7 +7,10 @@ import math
 import os
 from typing import Any
 
+from gradlint.monitor import norm_of  # no torch import: the monitor imports torch when one is created
+
 PLOT_HINT = "plots need matplotlib: pip install 'gradlint[plot]'"
+NORM_FIELDS = ("name", "step", "grad_norm", "pre_clip_norm", "post_clip_norm", "layers", "event")
 
 
 def _pyplot():
@@ -21,6 +24,18 @@ def _pyplot():
     return plt
 
 
+def _finite_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else float("nan")
+
+
+def _mark_events(ax, events: list[tuple[int, float]], norms: list[float], label: str) -> None:
+    """Red crosses at detected blow-ups; a non-finite one sits at the top of the finite curve."""
+    if events:
+        top = max((n for n in norms if math.isfinite(n)), default=1.0)
+        ax.scatter([s for s, _ in events], [n if math.isfinite(n) else top for _, n in events],
+                   color="red", marker="x", s=60, zorder=3, label=label)
+
+
 def _log10(value: Any) -> float:
     return math.log10(value) if isinstance(value, (int, float)) and value > 0 and math.isfinite(value) else float("nan")
 
@@ -31,7 +46,7 @@ def plot_log(records: list[dict], out: str) -> list[str]:
     plt = _pyplot()
     names = list(dict.fromkeys(r["name"] for r in records))
     scalar_keys = sorted({k for r in records for k, v in r.items()
-                          if k not in ("name", "step", "global_norm", "clipped_norm", "layers", "event") and isinstance(v, (int, float))})
+                          if k not in NORM_FIELDS and isinstance(v, (int, float))})
     heatmaps = [n for n in names if any(r.get("layers") for r in records if r["name"] == n)]
     panels = 1 + len(heatmaps) + len(scalar_keys)
     figure, axes = plt.subplots(panels, 1, figsize=(10, 2.8 * panels + 0.5), squeeze=False)
@@ -41,16 +56,13 @@ def plot_log(records: list[dict], out: str) -> list[str]:
     for name in names:
         mine = [r for r in records if r["name"] == name]
         steps = [r["step"] for r in mine]
-        norms = [r["global_norm"] if math.isfinite(r["global_norm"]) else float("nan") for r in mine]
-        ax.plot(steps, norms, label=f"{name}: global gradient norm", linewidth=1.2)
-        if any("clipped_norm" in r for r in mine):
-            ax.plot(steps, [r.get("clipped_norm", float("nan")) for r in mine], linestyle=":", label=f"{name}: norm returned by clip_grad_norm_")
-        events = [r for r in mine if r.get("event")]
-        if events:
-            finite_max = max((n for n in norms if math.isfinite(n)), default=1.0)
-            ax.scatter([r["step"] for r in events],
-                       [r["global_norm"] if math.isfinite(r["global_norm"]) else finite_max for r in events],
-                       color="red", marker="x", s=60, zorder=3, label=f"{name}: detected blow-up")
+        norms = [_finite_or_nan(norm_of(r)) for r in mine]
+        clipped = any("pre_clip_norm" in r for r in mine)
+        ax.plot(steps, norms, label=f"{name}: {'pre-clip ' if clipped else ''}gradient norm", linewidth=1.2)
+        if clipped:
+            ax.plot(steps, [_finite_or_nan(r.get("post_clip_norm")) for r in mine], linestyle=":",
+                    label=f"{name}: post-clip gradient norm")
+        _mark_events(ax, [(r["step"], norm_of(r)) for r in mine if r.get("event")], norms, f"{name}: detected blow-up")
     ax.set_yscale("log")
     ax.set_xlabel("update step")
     ax.set_ylabel("L2 norm (log scale)")
