@@ -165,11 +165,12 @@ def merge_ranks(data: dict) -> dict:
 
 def recommend_max_norm(optimizer: dict, thresholds: dict[str, float] | None = None) -> dict:
     """For an optimizer the script does not clip: the 90th percentile of its healthy gradient
-    norms (finite, outside detected spikes), rounded up to two significant digits."""
+    norms (finite, outside the excursions the spike detector finds), rounded up to two
+    significant digits."""
     t = {**THRESHOLDS, **(thresholds or {})}
     norms = optimizer.get("norms") or []
     figures = norm_figures(norms, t)
-    spikes = set(figures["spike_steps"])
+    spikes = set(figures["excursion_steps"])
     healthy = sorted(n for i, n in enumerate(norms) if n is not None and math.isfinite(n) and i not in spikes and n > 0)
     if len(healthy) < MIN_HEALTHY_STEPS:
         return {"max_norm": None, "why_not": f"{len(healthy)} healthy steps, fewer than {MIN_HEALTHY_STEPS}"}

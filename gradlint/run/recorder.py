@@ -407,6 +407,7 @@ class Recorder:
                 if skipped:  # GradScaler found inf/NaN in the scaled gradients and skipped the step
                     record = recorder._record_of(optimizer)
                     record.amp_skipped.append(record.steps)
+                    recorder._consume_clips(record)
                     if getattr(scaler, "_scale", None) is not None:
                         record.amp_scale.append(float(scaler._scale))
 
@@ -480,10 +481,8 @@ class Recorder:
         record.last_backward = self.backwards
         if loss is not None:
             extras.append(loss if self.loss_scale is None else loss / self.loss_scale.to(loss.device))
-        clips = [c for c in self.pending_clips if c[0] in record.param_ids]
-        if clips:
-            self.pending_clips = [c for c in self.pending_clips if c[0] not in record.param_ids]
-            extras.extend(c[1] for c in clips)
+        clips = self._consume_clips(record)
+        extras.extend(c[1] for c in clips)
         scale = None
         if self.in_scaler_step is not None and self.in_scaler_step[1] is optimizer:
             scale = getattr(self.in_scaler_step[0], "_scale", None)
@@ -516,19 +515,11 @@ class Recorder:
             record.loss[-1] = value if math.isfinite(value) else None
             position += 1
         record.pre_clip.append(None)
-        if clips:
-            pre = math.sqrt(sum(v * v for v in extra_values[position:position + len(clips)]))
+        if clips:  # clip totals taken on AMP-scaled gradients are divided by the scale they carried
+            totals = [v / (float(c[5]) if c[5] else 1.0) for v, c in zip(extra_values[position:position + len(clips)], clips)]
+            pre = math.sqrt(sum(v * v for v in totals))
             record.pre_clip[-1] = pre if math.isfinite(pre) else None
             position += len(clips)
-            for clip in clips:
-                record.clip["calls"] += 1
-                record.clip["kinds"].add(clip[3])
-                record.clip["max_norm"] = clip[2]
-                if clip[4] is not None:
-                    record.clip["sites"][clip[4]] += 1
-                if clip[5] is not None:
-                    record.clip["on_scaled_gradients"] += 1
-                    record.clip["loss_scale"] = float(clip[5])
         if scale is not None:
             record.amp_scale.append(extra_values[position])
         if step < MAX_LAYER_SERIES or step % 10 == 0:
@@ -538,6 +529,22 @@ class Recorder:
             record.layer_norms.append((step, [math.sqrt(v) if math.isfinite(v) else None for v in per_layer]))
         self._profile(record, step, dict(zip(index, tensor_norms)))
         record.steps += 1
+
+    def _consume_clips(self, record: OptimizerRecord) -> list[tuple]:
+        """The clips of this optimizer's parameters since its last step, counted."""
+        clips = [c for c in self.pending_clips if c[0] in record.param_ids]
+        if clips:
+            self.pending_clips = [c for c in self.pending_clips if c[0] not in record.param_ids]
+        for clip in clips:
+            record.clip["calls"] += 1
+            record.clip["kinds"].add(clip[3])
+            record.clip["max_norm"] = clip[2]
+            if clip[4] is not None:
+                record.clip["sites"][clip[4]] += 1
+            if clip[5] is not None:
+                record.clip["on_scaled_gradients"] += 1
+                record.clip["loss_scale"] = float(clip[5])
+        return clips
 
     def _on_backward(self, tensor: torch.Tensor) -> None:
         if tensor.numel() == 1 and tensor.is_floating_point():

@@ -237,10 +237,12 @@ def norm_figures(norms: list[float | None], t: dict[str, float]) -> dict:
     detector = SpikeDetector(spike_factor=t["spike_ratio"], ceiling=None)
     finite = [n for n in norms if n is not None and math.isfinite(n)]
     first_nonfinite = next((i for i, n in enumerate(norms) if n is None or not math.isfinite(n)), None)
-    spikes, largest_ratio, largest_at = [], None, None
+    spikes, outside, largest_ratio, largest_at = [], [], None, None
     for step, norm in enumerate(norms):
         value = float("nan") if norm is None else norm
         kind = detector.observe(value)
+        if detector.excursion is not None:
+            outside.append(step)
         if math.isfinite(value) and detector.median and len(detector.window) > detector.warmup:
             ratio = value / detector.median
             if largest_ratio is None or ratio > largest_ratio:
@@ -255,6 +257,7 @@ def norm_figures(norms: list[float | None], t: dict[str, float]) -> dict:
         "max_at_step": norms.index(ordered[-1]) if ordered else None,
         "first_nonfinite_step": first_nonfinite,
         "spike_steps": spikes,
+        "excursion_steps": outside,
         "largest_jump": largest_ratio,
         "largest_jump_at_step": largest_at,
     }
