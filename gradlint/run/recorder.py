@@ -256,6 +256,16 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
+def class_name(module: nn.Module) -> str:
+    """The user's class of a module, also under FSDP2's `fully_shard` (which swaps in `FSDP<Class>`)."""
+    name = type(module).__name__
+    if name.startswith("FSDP"):
+        for base in type(module).__mro__[1:]:
+            if base.__name__ == name[4:]:
+                return base.__name__
+    return name
+
+
 class Recorder:
     """Installs the hooks, records, and hands back plain numbers (`measurements()`)."""
 
@@ -496,15 +506,19 @@ class Recorder:
                 per_tensor = [g.norm() for g in grads]
             device = per_tensor[0].device
             stacked = torch.stack([n.detach().to(device=device, dtype=torch.float32) for n in per_tensor])
-            if record.sharded and torch.distributed.is_initialized():  # each rank holds a shard: add the squares
-                squares = stacked.pow(2)
+            if record.sharded and torch.distributed.is_initialized():
+                # FSDP: each rank holds a shard of each gradient; the optimizer's norm is over the
+                # whole of them. Sum the squares over the ranks, one slot per parameter (a rank
+                # whose shard of a parameter is empty still takes part).
+                squares = torch.zeros(len(record.params), device=device, dtype=torch.float32)
+                squares[torch.tensor(index, device=device)] = stacked.pow(2)
                 torch.distributed.all_reduce(squares)
-                stacked = squares.sqrt()
+                stacked, index = squares.sqrt(), list(range(len(record.params)))
             extra = [e.detach().reshape(()).to(device=device, dtype=torch.float32) for e in extras]
             values = torch.cat([stacked, torch.stack(extra)]).tolist() if extra else stacked.tolist()  # the one sync
         else:
             values = [float(e) for e in extras]
-        tensor_norms, extra_values = values[:len(grads)], values[len(grads):]
+        tensor_norms, extra_values = values[:len(index)], values[len(index):]
         squares = [v * v for v in tensor_norms]
         total = math.sqrt(sum(squares)) if tensor_norms else 0.0
         record.norms.append(total if math.isfinite(total) else None)
@@ -621,9 +635,9 @@ class Recorder:
     def _add_model(self, module: nn.Module) -> None:
         outer, path = self._outermost(module)
         inner = _unwrap(module)
-        owner = type(_unwrap(outer)).__name__ if path else type(inner).__name__
+        owner = class_name(_unwrap(outer)) if path else class_name(inner)
         record = ModelRecord(module, owner, path)
-        record.cls = type(inner).__name__
+        record.cls = class_name(inner)
         self.models[id(module)] = record
         self.model_order.append(record)
         site = self.sites.site()
