@@ -158,9 +158,29 @@ def _guarded_import(node: cst.Import | cst.ImportFrom) -> str:
     return f"try:\n    {code}\nexcept Exception as _e:\n    {fallback}\n"
 
 
-def constructor_args(text: str, class_name: str, user: dict | None = None) -> ConstructorArgs:
+# sizes read off a registered env (gradlint.verify.envs) rather than guessed, for these names
+OBSERVATION_NAMES = {"state_dim", "obs_dim", "observation_dim", "input_dim", "in_dim", "n_obs", "num_inputs", "n_states",
+                     "s_dim", "obs_size", "input_size", "in_features", "num_obs", "n_observations", "obs_shape",
+                     "state_size", "num_states", "n_state", "obs_space_dim"}
+ACTION_NAMES = {"action_dim", "act_dim", "n_actions", "num_actions", "action_size", "a_dim", "n_action", "num_action",
+                "action_n"}
+
+
+def env_sizes(env) -> dict[str, int]:
+    """`state_dim`-like names -> the env's observation size, `action_dim`-like -> its actions."""
+    if env is None or env.dtype == "uint8":
+        return {}
+    sizes = {name: env.observation_dim for name in OBSERVATION_NAMES}
+    actions = env.actions if env.actions is not None else env.action_dim
+    if actions is not None:
+        sizes.update({name: actions for name in ACTION_NAMES})
+    return sizes
+
+
+def constructor_args(text: str, class_name: str, user: dict | None = None, env=None) -> ConstructorArgs:
     """Arguments to build `class_name`: the user's, else a call site of the file whose arguments
-    resolve to constants, else the constructor's defaults, else documented guesses by name."""
+    resolve to constants, else the constructor's defaults, else sizes of the registered env the
+    file names (`env`, an EnvSpec), else documented guesses by name."""
     tree = ast.parse(text)
     constants = module_constants(tree)
     result = ConstructorArgs()
@@ -177,10 +197,13 @@ def constructor_args(text: str, class_name: str, user: dict | None = None) -> Co
             result.args, result.kwargs = call
             result.source = "call site"
             return result
+    sizes = env_sizes(env)
     for name, has_default in params:
         if has_default or name in result.kwargs:
             continue
-        guess = _guess(name)
+        guess = sizes.get(name.lower(), UNKNOWN)
+        if guess is UNKNOWN:
+            guess = _guess(name)
         if guess is UNKNOWN:
             result.missing.append(name)
         else:

@@ -115,7 +115,8 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                 verdicts=[_unbuilt_verdict(c) for c in codes]))
             continue
         model = models[subject]
-        construction = constructor_args(text, subject, options.init_args.get(subject))
+        construction = constructor_args(text, subject, options.init_args.get(subject),
+                                        env_spec(env["id"]) if env is not None else None)
         if call_site_text is not None and construction.source != "user":  # the importing file's call
             call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
             if call is not None:

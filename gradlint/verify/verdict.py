@@ -356,6 +356,8 @@ def data_verdict(code: str, data: dict, t: dict[str, float]) -> Verdict:
     for key in ("calls_seen", "first_layer", "env", "grad_norm_at_bounds_vs_unit"):
         if data.get(key) is not None:
             numbers[key] = data[key]
+    if data.get("why_not"):
+        return Verdict(code, NOT_VERIFIED, f"{data['why_not']}: the bounds do not describe its input", numbers)
     if data.get("nonfinite"):
         return Verdict(code, CONFIRMED, f"non-finite values in the model at these inputs ({source})", numbers)
     if code == "GL403":
