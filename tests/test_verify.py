@@ -296,6 +296,50 @@ def test_a_model_whose_update_step_is_named_train_is_measured_without_running_it
     assert figures["forward"] == "pi" and figures["input_shapes"] == [[8, 4]]
 
 
+def test_names_removed_with_the_training_code_get_stand_ins() -> None:
+    from gradlint.verify.envs import env_spec
+
+    text = textwrap.dedent("""\
+        import argparse
+        import gymnasium_that_is_not_installed as gym
+        import torch.nn as nn
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--capacity", type=int, default=10000)
+        parser.add_argument("--hidden-size", dest="hidden", type=int, default=32)
+        args = parser.parse_args()
+        env = gym.make("CartPole-v1")
+        NUM_STATES = env.observation_space.shape[0]
+        NUM_ACTIONS = env.action_space.n
+        SCALE = compute_scale()
+
+        class Memory:
+            def __init__(self, capacity=args.capacity):
+                self.capacity = capacity
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(NUM_STATES, args.hidden)
+                self.out = nn.Linear(args.hidden, NUM_ACTIONS)
+
+            def forward(self, x):
+                return self.out(self.fc(x)) * SCALE
+    """)
+    namespace: dict = {}
+    exec(compile(model_only_source(text, env_spec("CartPole-v1")), "dqn.py", "exec"), namespace)
+    assert namespace["Memory"]().capacity == 10000  # the parser's own default, not a NameError
+    net = namespace["Net"]()
+    assert (net.fc.in_features, net.fc.out_features, net.out.out_features) == (4, 32, 2)  # CartPole's sizes
+    with pytest.raises(TypeError):  # a name nothing can stand in for fails only where it is used
+        net(torch.randn(2, 4))
+    tyro = "import tyro\nfrom dataclasses import dataclass\n@dataclass\nclass Args:\n    hidden: int = 7\n" \
+           "args = tyro.cli(Args)\nclass M:\n    def __init__(self, h=args.hidden):\n        self.h = h\n"
+    namespace = {}
+    exec(compile(model_only_source(tyro), "cleanrl.py", "exec"), namespace)
+    assert namespace["M"]().h == 7  # CleanRL's dataclass defaults
+
+
 def test_constructor_arguments_in_order_of_preference() -> None:
     assert constructor_args(SCRIPT, "Deep").args == [17]  # a call site with constant arguments
     user = constructor_args(SCRIPT, "Deep", {"state_dim": 5})

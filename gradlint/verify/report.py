@@ -42,6 +42,12 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
                 built = f"built from {construction.get('source')} ({shown})"
                 if guessed:
                     built += f"; guessed: {guesses}"
+        if construction.get("stand_ins"):
+            built += "; removed names stood in: " + ", ".join(
+                f"{k}={'<missing>' if '_GradlintMissing' in v else v.replace("__import__('types').SimpleNamespace", 'Namespace')}"
+                for k, v in construction["stand_ins"].items())
+        if construction.get("env"):
+            built += f"; env {construction['env']}"
         if report.figures.get("forward"):
             built += f"; no forward, ran {report.model}.{report.figures['forward']}"
         if report.figures.get("input_shapes"):

@@ -26,7 +26,7 @@ from gradlint.engine import FileResult
 from gradlint.source import read_source
 from gradlint.verify import ModelReport
 from gradlint.verify.envs import env_ids_in, env_spec
-from gradlint.verify.loader import constructor_args, model_only_source, resolvable_call_site
+from gradlint.verify.loader import constructor_args, model_only_source, removed_names, resolvable_call_site
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
@@ -97,10 +97,12 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
     reports: list[ModelReport] = []
     try:
         text, models, project_model_file = _analysis_facts(path, settings)
-        text_only = model_only_source(text)
+        env = _registered_env(call_site_text or text)
+        spec = env_spec(env["id"]) if env is not None else None
+        text_only = model_only_source(text, spec)
+        stand_ins = removed_names(text, spec)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
-    env = _registered_env(call_site_text or text)
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
         sibling = project_model_file(subject) if subject and subject not in models else None
@@ -115,8 +117,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                 verdicts=[_unbuilt_verdict(c) for c in codes]))
             continue
         model = models[subject]
-        construction = constructor_args(text, subject, options.init_args.get(subject),
-                                        env_spec(env["id"]) if env is not None else None)
+        construction = constructor_args(text, subject, options.init_args.get(subject), spec)
         if call_site_text is not None and construction.source != "user":  # the importing file's call
             call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
             if call is not None:
@@ -124,7 +125,8 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                 construction.source, construction.guessed, construction.missing = "call site", {}, []
         report = ModelReport(path, subject, model["line"], "ok", construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
-            "guessed": construction.guessed})
+            "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
+            **({"env": env["id"]} if env is not None else {})})
         if construction.missing:
             report.status = "error"
             names = ", ".join(construction.missing)
