@@ -149,7 +149,10 @@ class GradMonitor:
         self._log = None
         self._csv = None
         if log_path:  # a new log per run: appending to last run's records would mix two runs in one plot
-            self._log = open(log_path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+            key = os.path.realpath(log_path)
+            fresh = not append and key not in _OPENED  # monitors of one run (actor, critic) share the file
+            _OPENED.add(key)
+            self._log = open(log_path, "w" if fresh else "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
             if log_path.endswith(".csv"):
                 self._csv = csv.writer(self._log)
                 if self._log.tell() == 0:
@@ -297,6 +300,7 @@ class GradMonitor:
                 self.writer.add_scalar(f"{self.name}/grad_norm/{layer}", value, record["step"])
 
 
+_OPENED: set[str] = set()  # logs this process has started: a second monitor appends to them
 CSV_COLUMNS = ["name", "step", "grad_norm", "pre_clip_norm", "post_clip_norm", "event", "layers", "scalars"]
 _INTERNAL = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in (__file__,))
 

@@ -233,17 +233,24 @@ def test_warnings_point_at_the_users_line_from_record_and_from_attach() -> None:
     assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
 
 
-def test_a_new_log_per_run_unless_appending_is_asked(tmp_path: Path) -> None:
+def test_a_new_log_per_run_unless_appending_is_asked(tmp_path: Path, monkeypatch) -> None:
+    import gradlint.monitor as monitor_module
+
     model = torch.nn.Linear(4, 1)
     model(torch.randn(2, 4)).sum().backward()
     for path in (tmp_path / "grads.jsonl", tmp_path / "grads.csv"):
-        for _ in range(2):  # two runs
-            with GradMonitor(model, log_path=str(path)) as monitor:
-                monitor.record(0)
-        assert len(read_log(str(path))) == 1
+        for _ in range(2):  # two runs (processes), each with two monitors sharing the log
+            monkeypatch.setattr(monitor_module, "_OPENED", set())
+            actor, critic = GradMonitor(model, name="actor", log_path=str(path)), GradMonitor(model, name="critic", log_path=str(path))
+            actor.record(0)
+            critic.record(0)
+            actor.close()
+            critic.close()
+        assert sorted(r["name"] for r in read_log(str(path))) == ["actor", "critic"]
+        monkeypatch.setattr(monitor_module, "_OPENED", set())
         with GradMonitor(model, log_path=str(path), append=True) as monitor:
             monitor.record(1)
-        assert [r["step"] for r in read_log(str(path))] == [0, 1]
+        assert [r["step"] for r in read_log(str(path))] == [0, 0, 1]
 
 
 def test_logs_of_the_old_field_names_are_read(tmp_path: Path) -> None:
