@@ -157,6 +157,7 @@ class GradMonitor:
                 self._csv = csv.writer(self._log)
                 if self._log.tell() == 0:
                     self._csv.writerow(CSV_COLUMNS)
+                    self._log.flush()  # another monitor of this run may open the file next
 
     # recording ----------------------------------------------------------------------------
 
