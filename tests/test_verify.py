@@ -398,11 +398,15 @@ def test_user_code_that_raises_hangs_exits_or_runs_at_import_is_contained(tmp_pa
         path.write_text(MODEL.replace("{body}", body))
         paths.append(path)
     results = lint_paths([str(p) for p in paths], Settings(select=("GL201",)), jobs=1)
-    reports = verify_results(results, Settings(), Options(timeout=8))
+    # the default per-model timeout is a generous hang guard, so on a busy machine no slow model
+    # is mistaken for a hang; the hanging model alone is verified with a short one
+    hanging = [r for r in results if r.path.endswith("hangs.py")]
+    reports = verify_results([r for r in results if r not in hanging], Settings(), Options())
+    reports += verify_results(hanging, Settings(), Options(timeout=5))
     by_file = {Path(r.file).name: r for r in reports}
     assert by_file["ok.py"].verdicts[0].verdict == "not confirmed"  # default init: measured, not assumed
     assert "ValueError: broken constructor" in by_file["raises.py"].error
-    assert "timed out after 8 s" in by_file["hangs.py"].error
+    assert "timed out after 5 s" in by_file["hangs.py"].error
     assert "exited with code 3" in by_file["exits.py"].error
     assert "MemoryError" in by_file["allocates.py"].error
     assert "writing" in by_file["writes.py"].error and not (tmp_path / "WRITTEN").exists()

@@ -39,7 +39,10 @@ WEIGHT_TYPES = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Conv
 DEPTH_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 WRAPPERS = ("DistributedDataParallel", "DataParallel", "FullyShardedDataParallel", "OptimizedModule")
 PROFILE_STEPS = (10, 100, 1000)  # per-layer activation/gradient profiles (and the first step)
-INPUT_FIRST, INPUT_EVERY = 20, 10  # input statistics on a model's first 20 calls, then every 10th
+# what reaches a model is watched on its first 20 calls, then on up to 4 calls after every 10th
+# optimizer step; between those windows the model carries no hook at all (a forward hook costs
+# ~10 us a call, more than a small RL policy's forward pass)
+INPUT_FIRST, INPUT_EVERY, INPUT_WINDOW = 20, 10, 4
 MAX_LAYER_SERIES = 1000  # per-layer norms at every step up to here, then every 10th
 
 
@@ -223,8 +226,10 @@ class ModelRecord:
         self.output_abs_max = None
         self.sampling = False  # this call's input is to be measured at the first layer
         self.sample_output = False
-        self.hooks: list = []
+        self.budget = INPUT_FIRST  # calls still to watch in this window
+        self.hooks: list = []  # while watched: the model's pre/post hooks and its first layer's
         self.profiles: list[dict] = []
+        self.layer_hook = None
         self.armed: dict[int, list] = {}  # step -> activation hook handles
         self.activations: dict[str, torch.Tensor] = {}
         self.order: list[str] = []
@@ -298,6 +303,7 @@ class Recorder:
         self.pending_clips: list[tuple] = []
         self.names: dict[int, str] = {}
         self.started = time.monotonic()
+        self.clock = 0  # optimizer steps of all optimizers
         self.time_up = False
         self.stop_reason: str | None = None
         self.last_snapshot = time.monotonic()
@@ -357,6 +363,7 @@ class Recorder:
         for record in self.model_order:
             for handle in record.hooks + [h for hs in record.armed.values() for h in hs]:
                 handle.remove()
+            record.hooks = []
 
     def _patch(self, owner, name: str, replacement) -> None:
         original = owner.__dict__.get(name, getattr(owner, name))
@@ -466,6 +473,10 @@ class Recorder:
         self._measure(record, optimizer)
         if self.discovering and all(r.steps >= 2 for r in self.order):
             self._end_discovery()
+        self.clock += 1
+        if not self.discovering and self.clock % INPUT_EVERY == 0:
+            for model in self.model_order:
+                self._watch(model, INPUT_WINDOW)
         self._arm_profiles(record)
         self._maybe_report(record)
         if self.store is None and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -643,17 +654,32 @@ class Recorder:
         site = self.sites.site()
         if site is not None:
             record.call_sites[site] += 1
+        self._watch(record, INPUT_FIRST)
+
+    def _watch(self, record: ModelRecord, calls: int) -> None:
+        module = record.ref()
+        record.budget = calls
+        if module is None or record.hooks:
+            return
         record.hooks.append(module.register_forward_pre_hook(self._model_pre))
         record.hooks.append(module.register_forward_hook(self._model_post))
+        layer = self.first_layer.get(id(module)) if record.first_layer is not None else None
+        if layer is not None and record.layer_hook is not None:
+            record.hooks.append(layer.register_forward_pre_hook(record.layer_hook))
+
+    def _unwatch(self, record: ModelRecord) -> None:
+        for handle in record.hooks:
+            handle.remove()
+        record.hooks = []
+        record.sampling = record.sample_output = False
 
     def _model_pre(self, module: nn.Module, args) -> None:
         record = self.models.get(id(module))
-        if record is None:
+        if record is None or record.budget <= 0:
             return
+        record.budget -= 1
         record.calls += 1
-        record.sampling = record.sample_output = record.calls <= INPUT_FIRST or record.calls % INPUT_EVERY == 0
-        if not record.sampling:
-            return
+        record.sampling = record.sample_output = True
         if record.calls <= 5 and record.calls > 1:
             site = self.sites.site()
             if site is not None:
@@ -687,6 +713,8 @@ class Recorder:
                     record.inputs.add(x, axis if x.dim() > 1 else -1)
                 record.sampling = False
 
+        self.first_layer[id(module)] = layer
+        record.layer_hook = first_layer_hook
         record.hooks.append(layer.register_forward_pre_hook(first_layer_hook))
 
     def _model_post(self, module: nn.Module, args, output) -> None:
@@ -699,6 +727,8 @@ class Recorder:
             top = torch.stack([f.float() for f in floats]).amax()
             record.output_abs_max = top if record.output_abs_max is None else torch.maximum(record.output_abs_max, top)
         record.sampling = False
+        if record.budget <= 0 and not self.discovering:
+            self._unwatch(record)  # the window is over: no hook until the next one
 
     def _end_discovery(self) -> None:
         self.discovering = False
@@ -706,6 +736,9 @@ class Recorder:
             undo()
         self.stack.clear()
         self.activations = {}
+        for model in self.model_order:
+            if model.budget <= 0:
+                self._unwatch(model)
 
     def _name_parameters(self) -> None:
         for record in self.model_order:
