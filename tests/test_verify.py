@@ -510,3 +510,21 @@ def test_a_sibling_model_named_through_its_module_is_built_from_its_file(tmp_pat
     [report] = verify_results(results, Settings(root=str(tmp_path)), Options())
     assert report.status == "ok" and report.file.endswith("networks.py") and report.model == "MLPNetwork"
     assert report.construction["source"] == "call site"
+
+
+def test_a_cnn_gets_the_image_size_its_linear_layer_fixes_and_a_bad_input_shape_is_one_clear_error() -> None:
+    from gradlint.verify.worker import find_inputs
+
+    class Net(torch.nn.Module):  # 47x47 images: none of the usual sides
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.fc = torch.nn.Linear(8 * 45 * 45, 10)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+    [x] = find_inputs(Net(), {"hints": {"inputs": ["x"]}})
+    assert list(x.shape) == [8, 3, 47, 47]
+    with pytest.raises(ValueError, match=r"--input-shape Net=2,3,31 does not fit the model: RuntimeError"):
+        find_inputs(Net(), {"class": "Net", "input_shapes": [[2, 3, 31]]})

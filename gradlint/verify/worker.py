@@ -15,6 +15,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import types
 from typing import Any
@@ -227,7 +228,7 @@ def find_inputs(model, request: dict, device="cpu"):
     """The first candidate the model accepts, on `device` (the model's)."""
     import torch
 
-    last_error = None
+    last_error = size_mismatch = None
     for candidate in candidate_inputs(model, request, device):
         inputs = _to(candidate, device)
         try:
@@ -236,8 +237,55 @@ def find_inputs(model, request: dict, device="cpu"):
             return inputs
         except Exception as exc:  # noqa: BLE001 - trying shapes
             last_error = exc
+            if size_mismatch is None and _MATMUL.search(str(exc)):
+                size_mismatch = exc
+    if request.get("input_shapes"):
+        shapes = ";".join(",".join(map(str, shape)) for shape in request["input_shapes"])
+        raise ValueError(f"--input-shape {request.get('class')}={shapes} does not fit the model: "
+                         f"{type(last_error).__name__}: {str(last_error).splitlines()[0][:200]}")
+    found = _image_side(model, size_mismatch, device)
+    if found is not None:
+        return found
     raise ValueError(f"no input shape worked (last error: {type(last_error).__name__}: {last_error}); "
                      "pass --input-shape CLASS=B,N")
+
+
+_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
+def _image_side(model, error, device):
+    """A CNN whose Linear after the flatten fixes the image size (none of the usual sides fit):
+    the square side whose flattened features match that Linear, by bisection on the side."""
+    import torch
+    from torch import nn
+
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or error is None or not _MATMUL.search(str(error)):
+        return None
+    wanted = int(_MATMUL.search(str(error)).group(3))
+
+    def flattened(side: int) -> int | None:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, first.in_channels, side, side, device=device))
+            return wanted
+        except Exception as exc:  # noqa: BLE001 - probing sizes
+            match = _MATMUL.search(str(exc))
+            return int(match.group(2)) if match else None
+
+    low, high = 8, 512
+    while low <= high:
+        side = (low + high) // 2
+        got = flattened(side)
+        if got is None:
+            low = side + 1
+        elif got == wanted:
+            return [torch.randn(8, first.in_channels, side, side).to(device)]
+        elif got < wanted:
+            low = side + 1
+        else:
+            high = side - 1
+    return None
 
 
 def measure(request: dict) -> dict:
