@@ -257,12 +257,12 @@ def overhead(repeats: int) -> None:
             base = statistics.median(t[index] for t in plain)
             measured = statistics.median(t[index] for t in run)
             print(f"{label:>4}: plain {base / steps * 1e3:.2f} ms/step, under gradlint run {measured / steps * 1e3:.2f} "
-                  f"ms/step: overhead {100 * (measured / base - 1):+.1f} %   target <= 5 %")
+                  f"ms/step: overhead {100 * (measured / base - 1):+.1f} %   target <= 5 %", flush=True)
         print(f"({repeats} interleaved runs each, medians; {steps} optimizer steps per run: CleanRL PPO, 4 envs x 128 "
               "steps, 16 updates per iteration)")
 
 
-def truth(seeds: int) -> None:
+def truth(seeds: int, steps: int = 200) -> None:
     cases = (("deep default-init ReLU MLP, SGD 0.01, pow(2).mean()", DEEP_DEFAULT, "not confirmed"),
              ("ReLU RNN, Adam 1e-3, T = 200", RELU_RNN, "not confirmed"),
              ("std=1 init on width 256, SGD 0.1", EXPLODING, "confirmed"))
@@ -272,7 +272,7 @@ def truth(seeds: int) -> None:
             rows = []
             for seed in range(seeds):
                 report_path = os.path.join(directory, "report.json")
-                out = subprocess.run([sys.executable, "-m", "gradlint", "run", "--steps", "200", "--format", "json", "-o",
+                out = subprocess.run([sys.executable, "-m", "gradlint", "run", "--steps", str(steps), "--format", "json", "-o",
                                       report_path, script, str(seed)], capture_output=True, text=True, env=ENV,
                                      cwd=directory)
                 report = json.loads(Path(report_path).read_text())
@@ -291,7 +291,8 @@ def truth(seeds: int) -> None:
                   f"{'max norm (torch)':>17} {'non-finite (torch)':>19}")
             for seed, verdict, top, jump, true_top, nonfinite in rows:
                 show = (lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
-                print(f"  {seed:>4} {verdict:>14} {show(top):>15} {show(jump):>13} {show(true_top):>17} {nonfinite:>19}")
+                print(f"  {seed:>4} {verdict:>14} {show(top):>15} {show(jump):>13} {show(true_top):>17} {nonfinite:>19}",
+                      flush=True)
             agree = sum(1 for row in rows if row[1] == expected)
             print(f"  verdicts matching torch's truth: {agree}/{len(rows)}")
 
@@ -300,13 +301,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--skip-truth", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     if not args.skip_overhead:
         overhead(args.repeats)
     if not args.skip_truth:
-        truth(args.seeds)
+        truth(args.seeds, args.steps)
 
 
 if __name__ == "__main__":

@@ -304,6 +304,7 @@ class Recorder:
         self.names: dict[int, str] = {}
         self.started = time.monotonic()
         self.clock = 0  # optimizer steps of all optimizers
+        self.done = False
         self.time_up = False
         self.stop_reason: str | None = None
         self.last_snapshot = time.monotonic()
@@ -352,6 +353,7 @@ class Recorder:
         return self
 
     def uninstall(self) -> None:
+        self.done = True
         if self._timer is not None:
             self._timer.cancel()
         for undo in reversed(self._undo):
@@ -434,7 +436,7 @@ class Recorder:
     def _deadline(self) -> None:
         self.time_up = True
         time.sleep(30)  # no optimizer step in 30 s after the time limit: interrupt the script where it is
-        if self.stop_reason is None and self.time_up:
+        if self.stop_reason is None and self.time_up and not self.done:
             self.stop_reason = f"--time-limit {self.time_limit:g} s"
             import _thread
 
