@@ -42,7 +42,10 @@ PROFILE_STEPS = (10, 100, 1000)  # per-layer activation/gradient profiles (and t
 # what reaches a model is watched on its first 20 calls, then on up to 4 calls after every 10th
 # optimizer step; between those windows the model carries no hook at all (a forward hook costs
 # ~10 us a call, more than a small RL policy's forward pass)
-INPUT_FIRST, INPUT_EVERY, INPUT_WINDOW = 20, 10, 4
+INPUT_FIRST, INPUT_EVERY, INPUT_WINDOW = 20, 20, 2
+# an optimizer the script clips with clip_grad_norm_ right before the step: the clip's own total
+# is the pre-clip norm, so the per-tensor norms (for the per-layer series) are taken every 10th step
+LAYER_EVERY_WHEN_CLIPPED = 10
 MAX_LAYER_SERIES = 1000  # per-layer norms at every step up to here, then every 10th
 
 
@@ -489,8 +492,11 @@ class Recorder:
 
     def _measure(self, record: OptimizerRecord, optimizer) -> None:
         step = record.steps
+        clips = self._consume_clips(record)
+        per_tensor_wanted = (not clips or step % LAYER_EVERY_WHEN_CLIPPED == 0 or step in PROFILE_STEPS
+                             or record.sharded or any(c[3] != "norm" or c[5] is not None for c in clips))
         grads, index = [], []
-        for i, param in enumerate(record.params):
+        for i, param in enumerate(record.params if per_tensor_wanted else ()):
             grad = param.grad
             if grad is not None:
                 if grad.is_sparse:
@@ -504,7 +510,6 @@ class Recorder:
         record.last_backward = self.backwards
         if loss is not None:
             extras.append(loss if self.loss_scale is None else loss / self.loss_scale.to(loss.device))
-        clips = self._consume_clips(record)
         extras.extend(c[1] for c in clips)
         scale = None
         if self.in_scaler_step is not None and self.in_scaler_step[1] is optimizer:
@@ -534,6 +539,11 @@ class Recorder:
         tensor_norms, extra_values = values[:len(index)], values[len(index):]
         squares = [v * v for v in tensor_norms]
         total = math.sqrt(sum(squares)) if tensor_norms else 0.0
+        if not per_tensor_wanted:  # what clip_grad_norm_ left: total * min(1, max_norm / (total + 1e-6))
+            offset = 1 if loss is not None else 0
+            pre = math.sqrt(sum(v * v for v in extra_values[offset:offset + len(clips)]))
+            max_norm = clips[-1][2]
+            total = pre * min(1.0, max_norm / (pre + 1e-6)) if max_norm and math.isfinite(pre) else pre
         record.norms.append(total if math.isfinite(total) else None)
         position = 0
         record.loss.append(None)
@@ -549,7 +559,7 @@ class Recorder:
             position += len(clips)
         if scale is not None:
             record.amp_scale.append(extra_values[position])
-        if step < MAX_LAYER_SERIES or step % 10 == 0:
+        if per_tensor_wanted and (step < MAX_LAYER_SERIES or step % 10 == 0):
             per_layer = [0.0] * len(record.layers)
             for i, square in zip(index, squares):
                 per_layer[record.layer_of[i]] += square
