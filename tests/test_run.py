@@ -327,6 +327,7 @@ def test_run_is_python_script_and_the_issues_false_confirmation_is_gone(tmp_path
                                   options=("--steps", "30", "--plot", str(plot)))
     assert result.returncode == 0, result.stderr
     assert "main: __main__ ['--flag', 'value'] project elsewhere" in result.stdout  # passed through, as python runs it
+    assert "[gradlint run] step" not in result.stderr  # the progress line is for a terminal only
     assert report["status"] == "stopped" and report["reason"] == "--steps 30" and report["steps"] == 30
     found = by_code(report)
     assert found["GL101"]["verdict"] == "not confirmed", found["GL101"]["reason"]
