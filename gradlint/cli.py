@@ -85,9 +85,11 @@ def main() -> None:
 @click.option("--watch", is_flag=True, help="Lint again whenever a file under PATHS changes (Ctrl-C stops).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), envvar="GRADLINT_CACHE_DIR",
               help="Where to keep the cache (default: .gradlint_cache next to the config, or in the current directory).")
+@click.option("--run-report", type=click.Path(dir_okay=False),
+              help="A `gradlint run --format json` report: the clipping fix uses the max_norm measured per optimizer.")
 def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude, extend_exclude, force_exclude,
           config, isolated, output_format, output_file, statistics, show_fixes, exit_zero, exit_non_zero_on_fix,
-          jobs, quiet, run_verify, fail_on, no_cache, watch, cache_dir) -> None:
+          jobs, quiet, run_verify, fail_on, no_cache, watch, cache_dir, run_report) -> None:
     """Lint PATHS (files or directories; default: the current directory)."""
     from gradlint.diagnostics import FileError
     from gradlint.discovery import discover
@@ -97,6 +99,15 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
     settings = _settings(paths, config, isolated, select, extend_select, ignore, exclude, extend_exclude, unsafe_fixes)
     if fail_on != "findings" and not run_verify:
         _fail(f"--fail-on {fail_on} needs --verify (verdicts come from it)")
+    if run_report:
+        from dataclasses import replace
+
+        from gradlint.config import max_norms_from_run_report
+
+        try:
+            settings = replace(settings, max_norm_at=max_norms_from_run_report(run_report))
+        except ConfigError as exc:
+            _fail(str(exc))
     if watch:
         if fix or diff or run_verify:
             _fail("--watch only reports; it does not combine with --fix, --diff or --verify")
@@ -230,7 +241,6 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
 
     from gradlint.verify import INSTALL_HINT, torch_available
     from gradlint.verify.session import Options, verify_results
-    from gradlint.verify.verdict import THRESHOLDS
 
     if not torch_available():
         _fail(INSTALL_HINT)
@@ -240,19 +250,11 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
         if not capabilities().usable:
             _fail(f"verify runs the models' code, and this machine cannot sandbox it: {capabilities().why}; "
                   "`gradlint verify --show-sandbox` says more, `gradlint verify --no-sandbox` runs it without one")
-    options = Options(device=device, sandbox=sandbox)
+    options = Options(device=device, sandbox=sandbox, thresholds=_thresholds(thresholds))
     if timeout is not None:
         options.timeout = timeout
     if memory is not None:
         options.memory_mb = memory
-    for item in thresholds:
-        name, _, value = item.partition("=")
-        if name.strip() not in THRESHOLDS:
-            _fail(f"--threshold {item!r}: unknown threshold (known: {', '.join(sorted(THRESHOLDS))})")
-        try:
-            options.thresholds[name.strip()] = float(value)
-        except ValueError:
-            _fail(f"--threshold {item!r}: expected NAME=NUMBER")
     for item in init_args:
         name, _, value = item.partition("=")
         try:
@@ -447,7 +449,8 @@ def render_model(data: dict) -> str:
 @click.option("--input-shape", multiple=True, help="Input shapes: CLASS=8,17 (several inputs: CLASS=8,17;8,6).")
 @click.option("--device", type=DeviceType(), default="cpu", show_default=True,
               help="Where the probes run: cpu, cuda (the current GPU) or cuda:N (GPU number N).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Seconds per model.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds per model: a guard against hangs, generous for a busy machine.")
 @click.option("--memory", type=click.IntRange(min=256), default=8192, show_default=True, help="Memory limit of the worker, MiB.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True))
@@ -501,6 +504,80 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
         except RuntimeError as exc:
             _fail(str(exc))
     sys.exit(2 if found.missing or any(r.error for r in results) else 0)
+
+
+@main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Stop after this many steps of any one optimizer.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after this many seconds.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a PNG: gradient norms per optimizer with events, per-feature input scales (needs matplotlib).")
+@click.option("--select", multiple=True, help="Rule codes or prefixes whose findings to verify.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out.")
+@click.option("--config", "config", multiple=True, help="A config file, or an inline TOML override.")
+@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--threshold", multiple=True, help="Override a verdict threshold: NAME=VALUE (see gradlint/verify/verdict.py).")
+def run_command(script, script_args, steps, time_limit, output_format, output_file, plot_path, select, ignore, config,
+                isolated, threshold) -> None:
+    """Run SCRIPT as `python SCRIPT SCRIPT_ARGS` would, instrumented with torch's hooks, stop it
+    after --steps optimizer steps, and verify each finding of the script (and of the project
+    modules it imports) on what the real run measured.
+
+    Options after SCRIPT are the script's (`gradlint run --steps 50 train.py --lr 3e-4`; `--`
+    also separates them). Under torchrun: `torchrun --nproc-per-node 2 -m gradlint run train.py`.
+    This runs the script: run it only on code you trust.
+    """
+    from gradlint.run import exit_status, run_and_verify
+    from gradlint.run import report as run_report
+    from gradlint.verify import INSTALL_HINT, torch_available
+
+    if not os.path.isfile(script):
+        _fail(f"{script}: no such file")
+    if not torch_available():
+        _fail(INSTALL_HINT.replace("verify", "run", 1))
+    settings = _settings([script], config, isolated, select, (), ignore, (), ())
+    thresholds = _thresholds(threshold)
+    report = run_and_verify(script, list(script_args), settings, steps, time_limit,
+                            progress=sys.stderr.isatty(), thresholds=thresholds)
+    for error in report.get("lint_errors", []):
+        click.echo(f"gradlint: error: {error}", err=True)
+    rank = report.get("rank", 0)
+    if rank:  # under torchrun, rank 0 reports for every rank
+        sys.exit(exit_status(report))
+    stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
+    colour = stream is None and sys.stdout.isatty()
+    text = run_report.render_json(report) if output_format == "json" else run_report.render_text(report, colour)
+    click.echo(text, file=stream, color=colour if stream is None else False)
+    if stream:
+        stream.close()
+    if plot_path:
+        from gradlint.plot import plot_run
+
+        try:
+            titles = plot_run(report, plot_path)
+        except RuntimeError as exc:
+            _fail(str(exc))
+        click.echo(f"wrote {plot_path} ({'; '.join(titles)})", err=True)
+    sys.exit(exit_status(report))
+
+
+def _thresholds(items) -> dict[str, float]:
+    from gradlint.verify.verdict import THRESHOLDS
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name.strip() not in THRESHOLDS:
+            _fail(f"--threshold {item!r}: unknown threshold (known: {', '.join(sorted(THRESHOLDS))})")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"--threshold {item!r}: expected NAME=NUMBER")
+    return out
 
 
 @main.command("plot")

@@ -47,6 +47,9 @@ class Settings:
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     root: str = "."
     config_path: str | None = None
+    # per-optimizer `max_norm` for the clipping fix, keyed by the step's "real path:line"
+    # (`gradlint check --run-report FILE`: measured by `gradlint run`)
+    max_norm_at: dict[str, float] = field(default_factory=dict)
 
     # selection ------------------------------------------------------------------------------
 
@@ -85,6 +88,13 @@ class Settings:
                 merged.update({k: v for k, v in self.rule_options[selector].items() if k in declared})
         return merged
 
+    def max_norm_for(self, path: str, line: int) -> float | None:
+        """The measured `max_norm` for the optimizer stepped at path:line, if a run report gave one;
+        the clipping fix falls back to the rule's `max-norm` option."""
+        if not self.max_norm_at:
+            return None
+        return self.max_norm_at.get(f"{os.path.realpath(path)}:{line}")
+
     def is_excluded(self, path: str) -> bool:
         """Whether a pattern of `exclude`/`extend-exclude` matches a component of the path, its
         name, or the path relative to the root (`*` also crosses `/`, as in fnmatch)."""
@@ -106,7 +116,8 @@ class Settings:
     def fingerprint(self) -> str:
         """What the results of a file depend on, for caches."""
         return repr((sorted(self.enabled), sorted(self.per_file_ignores.items()),
-                     sorted((k, sorted(v.items())) for k, v in self.rule_options.items())))
+                     sorted((k, sorted(v.items())) for k, v in self.rule_options.items()),
+                     sorted(self.max_norm_at.items())))
 
 
 def expand(selectors: tuple[str, ...] | list[str], where: str, explicit: bool = False) -> set[str]:
@@ -333,3 +344,28 @@ def load_settings(paths: list[str], config: tuple[str, ...] = (), isolated: bool
             raise ConfigError(f"--config {override!r}: not valid TOML (nested too deeply)") from None
         settings = settings_from_table(table, f"--config {override!r}", settings)
     return settings
+
+
+def max_norms_from_run_report(path: str) -> dict[str, float]:
+    """`gradlint run --format json`'s measured `max_norm` per unclipped optimizer, keyed by each
+    line that stepped it ("real path:line"), for the clipping fix."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"--run-report {path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"--run-report {path}: not JSON ({exc})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("optimizers"), list):
+        raise ConfigError(f"--run-report {path}: not a `gradlint run --format json` report")
+    found: dict[str, float] = {}
+    for optimizer in report["optimizers"]:
+        value = (optimizer.get("recommendation") or {}).get("max_norm") if isinstance(optimizer, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            continue
+        for site in optimizer.get("step_sites") or []:
+            if isinstance(site, dict) and isinstance(site.get("file"), str) and isinstance(site.get("line"), int):
+                found[f"{os.path.realpath(site['file'])}:{site['line']}"] = float(value)
+    return found

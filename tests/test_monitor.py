@@ -55,7 +55,7 @@ def test_stable_training_gives_no_event(tmp_path: Path) -> None:
     assert monitor.events == []
     records = read_log(str(tmp_path / "log.jsonl"))
     assert len(records) == 60 and records[0]["layers"].keys() == {"0", "2", "4", "6", "8"}
-    assert all(r["global_norm"] > 0 for r in records) and "loss" in records[0]
+    assert all(r["grad_norm"] > 0 for r in records) and "loss" in records[0]
 
 
 def test_a_blow_up_is_detected_at_the_step_it_happens() -> None:
@@ -87,10 +87,12 @@ def test_every_k_steps_callback_and_clip_norm() -> None:
         optimizer.zero_grad()
         model(x).pow(2).mean().backward()
         total = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
-        monitor.record(step, clipped_norm=total)
+        monitor.record(step, pre_clip_norm=total)
         optimizer.step()
     assert [r["step"] for r in monitor.records] == [0, 10, 20]
-    assert all(abs(r["clipped_norm"] - r["global_norm"]) / r["clipped_norm"] > 0.5 for r in monitor.records)  # recorded after clipping
+    for record in monitor.records:  # recorded after clipping: the fields say which norm is which
+        assert "grad_norm" not in record and record["post_clip_norm"] == pytest.approx(1e-3, rel=1e-3)
+        assert record["pre_clip_norm"] > 2e-3
 
 
 def test_a_blow_up_is_detected_from_the_pre_clip_norm_when_recorded_after_clipping() -> None:
@@ -105,8 +107,8 @@ def test_a_blow_up_is_detected_from_the_pre_clip_norm_when_recorded_after_clippi
             model.zero_grad()
             torch.nn.functional.mse_loss(model(x), y * (1e4 if step == 30 else 1.0)).backward()
             total = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-            monitor.record(step, clipped_norm=total)
-    assert monitor.records[-1]["global_norm"] <= 0.5 + 1e-6 < monitor.records[-1]["clipped_norm"]
+            monitor.record(step, pre_clip_norm=total)
+    assert monitor.records[-1]["post_clip_norm"] <= 0.5 + 1e-6 < monitor.records[-1]["pre_clip_norm"]
 
 
 def test_attach_records_before_each_optimizer_step_for_several_models() -> None:
@@ -135,11 +137,11 @@ def test_amp_grad_scaler_norms_are_unscaled() -> None:
     x = torch.randn(8, 4)
     optimizer.zero_grad()
     scaler.scale(model(x).pow(2).mean()).backward()
-    seen_scaled = scaled.record(0)["global_norm"]
+    seen_scaled = scaled.record(0)["grad_norm"]
     scaler.unscale_(optimizer)
-    true_norm = reference.record(0)["global_norm"]
+    true_norm = reference.record(0)["grad_norm"]
     assert seen_scaled == pytest.approx(true_norm, rel=1e-4)
-    assert scaled.record(1, unscaled=True)["global_norm"] == pytest.approx(true_norm, rel=1e-4)
+    assert scaled.record(1, unscaled=True)["grad_norm"] == pytest.approx(true_norm, rel=1e-4)
 
 
 def test_plot_command_draws_the_panels(tmp_path: Path) -> None:
@@ -172,3 +174,93 @@ def test_csv_log_round_trip(tmp_path: Path) -> None:
         monitor.record(0, reward=1.5)
     [record] = read_log(str(path))
     assert record["reward"] == 1.5 and record["layers"] and json.dumps(record)
+
+
+# --- the detection rule: warm-up, excursions, where warnings point, logs per run -------------------
+
+
+def _grads_of_norm(model, norm: float) -> None:
+    for param in model.parameters():
+        param.grad = torch.full_like(param, norm / sum(p.numel() for p in model.parameters()) ** 0.5)
+
+
+def test_a_blow_up_at_step_zero_is_an_event_without_warm_up() -> None:
+    model = torch.nn.Linear(4, 1)
+    monitor = GradMonitor(model, on_event=lambda e: None)
+    _grads_of_norm(model, 6e18)
+    monitor.record(0)
+    assert [(e.kind, e.step) for e in monitor.events] == [("ceiling", 0)]
+    quiet = GradMonitor(model, on_event=lambda e: None, ceiling=None)  # the ceiling off: the warm-up hides it
+    quiet.record(0)
+    assert quiet.events == []
+    nan = GradMonitor(model, on_event=lambda e: None)
+    _grads_of_norm(model, float("nan"))
+    nan.record(0)
+    assert [(e.kind, e.step) for e in nan.events] == [("nonfinite", 0)]
+
+
+def test_one_event_per_excursion_non_finite_included() -> None:
+    model = torch.nn.Linear(4, 1)
+    monitor = GradMonitor(model, on_event=lambda e: None)
+    norms = [1.0] * 20 + [50.0] * 3 + [float("nan")] * 59 + [1.0] * 5 + [float("inf")] * 2
+    for step, norm in enumerate(norms):
+        _grads_of_norm(model, norm)
+        monitor.record(step)
+    # a spike, its escalation to NaN (59 steps: one event), back to normal, a second excursion
+    assert [(e.kind, e.step) for e in monitor.events] == [("spike", 20), ("nonfinite", 23), ("nonfinite", 87)]
+
+
+def test_look_alike_a_steady_large_norm_is_no_event() -> None:
+    model = torch.nn.Linear(4, 1)
+    monitor = GradMonitor(model, on_event=lambda e: None)
+    for step in range(40):
+        _grads_of_norm(model, 5e5 * (1 + 0.5 * (step % 3)))  # large but steady, under the ceiling
+        monitor.record(step)
+    assert monitor.events == []
+
+
+def test_warnings_point_at_the_users_line_from_record_and_from_attach() -> None:
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    monitor = GradMonitor(model).attach(optimizer)
+    _grads_of_norm(model, float("nan"))
+    with pytest.warns(RuntimeWarning, match="non-finite") as caught:
+        optimizer.step()  # the hook records and warns
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name], [w.filename for w in caught]
+    direct = GradMonitor(model)
+    with pytest.warns(RuntimeWarning) as caught:
+        direct.record(0)
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+
+
+def test_a_new_log_per_run_unless_appending_is_asked(tmp_path: Path, monkeypatch) -> None:
+    import gradlint.monitor as monitor_module
+
+    model = torch.nn.Linear(4, 1)
+    model(torch.randn(2, 4)).sum().backward()
+    for path in (tmp_path / "grads.jsonl", tmp_path / "grads.csv"):
+        for _ in range(2):  # two runs (processes), each with two monitors sharing the log
+            monkeypatch.setattr(monitor_module, "_OPENED", set())
+            actor, critic = GradMonitor(model, name="actor", log_path=str(path)), GradMonitor(model, name="critic", log_path=str(path))
+            actor.record(0)
+            critic.record(0)
+            actor.close()
+            critic.close()
+        assert sorted(r["name"] for r in read_log(str(path))) == ["actor", "critic"]
+        monkeypatch.setattr(monitor_module, "_OPENED", set())
+        with GradMonitor(model, log_path=str(path), append=True) as monitor:
+            monitor.record(1)
+        assert [r["step"] for r in read_log(str(path))] == [0, 0, 1]
+
+
+def test_logs_of_the_old_field_names_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"name": "m", "step": 0, "global_norm": 0.5, "clipped_norm": 3.0}) + "\n"
+                    + json.dumps({"name": "m", "step": 1, "global_norm": 0.7}) + "\n")
+    first, second = read_log(str(path))
+    assert (first["pre_clip_norm"], first["post_clip_norm"], second["grad_norm"]) == (3.0, 0.5, 0.7)
+    model = torch.nn.Linear(4, 1)
+    model(torch.randn(2, 4)).sum().backward()
+    with pytest.warns(DeprecationWarning, match="pre_clip_norm"):
+        record = GradMonitor(model).record(0, clipped_norm=2.0)
+    assert record["pre_clip_norm"] == 2.0

@@ -38,14 +38,19 @@ class ModelReport:
         }
 
 
-def verify_model(model, example_inputs, codes=("GL201", "GL301", "GL101", "GL401"), thresholds: dict | None = None) -> dict:
+def verify_model(model, example_inputs, codes=("GL201", "GL301"), thresholds: dict | None = None,
+                 env_id: str | None = None) -> dict:
     """Verify a model object you already have (e.g. in a notebook), in this process.
 
     Runs the probes the given finding codes need on `model` with `example_inputs` (a tensor or a
-    list of tensors) and returns {"figures": ..., "verdicts": [...]}. No isolation: it is your
-    own object, in your own process.
+    list of tensors, at unit scale) and returns {"figures": ..., "verdicts": [...]}. Data
+    findings (GL401/GL403) are probed at the observation bounds of `env_id` when it is a known
+    registered env; training-loop findings need `gradlint run`. No isolation: it is your own
+    object, in your own process.
     """
     from gradlint.verify import probes
+    from gradlint.verify.envs import env_spec
+    from gradlint.verify.worker import _env_figures
 
     inputs = list(example_inputs) if isinstance(example_inputs, (list, tuple)) else [example_inputs]
     figures: dict[str, Any] = {}
@@ -55,15 +60,13 @@ def verify_model(model, example_inputs, codes=("GL201", "GL301", "GL101", "GL401
     codes = set(codes)
     if codes & {"GL201", "GL301"}:
         figures["remedies"] = {"he_init": probes.summarize(probes.gradient_profile(probes.with_he_init(model), inputs))}
-    if codes & {"GL401", "GL403", "GL204"}:
-        figures["input_scale"] = probes.input_scale_profile(model, inputs, (1.0, 255.0) if "GL403" in codes else (1.0, 10.0, 100.0))
+    spec = env_spec(env_id) if env_id else None
+    if codes & {"GL401", "GL403"} and spec is not None:
+        figures["env"] = _env_figures(model, inputs, {"id": spec.env_id, "low": list(spec.low), "high": list(spec.high),
+                                                      "dtype": spec.dtype, "source": spec.source})
     if codes & {"GL103", "GL202"}:
         axis = 0 if inputs[0].dim() == 3 else None
         figures["recurrent"] = probes.recurrent_profile(model, inputs, axis)
-    if codes & {"GL101", "GL103"}:
-        figures["training"] = {"optimizer": "Adam", "lr": 1e-3,
-                               "without_clip": probes.training_run(model, inputs, "Adam", 1e-3, 40, None, 100.0),
-                               "with_clip": probes.training_run(model, inputs, "Adam", 1e-3, 40, 1.0, 100.0)}
     return {"figures": figures, "verdicts": [decide(code, figures, thresholds).to_dict() for code in sorted(codes)]}
 
 

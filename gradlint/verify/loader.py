@@ -123,13 +123,19 @@ def _constant_expression(node: cst.BaseExpression) -> bool:
 _IMPORT_GUARD = re.compile(r"^(\s*)((?:import|from)\s.+)$")
 
 
-def model_only_source(text: str) -> str:
-    """The file with its work removed and its imports guarded (see the module docstring)."""
+def model_only_source(text: str, env=None) -> str:
+    """The file with its work removed and its imports guarded (see the module docstring); the
+    module-level names the kept code reads but the removed code defined get stand-ins
+    (`removed_names`)."""
     module = cst.parse_module(text)
     future: list[str] = []  # `from __future__ import ...` must stay first, ahead of the placeholder
     body: list[str] = [PLACEHOLDER]
+    stand_ins = removed_names(text, env)
     for statement in module.body:
-        if not _keep(statement):
+        if not _keep(statement):  # a removed `NAME = ...` the kept code reads: its stand-in, in place
+            names = _assigned_name(statement)
+            if names in stand_ins:
+                body.append(f"{names} = {stand_ins.pop(names)}\n")
             continue
         if isinstance(statement, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
             for small in statement.body:
@@ -137,6 +143,116 @@ def model_only_source(text: str) -> str:
             continue
         body.append(module.code_for_node(statement))
     return "\n".join(future + body) + "\n"
+
+
+def _assigned_name(statement: cst.BaseStatement) -> str | None:
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        small = statement.body[0]
+        target = (small.targets[0].target if isinstance(small, cst.Assign) and len(small.targets) == 1 else
+                  small.target if isinstance(small, cst.AnnAssign) else None)
+        if isinstance(target, cst.Name):
+            return target.value
+    return None
+
+
+_PARSE_CALLS = {"parse_args", "parse_known_args", "cli", "parse"}  # argparse, tyro.cli(Args), simple_parsing
+
+
+def removed_names(text: str, env=None) -> dict[str, str]:
+    """Stand-ins (name -> Python expression) for module-level names the kept code reads but only
+    removed statements define: `args = parser.parse_args()` becomes a namespace of the parser's
+    own defaults (`capacity=args.capacity` in a kept default argument); `args = tyro.cli(Args)`
+    becomes `Args()`; `NUM_STATES = env.observation_space.shape[0]` the size of the registered env
+    the file names; other names a documented guess, else a placeholder that fails when used."""
+    try:
+        tree = ast.parse(text)
+        module = cst.parse_module(text)
+    except (SyntaxError, ValueError, cst.ParserSyntaxError):
+        return {}
+    kept = [node for node, statement in zip(tree.body, module.body) if _keep(statement)]
+    bound: set[str] = set()
+    for node in kept:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) else ():
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                bound.add(sub.id)
+            elif isinstance(sub, ast.alias):
+                bound.add((sub.asname or sub.name).split(".")[0])
+    removed: dict[str, ast.expr] = {}
+    for node in tree.body:
+        if node in kept:
+            continue
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            removed[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            removed[node.target.id] = node.value
+    used: dict[str, set[str]] = {}
+    for node in kept:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id in removed and sub.id not in bound:
+                used.setdefault(sub.id, set())
+            elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in removed:
+                used.setdefault(sub.value.id, set()).add(sub.attr)
+    classes = {node.name for node in kept if isinstance(node, ast.ClassDef)}
+    sizes = env_sizes(env)
+    out: dict[str, str] = {}
+    for name, attributes in used.items():
+        value = removed[name]
+        code = ast.unparse(value)
+        call = value.func if isinstance(value, ast.Call) else None
+        called = call.attr if isinstance(call, ast.Attribute) else (call.id if isinstance(call, ast.Name) else None)
+        if called in _PARSE_CALLS:
+            first = value.args[0] if value.args else None
+            if isinstance(first, ast.Name) and first.id in classes:  # tyro.cli(Args): the dataclass's defaults
+                out[name] = f"{first.id}()"
+                continue
+            defaults = _argparse_defaults(tree)
+            fields = {attr: defaults.get(attr, _guess(attr)) for attr in sorted(attributes)}
+            items = ", ".join(f"{attr}={_literal(v, f'{name}.{attr}')}" for attr, v in fields.items())
+            out[name] = f"__import__('types').SimpleNamespace({items})"
+            continue
+        env_value = _env_read(code, env, sizes)
+        guess = env_value if env_value is not None else sizes.get(name.lower(), _guess(name.lower()))
+        out[name] = _literal(guess, name)
+    return out
+
+
+def _literal(value, name: str) -> str:
+    if value is UNKNOWN or isinstance(value, dict):
+        return f"_GradlintMissing({name!r}, 'removed with the training code; pass --init-args')"
+    return repr(value)
+
+
+def _env_read(code: str, env, sizes: dict) -> int | None:
+    if env is None:
+        return None
+    if re.search(r"observation_space\.shape\[0\]$|observation_space\.shape\)?\.prod\(\)", code):
+        return env.observation_dim
+    if code.endswith("action_space.n"):
+        return env.actions
+    if re.search(r"action_space\.shape\[0\]$", code):
+        return env.action_dim
+    return None
+
+
+def _argparse_defaults(tree: ast.Module) -> dict[str, Any]:
+    """`parser.add_argument("--batch-size", default=64)` -> {"batch_size": 64}, literal defaults only."""
+    defaults: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            keywords = {k.arg: k.value for k in node.keywords if k.arg}
+            dest = keywords.get("dest")
+            name = dest.value if isinstance(dest, ast.Constant) else next(
+                (f.lstrip("-") for f in flags if f.startswith("--")), flags[0].lstrip("-") if flags else None)
+            if not name or "default" not in keywords:
+                continue
+            try:
+                defaults[name.replace("-", "_")] = ast.literal_eval(keywords["default"])
+            except ValueError:
+                continue
+    return defaults
 
 
 def _is_future(node: cst.Import | cst.ImportFrom) -> bool:
@@ -158,9 +274,29 @@ def _guarded_import(node: cst.Import | cst.ImportFrom) -> str:
     return f"try:\n    {code}\nexcept Exception as _e:\n    {fallback}\n"
 
 
-def constructor_args(text: str, class_name: str, user: dict | None = None) -> ConstructorArgs:
+# sizes read off a registered env (gradlint.verify.envs) rather than guessed, for these names
+OBSERVATION_NAMES = {"state_dim", "obs_dim", "observation_dim", "input_dim", "in_dim", "n_obs", "num_inputs", "n_states",
+                     "s_dim", "obs_size", "input_size", "in_features", "num_obs", "n_observations", "obs_shape",
+                     "state_size", "num_states", "n_state", "obs_space_dim"}
+ACTION_NAMES = {"action_dim", "act_dim", "n_actions", "num_actions", "action_size", "a_dim", "n_action", "num_action",
+                "action_n"}
+
+
+def env_sizes(env) -> dict[str, int]:
+    """`state_dim`-like names -> the env's observation size, `action_dim`-like -> its actions."""
+    if env is None or env.dtype == "uint8":
+        return {}
+    sizes = {name: env.observation_dim for name in OBSERVATION_NAMES}
+    actions = env.actions if env.actions is not None else env.action_dim
+    if actions is not None:
+        sizes.update({name: actions for name in ACTION_NAMES})
+    return sizes
+
+
+def constructor_args(text: str, class_name: str, user: dict | None = None, env=None) -> ConstructorArgs:
     """Arguments to build `class_name`: the user's, else a call site of the file whose arguments
-    resolve to constants, else the constructor's defaults, else documented guesses by name."""
+    resolve to constants, else the constructor's defaults, else sizes of the registered env the
+    file names (`env`, an EnvSpec), else documented guesses by name."""
     tree = ast.parse(text)
     constants = module_constants(tree)
     result = ConstructorArgs()
@@ -177,10 +313,13 @@ def constructor_args(text: str, class_name: str, user: dict | None = None) -> Co
             result.args, result.kwargs = call
             result.source = "call site"
             return result
+    sizes = env_sizes(env)
     for name, has_default in params:
         if has_default or name in result.kwargs:
             continue
-        guess = _guess(name)
+        guess = sizes.get(name.lower(), UNKNOWN)
+        if guess is UNKNOWN:
+            guess = _guess(name)
         if guess is UNKNOWN:
             result.missing.append(name)
         else:

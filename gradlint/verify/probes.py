@@ -15,8 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlint.verify.verdict import depth_figures
+
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 RECURRENT_TYPES = (nn.RNN, nn.LSTM, nn.GRU)
+CELL_TYPES = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 
 
 def _finite(value: float) -> float | None:
@@ -132,29 +135,11 @@ def gradient_profile(model: nn.Module, inputs: list[torch.Tensor]) -> dict:
     nonfinite |= not math.isfinite(total)
     result: dict[str, Any] = {"layers": layers, "nonfinite": nonfinite, "loss": _finite(float(loss.detach())),
                               "grad_norm_total": _finite(total)}
-    if len(norms) >= 2 and all(n is not None and n > 0 for n in norms):
-        result["first_last_ratio"] = norms[0] / norms[-1]
-        logs = [math.log(n) for n in reversed(norms)]  # from the output back to the input
-        result["grad_growth_per_layer"] = math.exp(_slope(logs))
-    variances_list = [l["activation_var"] for l in layers[:-1]]
-    if len(variances_list) >= 2 and all(v is not None and v > 0 for v in variances_list):
-        result["activation_growth_per_layer"] = math.exp(_slope([math.log(v) for v in variances_list]))
-        result["activation_variance_ratio"] = max(variances_list) / min(variances_list)
+    result.update(depth_figures(norms, [l["activation_var"] for l in layers]))
     cs = [l["he_c"] for l in layers if l["he_c"] is not None]
     if cs:
         result["max_he_c"] = max(cs)
     return result
-
-
-def _slope(values: list[float]) -> float:
-    n = len(values)
-    if n < 2:
-        return 0.0
-    mean_x = (n - 1) / 2
-    mean_y = sum(values) / n
-    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    den = sum((i - mean_x) ** 2 for i in range(n))
-    return num / den
 
 
 def summarize(profile: dict) -> dict:
@@ -204,22 +189,46 @@ def with_small_output(model: nn.Module, inputs: list[torch.Tensor]) -> nn.Module
     return copy_
 
 
-def input_scale_profile(model: nn.Module, inputs: list[torch.Tensor], scales: tuple[float, ...]) -> dict:
-    """Global and first-layer gradient norms with every input multiplied by each scale."""
+def output_abs_max(model: nn.Module, inputs: list[torch.Tensor]) -> float | None:
+    """The largest |output| of the model on these inputs (GL204's action bound)."""
+    with torch.no_grad():
+        tensors = [t for t in tensors_of(model(*inputs)) if t.is_floating_point()]
+    return _finite(max(float(t.abs().max()) for t in tensors)) if tensors else None
+
+
+def bounded_inputs(like: torch.Tensor, low: list[float], high: list[float], integer: bool, seed: int = 0) -> torch.Tensor:
+    """Inputs of `like`'s shape spread uniformly over an env's observation bounds [low, high]
+    along the last dimension (one bound for all features when a single one is given): the scale
+    the env really produces, drawn on the CPU."""
+    generator = torch.Generator().manual_seed(seed)
+    features = like.shape[-1] if like.dim() else 1
+    lo = torch.tensor(low if len(low) == features else [low[0]] * features, dtype=torch.float64)
+    hi = torch.tensor(high if len(high) == features else [high[0]] * features, dtype=torch.float64)
+    values = lo + (hi - lo) * torch.rand(*like.shape, generator=generator, dtype=torch.float64)
+    if integer:
+        values = values.round()
+    return values.to(device=like.device, dtype=like.dtype if like.is_floating_point() else torch.float32)
+
+
+def env_bounds_profile(model: nn.Module, inputs: list[torch.Tensor], low: list[float], high: list[float],
+                       integer: bool) -> dict:
+    """The model at inputs spread over the env's observation bounds, next to unit-scale inputs:
+    first-layer gradient norms, non-finite values, and the largest |output|."""
     out: dict[str, Any] = {}
-    for scale in scales:
-        scaled = [x * scale if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
+    at_bounds = [bounded_inputs(inputs[0], low, high, integer)] + list(inputs[1:])
+    for label, batch in (("unit", inputs), ("bounds", at_bounds)):
         model.zero_grad(set_to_none=True)
-        loss = scalar_loss(model(*scaled))
+        loss = scalar_loss(model(*batch))
         loss.backward()
+        order = call_order(model, batch)
+        first = getattr(order[0][1], "weight", None) if order else None
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         total = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
-        order = call_order(model, scaled)
-        first = getattr(order[0][1], "weight", None) if order else None
-        out[str(scale)] = {
+        out[label] = {
             "grad_norm": _finite(total),
             "first_layer_grad_norm": _finite(float(first.grad.norm())) if first is not None and first.grad is not None else None,
-            "output_abs_max": _finite(max(float(t.detach().abs().max()) for t in tensors_of(model(*scaled)))),
+            "output_abs_max": output_abs_max(model, batch),
+            "nonfinite": not math.isfinite(total) or not math.isfinite(float(loss.detach())),
         }
     return out
 
@@ -236,6 +245,11 @@ def recurrent_profile(model: nn.Module, inputs: list[torch.Tensor], time_axis: i
             sigma = max(float(torch.linalg.matrix_norm(c, ord=2)) for c in chunks)
             result["matrices"].append({"name": f"{name}.weight_hh_l0", "sigma_max": sigma,
                                        "nonlinearity": getattr(module, "nonlinearity", None)})
+        elif isinstance(module, CELL_TYPES):
+            gates = {nn.LSTMCell: 4, nn.GRUCell: 3}.get(type(module), 1)
+            chunks = module.weight_hh.detach().float().chunk(gates, 0)
+            result["matrices"].append({"name": f"{name}.weight_hh", "sigma_max": max(
+                float(torch.linalg.matrix_norm(c, ord=2)) for c in chunks)})
     for name, param in model.named_parameters():
         if "weight_hh" in name:  # already reported through its nn.RNN/LSTM/GRU module
             continue
@@ -254,6 +268,15 @@ def recurrent_profile(model: nn.Module, inputs: list[torch.Tensor], time_axis: i
             out = module(x)[0]
             out.select(axis, length - 1).float().pow(2).sum().backward()
             result["grad_first_input"][str(length)] = _finite(float(x.grad.select(axis, 0).norm()))
+        return result
+    if any(isinstance(m, CELL_TYPES) for m in model.modules()) and len(inputs) >= 2:
+        # a cell agent, forward(x, h) -> (y, h) (PyMARL's RNNAgent): unroll the model itself over T
+        unrolled = cell_unroll(model, inputs, lengths)
+        if unrolled is None:
+            result["why_not"] = "the model's forward(x, h) returns no new hidden state of h's shape to feed back"
+        else:
+            result["grad_first_input"] = unrolled
+            result["unrolled"] = "forward(x, h) -> (y, h), fed back T times"
         return result
     if time_axis is None or not inputs or not inputs[0].is_floating_point():
         return result
@@ -276,53 +299,28 @@ def recurrent_profile(model: nn.Module, inputs: list[torch.Tensor], time_axis: i
     return result
 
 
-def training_run(model: nn.Module, inputs: list[torch.Tensor], optimizer: str, lr: float, steps: int,
-                 clip: float | None, target_scale: float) -> dict:
-    """A short synthetic regression towards widely varying targets (rewards at a realistic,
-    uneven scale): gradient-norm trajectory, loss, non-finite values."""
-    copy_ = copy.deepcopy(model)
-    opt_class = getattr(torch.optim, optimizer, torch.optim.Adam)
-    opt = opt_class(copy_.parameters(), lr=lr)
-    torch.manual_seed(1)
+def cell_unroll(model: nn.Module, inputs: list[torch.Tensor], lengths=(10, 50, 200)) -> dict | None:
+    """For `forward(x, h) -> (y, h')`: feed h' back T times (a fresh x each step, the same
+    sequence for every T) and take the gradient of the last y w.r.t. the first x."""
+    x0, h0 = inputs[0], inputs[1]
+    if not (isinstance(h0, torch.Tensor) and h0.is_floating_point() and x0.is_floating_point()):
+        return None
     with torch.no_grad():
-        produced = [t for t in tensors_of(copy_(*inputs)) if t.is_floating_point()]
-    if not produced:
-        return {"error": "no float output"}
-    targets = [randn(*t.shape) * target_scale for t in produced]
-    for target in targets:  # a few rare, much larger targets, as sparse large rewards give
-        flat = target.view(-1)
-        flat[:: max(1, flat.numel() // 8)] *= 10
-    targets = [target.to(t.device) for target, t in zip(targets, produced)]
-    norms, losses = [], []
-    nonfinite = False
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        outputs = [t for t in tensors_of(copy_(*inputs)) if t.is_floating_point()]
-        loss = sum(((o.float() - t) ** 2).mean() for o, t in zip(outputs, targets))
-        loss.backward()
-        total = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in copy_.parameters() if p.grad is not None])))
-        norms.append(_finite(total))
-        losses.append(_finite(float(loss.detach())))
-        if not math.isfinite(total) or not math.isfinite(float(loss.detach())):
-            nonfinite = True
-            break
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(copy_.parameters(), clip)
-        opt.step()
-    finite = sorted(n for n in norms if n is not None)
-    # a spike: a norm far above the median of the norms before it (after a warm-up, since the
-    # first steps of any fit have the largest gradients), as GradMonitor detects it in training
-    spike = None
-    for index in range(10, len(norms)):
-        history = sorted(n for n in norms[:index] if n is not None)
-        if norms[index] is not None and history and history[len(history) // 2] > 0:
-            ratio = norms[index] / history[len(history) // 2]
-            spike = ratio if spike is None else max(spike, ratio)
-    return {
-        "grad_norms": norms,
-        "losses": losses,
-        "nonfinite": nonfinite,
-        "spike_ratio": spike,
-        "max_grad_norm": max(finite) if finite else None,
-        "diverged": nonfinite or (losses[0] is not None and losses[-1] is not None and losses[-1] > 10 * losses[0]),
-    }
+        probe = tensors_of(model(x0, h0, *inputs[2:]))
+    hidden = next((i for i, t in enumerate(probe) if t.shape == h0.shape), None)
+    output = next((i for i, t in enumerate(probe) if i != hidden and t.is_floating_point()), hidden)
+    if hidden is None:
+        return None
+    torch.manual_seed(0)
+    sequence = [torch.randn(*x0.shape).to(device=x0.device, dtype=x0.dtype) for _ in range(max(lengths))]
+    grads: dict[str, float | None] = {}
+    for length in lengths:
+        first = sequence[0].clone().requires_grad_()
+        h = h0
+        model.zero_grad(set_to_none=True)
+        for t in range(length):
+            parts = tensors_of(model(first if t == 0 else sequence[t], h, *inputs[2:]))
+            h, y = parts[hidden], parts[output]
+        y.float().pow(2).sum().backward()
+        grads[str(length)] = _finite(float(first.grad.norm())) if first.grad is not None else None
+    return grads

@@ -25,6 +25,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _stand_in(code: str) -> str:
+    if "_GradlintMissing" in code:
+        return "<missing>"
+    return code.replace("__import__('types').SimpleNamespace", "Namespace")
+
+
 def render_text(reports: list[ModelReport], colour: bool) -> str:
     lines: list[str] = []
     for report in reports:
@@ -42,6 +48,11 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
                 built = f"built from {construction.get('source')} ({shown})"
                 if guessed:
                     built += f"; guessed: {guesses}"
+        if construction.get("stand_ins"):
+            built += "; removed names stood in: " + ", ".join(
+                f"{k}={_stand_in(v)}" for k, v in construction["stand_ins"].items())
+        if construction.get("env"):
+            built += f"; env {construction['env']}"
         if report.figures.get("forward"):
             built += f"; no forward, ran {report.model}.{report.figures['forward']}"
         if report.figures.get("input_shapes"):

@@ -1,28 +1,36 @@
 """From lint results to verdicts: group findings by the model they concern, work out how to
-build each model, run the probes in the worker, and apply the verdict rule."""
+build each model, run the probes in the worker, and apply the verdict rule.
+
+The lint results are read through their public outputs (Diagnostic: code, path, line,
+subject). The one place that reads the lint analysis' internals is `_analysis_facts`: the model
+descriptions `gradlint explain-model --format json` prints, and the sibling module that defines an
+imported model class.
+"""
 
 from __future__ import annotations
 
 import ast
 import hashlib
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import click
 
-from gradlint.analysis.models import BOUND_NAMES
-from gradlint.analysis.values import evaluate, known, module_constants
+from gradlint.analysis.values import module_constants
 from gradlint.config import Settings
-from gradlint.context import FileContext
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
-from gradlint.prepass import index_file
 from gradlint.source import read_source
 from gradlint.verify import ModelReport
-from gradlint.verify.loader import constructor_args, model_only_source, resolvable_call_site
+from gradlint.verify.envs import env_ids_in, env_spec
+from gradlint.verify.loader import constructor_args, model_only_source, removed_names, resolvable_call_site
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
+
+DEFAULT_TIMEOUT = 300.0  # seconds per model: a hang guard, generous for a busy 2-core machine
 
 
 @dataclass
@@ -30,7 +38,7 @@ class Options:
     init_args: dict[str, dict] = field(default_factory=dict)
     input_shapes: dict[str, list[list[int]]] = field(default_factory=dict)
     device: str = "cpu"
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
     memory_mb: int = 8192
     thresholds: dict[str, float] = field(default_factory=dict)
     sandbox: bool = True  # False: --no-sandbox
@@ -67,6 +75,22 @@ def verify_results(results: list[FileResult], settings: Settings, options: Optio
     return reports
 
 
+def _analysis_facts(path: str, settings: Settings) -> tuple[str, dict[str, dict], Callable[[str], str | None]]:
+    """The adapter to the lint analysis (the only code here that reads its internals): the
+    file's text, its nn.Module classes as `gradlint explain-model --format json` describes them
+    (plus "line"), and a lookup of the sibling module that defines an imported model class."""
+    from gradlint.context import FileContext
+    from gradlint.prepass import index_file
+
+    source = read_source(path)
+    ctx = FileContext(source, index_file(source), settings)
+    models = {}
+    for model in ctx.models.models:
+        if model.kind == "module":
+            models[model.name] = {**model.to_dict(), "line": ctx.span(model.segment, model.node, model.anchor)[0]}
+    return source.text, models, ctx.project_model_file
+
+
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
                  progress, call_site_text: str | None = None) -> list[ModelReport]:
     groups: dict[str | None, list[Diagnostic]] = defaultdict(list)
@@ -74,36 +98,37 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         groups[diagnostic.subject].append(diagnostic)
     reports: list[ModelReport] = []
     try:
-        source = read_source(path)
-        ctx = FileContext(source, index_file(source), settings)
-        models = {m.name: m for m in ctx.models.models if m.kind == "module"}
-        text_only = model_only_source(source.text)
+        text, models, project_model_file = _analysis_facts(path, settings)
+        env = _registered_env(call_site_text or text)
+        spec = env_spec(env["id"]) if env is not None else None
+        text_only = model_only_source(text, spec)
+        stand_ins = removed_names(text, spec)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
-        sibling = ctx.project_model_file(subject) if subject and subject not in models else None
+        sibling = project_model_file(subject) if subject and subject not in models else None
         if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
-            reports.extend(_verify_sibling(path, source.text, sibling, subject.rsplit(".", 1)[-1], codes, settings,
+            reports.extend(_verify_sibling(path, text, sibling, subject.rsplit(".", 1)[-1], codes, settings,
                                            options, worker))
             continue
         if subject is None or subject not in models:
             reports.append(ModelReport(
                 path, subject or "(no model class)", found[0].line, "error",
                 "no nn.Module class of this file to build for these findings",
-                verdicts=[Verdict(c, NOT_VERIFIED, "the finding names no model class this file defines") for c in codes]))
+                verdicts=[_unbuilt_verdict(c) for c in codes]))
             continue
         model = models[subject]
-        line = ctx.span(model.segment, model.node, model.anchor)[0]
-        construction = constructor_args(source.text, subject, options.init_args.get(subject))
+        construction = constructor_args(text, subject, options.init_args.get(subject), spec)
         if call_site_text is not None and construction.source != "user":  # the importing file's call
             call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
             if call is not None:
                 construction.args, construction.kwargs = call
                 construction.source, construction.guessed, construction.missing = "call site", {}, []
-        report = ModelReport(path, subject, line, "ok", construction={
+        report = ModelReport(path, subject, model["line"], "ok", construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
-            "guessed": construction.guessed})
+            "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
+            **({"env": env["id"]} if env is not None else {})})
         if construction.missing:
             report.status = "error"
             names = ", ".join(construction.missing)
@@ -123,18 +148,20 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
             "args": construction.args,
             "kwargs": construction.kwargs,
             "input_shapes": options.input_shapes.get(subject),
-            "hints": {"inputs": model.inputs,
-                      "dims": {k: v for k, v in model.init_params.items() if isinstance(v, (int, float)) and known(v)}},
+            "hints": {"inputs": model["inputs"],
+                      "dims": {k: v for k, v in model["init_params"].items()
+                               if isinstance(v, (int, float)) and not isinstance(v, bool)}},
             "codes": codes,
             "device": options.device,
             "seed": 0,
-            **_training_hints(ctx, subject),
         }
+        if env is not None:
+            request["env"] = env
         reply = worker.request(request)
         if reply.get("status") != "ok":
             report.status = "error"
             report.error = reply.get("error", "unknown error")
-            report.verdicts = [Verdict(c, NOT_VERIFIED, f"the model could not be run: {report.error}") for c in codes]
+            report.verdicts = [_unbuilt_verdict(c, f"the model could not be run: {report.error}") for c in codes]
             reports.append(report)
             continue
         figures = reply["figures"]
@@ -152,6 +179,24 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
     return reports
 
 
+def _unbuilt_verdict(code: str, reason: str = "the finding names no model class this file defines") -> Verdict:
+    """A finding whose model was not built: loop and data findings need the real run anyway."""
+    verdict = decide(code, {})
+    if "gradlint run" in verdict.reason:
+        return verdict
+    return Verdict(code, NOT_VERIFIED, reason)
+
+
+def _registered_env(text: str) -> dict | None:
+    """The one registered env with known observation bounds the file names, if exactly one."""
+    ids = env_ids_in(text)
+    if len(ids) != 1:
+        return None
+    spec = env_spec(ids[0])
+    return {"id": spec.env_id, "low": list(spec.low), "high": list(spec.high), "dtype": spec.dtype,
+            "source": spec.source}
+
+
 def _verify_sibling(path: str, text: str, sibling: str, subject: str, codes: list[str], settings: Settings,
                     options: Options, worker: Worker) -> list[ModelReport]:
     """Findings of `path` about a model class defined in the sibling module `sibling`."""
@@ -163,34 +208,11 @@ def _verify_sibling(path: str, text: str, sibling: str, subject: str, codes: lis
     return reports
 
 
-def _training_hints(ctx: FileContext, subject: str) -> dict:
-    """The optimizer class and learning rate the script uses for this model, where they resolve."""
-    if "backward" not in ctx.source.text:
-        return {}
-    training = ctx.training
-    constants = module_constants(ctx.index.tree)
-    for finding in training.missing_clip:
-        if subject not in training.model_classes(finding.event):
-            continue
-        built = training.optimizer_construction(finding.event)
-        if built is None:
-            continue
-        call, binding = built
-        name = ctx.text_of(call.func).rsplit(".", 1)[-1]
-        lr = None
-        for arg in call.keywords:
-            if arg.arg == "lr":
-                value = evaluate(arg.value, constants)
-                lr = float(value) if known(value) and isinstance(value, (int, float)) else None
-        return {"optimizer": name, "lr": lr}
-    return {}
-
-
-def _bound_value(model, construction) -> float | None:
-    for name in BOUND_NAMES:
-        if name in construction.kwargs and isinstance(construction.kwargs[name], (int, float)):
-            return float(construction.kwargs[name])
-        value = model.init_params.get(name)
-        if known(value) and isinstance(value, (int, float)):
-            return float(value)
+def _bound_value(model: dict, construction) -> float | None:
+    """The action bound's value: the attribute the description names (`self.max_action`), from
+    the constructor arguments used, else the constructor's default."""
+    for name in reversed(re.findall(r"[A-Za-z_]\w*", model.get("bound") or "")):
+        for value in (construction.kwargs.get(name), model["init_params"].get(name)):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
     return None

@@ -16,7 +16,9 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 import types
 from typing import Any
@@ -229,7 +231,7 @@ def find_inputs(model, request: dict, device="cpu"):
     """The first candidate the model accepts, on `device` (the model's)."""
     import torch
 
-    last_error = None
+    last_error = size_mismatch = None
     for candidate in candidate_inputs(model, request, device):
         inputs = _to(candidate, device)
         try:
@@ -238,8 +240,55 @@ def find_inputs(model, request: dict, device="cpu"):
             return inputs
         except Exception as exc:  # noqa: BLE001 - trying shapes
             last_error = exc
+            if size_mismatch is None and _MATMUL.search(str(exc)):
+                size_mismatch = exc
+    if request.get("input_shapes"):
+        shapes = ";".join(",".join(map(str, shape)) for shape in request["input_shapes"])
+        raise ValueError(f"--input-shape {request.get('class')}={shapes} does not fit the model: "
+                         f"{type(last_error).__name__}: {str(last_error).splitlines()[0][:200]}")
+    found = _image_side(model, size_mismatch, device)
+    if found is not None:
+        return found
     raise ValueError(f"no input shape worked (last error: {type(last_error).__name__}: {last_error}); "
                      "pass --input-shape CLASS=B,N")
+
+
+_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
+def _image_side(model, error, device):
+    """A CNN whose Linear after the flatten fixes the image size (none of the usual sides fit):
+    the square side whose flattened features match that Linear, by bisection on the side."""
+    import torch
+    from torch import nn
+
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or error is None or not _MATMUL.search(str(error)):
+        return None
+    wanted = int(_MATMUL.search(str(error)).group(3))
+
+    def flattened(side: int) -> int | None:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, first.in_channels, side, side, device=device))
+            return wanted
+        except Exception as exc:  # noqa: BLE001 - probing sizes
+            match = _MATMUL.search(str(exc))
+            return int(match.group(2)) if match else None
+
+    low, high = 8, 512
+    while low <= high:
+        side = (low + high) // 2
+        got = flattened(side)
+        if got is None:
+            low = side + 1
+        elif got == wanted:
+            return [torch.randn(8, first.in_channels, side, side).to(device)]
+        elif got < wanted:
+            low = side + 1
+        else:
+            high = side - 1
+    return None
 
 
 def measure(request: dict) -> dict:
@@ -272,21 +321,48 @@ def measure(request: dict) -> dict:
                 remedy_layers[key] = [layer["grad_norm"] for layer in measured["layers"]]
         figures["remedies"] = remedies
         figures["remedy_layers"] = remedy_layers
-    if codes & {"GL401", "GL403", "GL204", "GL203"}:
-        scales = (1.0, 255.0) if "GL403" in codes else (1.0, 10.0, 100.0)
-        figures["input_scale"] = probes.input_scale_profile(model, inputs, scales)
+    env = request.get("env")
+    if codes & {"GL401", "GL403", "GL204"} and env:
+        figures["env"] = _env_figures(model, inputs, env)
+    if "GL204" in codes:
+        if env and figures["env"].get("output_abs_max") is not None:
+            figures["output_abs_max"] = figures["env"]["output_abs_max"]
+            figures["output_inputs"] = f"observations spread over {env['id']}'s bounds"
+        else:
+            figures["output_abs_max"] = probes.output_abs_max(model, inputs)
+            figures["output_inputs"] = "unit-scale inputs"
     square = any(p.dim() == 2 and p.shape[0] == p.shape[1] for p in model.parameters())
     if codes & {"GL103", "GL202"} or ("GL301" in codes and square and len(figures["layers"]) < 2):
         figures["recurrent"] = probes.recurrent_profile(model, inputs, _time_axis(model, inputs))
-    if codes & {"GL101", "GL103", "GL302"}:
-        optimizer = request.get("optimizer") or "Adam"
-        lr = request.get("lr") or 1e-3
-        figures["training"] = {
-            "optimizer": optimizer, "lr": lr,
-            "without_clip": probes.training_run(model, inputs, optimizer, lr, 40, None, 100.0),
-            "with_clip": probes.training_run(model, inputs, optimizer, lr, 40, 1.0, 100.0),
-        }
     return figures
+
+
+def _env_figures(model, inputs, env: dict) -> dict:
+    """The data figures of a registered env (its observation bounds, from gradlint.verify.envs)
+    and the model probed at inputs spread over them."""
+    from gradlint.verify import probes
+    from gradlint.verify.envs import uniform_scale
+
+    low, high = env["low"], env["high"]
+    integer = env.get("dtype") == "uint8"
+    source = f"the observation bounds of {env['id']} ({env['source']})"
+    data = {"source": source, "env": env["id"], "dtype": env.get("dtype"), "min": min(low), "max": max(high),
+            "integer_valued": integer}
+    features = inputs[0].shape[-1] if inputs and inputs[0].dim() else 0
+    if not integer and len(low) != features:
+        data["why_not"] = f"the model's input has {features} features, {env['id']}'s observations {len(low)}"
+        data["features"] = []
+        return data
+    data["features"] = [{"scale": uniform_scale(lo, hi), "abs_max": max(abs(lo), abs(hi))}
+                        for lo, hi in zip(low, high)]
+    if all(math.isfinite(v) for v in low + high):
+        measured = probes.env_bounds_profile(model, inputs, low, high, integer)
+        data["nonfinite"] = measured["bounds"]["nonfinite"]
+        data["output_abs_max"] = measured["bounds"]["output_abs_max"]
+        unit, bounded = measured["unit"]["first_layer_grad_norm"], measured["bounds"]["first_layer_grad_norm"]
+        if unit and bounded is not None:
+            data["grad_norm_at_bounds_vs_unit"] = bounded / unit
+    return data
 
 
 def _to(value, device):
