@@ -36,7 +36,7 @@ def fixture_verdicts() -> dict:
     return verdicts([models / "deep_plain_relu.py", models / "deep_plain_relu_default_init.py",
                      models / "exploding_rnn.py", FIXTURES / "clipping" / "lstm_no_clip.py",
                      FIXTURES / "data" / "pendulum_ddpg_raw.py", FIXTURES / "data" / "atari_dqn_raw.py",
-                     FIXTURES / "data" / "cartpole_ppo_raw.py"])
+                     FIXTURES / "data" / "mujoco_ppo_raw.py"])
 
 
 def test_deep_relu_with_large_init_is_confirmed(fixture_verdicts) -> None:
@@ -86,9 +86,9 @@ def test_data_findings_rest_on_a_registered_envs_observation_bounds(fixture_verd
     # ALE frames are uint8 in [0, 255]
     atari = fixture_verdicts[("atari_dqn_raw", "QNetwork", "GL403")]
     assert atari.verdict == "confirmed" and "ALE/Breakout-v5" in atari.reason
-    # CartPole's velocities have no finite bound: nothing honest to say without the real run
-    cartpole = fixture_verdicts[("cartpole_ppo_raw", "Agent", "GL401")]
-    assert cartpole.verdict == "not verified" and "gradlint run" in cartpole.reason
+    # HalfCheetah's joint velocities have no documented bound: nothing honest to say without the real run
+    mujoco = fixture_verdicts[("mujoco_ppo_raw", "Agent", "GL401")]
+    assert mujoco.verdict == "not verified" and "gradlint run" in mujoco.reason
 
 
 def test_no_verdict_without_figures(fixture_verdicts) -> None:
@@ -111,7 +111,7 @@ def test_python_api_on_a_model_object_both_directions() -> None:
 
 
 def test_env_bounds_table_and_the_env_a_file_names() -> None:
-    from gradlint.verify.envs import env_ids_in, env_spec
+    from gradlint.analysis.envs import env_ids_in, env_spec
 
     assert env_spec("Pendulum-v1").high == (1.0, 1.0, 8.0) and env_spec("CartPole-v1").observation_dim == 4
     assert env_spec("ALE/Pong-v5").dtype == "uint8" and env_spec("PongNoFrameskip-v4").high == (255.0,)
@@ -297,7 +297,7 @@ def test_a_model_whose_update_step_is_named_train_is_measured_without_running_it
 
 
 def test_names_removed_with_the_training_code_get_stand_ins() -> None:
-    from gradlint.verify.envs import env_spec
+    from gradlint.analysis.envs import env_spec
 
     text = textwrap.dedent("""\
         import argparse

@@ -49,7 +49,7 @@ def verify_model(model, example_inputs, codes=("GL201", "GL301"), thresholds: di
     object, in your own process.
     """
     from gradlint.verify import probes
-    from gradlint.verify.envs import env_spec
+    from gradlint.analysis.envs import env_spec
     from gradlint.verify.worker import _env_figures
 
     inputs = list(example_inputs) if isinstance(example_inputs, (list, tuple)) else [example_inputs]

@@ -274,7 +274,7 @@ def _guarded_import(node: cst.Import | cst.ImportFrom) -> str:
     return f"try:\n    {code}\nexcept Exception as _e:\n    {fallback}\n"
 
 
-# sizes read off a registered env (gradlint.verify.envs) rather than guessed, for these names
+# sizes read off a registered env (gradlint.analysis.envs) rather than guessed, for these names
 OBSERVATION_NAMES = {"state_dim", "obs_dim", "observation_dim", "input_dim", "in_dim", "n_obs", "num_inputs", "n_states",
                      "s_dim", "obs_size", "input_size", "in_features", "num_obs", "n_observations", "obs_shape",
                      "state_size", "num_states", "n_state", "obs_space_dim"}

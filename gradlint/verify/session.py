@@ -25,7 +25,7 @@ from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.source import read_source
 from gradlint.verify import ModelReport
-from gradlint.verify.envs import env_ids_in, env_spec
+from gradlint.analysis.envs import env_ids_in, env_spec
 from gradlint.verify.loader import constructor_args, model_only_source, removed_names, resolvable_call_site
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide

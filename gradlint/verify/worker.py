@@ -338,10 +338,10 @@ def measure(request: dict) -> dict:
 
 
 def _env_figures(model, inputs, env: dict) -> dict:
-    """The data figures of a registered env (its observation bounds, from gradlint.verify.envs)
+    """The data figures of a registered env (its observation bounds, from gradlint.analysis.envs)
     and the model probed at inputs spread over them."""
     from gradlint.verify import probes
-    from gradlint.verify.envs import uniform_scale
+    from gradlint.analysis.envs import uniform_scale
 
     low, high = env["low"], env["high"]
     integer = env.get("dtype") == "uint8"
