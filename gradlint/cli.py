@@ -328,7 +328,7 @@ def explain_model(paths, output_format: str) -> None:
     import json
 
     from gradlint.config import Settings
-    from gradlint.context import FileContext
+    from gradlint.context import BudgetExceeded, FileContext
     from gradlint.discovery import discover
     from gradlint.prepass import index_file
     from gradlint.source import SourceError, read_source
@@ -340,13 +340,13 @@ def explain_model(paths, output_format: str) -> None:
             source = read_source(path)
             ctx = FileContext(source, index_file(source), Settings())
             models = ctx.models.models
-        except SourceError as exc:
-            click.echo(f"gradlint: error: {path}: {exc.message}", err=True)
+        except (SourceError, BudgetExceeded) as exc:
+            message = exc.message if isinstance(exc, SourceError) else "analysis budget exceeded"
+            click.echo(f"gradlint: error: {path}: {message}", err=True)
             failed = True
             continue
         for model in models:
-            line = ctx.span(model.segment, model.node, model.anchor)[0]
-            data = {"file": path, "line": line, **model.to_dict()}
+            data = {"file": path, "line": model.line, **model.to_dict()}
             documents.append(data)
     if output_format == "json":
         click.echo(json.dumps(documents, indent=2))

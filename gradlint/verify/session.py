@@ -92,7 +92,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                 verdicts=[Verdict(c, NOT_VERIFIED, "the finding names no model class this file defines") for c in codes]))
             continue
         model = models[subject]
-        line = ctx.span(model.segment, model.node, model.anchor)[0]
+        line = model.line
         construction = constructor_args(source.text, subject, options.init_args.get(subject))
         if call_site_text is not None and construction.source != "user":  # the importing file's call
             call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
