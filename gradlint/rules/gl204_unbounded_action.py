@@ -4,7 +4,7 @@ import ast
 from collections.abc import Iterator
 
 from gradlint.analysis.models import SQUASHING, ModelDescription
-from gradlint.analysis.syntax import parenthesized_span
+from gradlint.analysis.syntax import dotted, parenthesized_span
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.rules._models import is_actor, spelled
@@ -17,6 +17,22 @@ def output_tail(path) -> list:
         if path[index].kind == "layer":
             return path[index + 1 :]
     return list(path)
+
+
+def squashes_somewhere(ctx: FileContext, node: ast.AST) -> bool:
+    """A tanh/sigmoid/clamp/clip/hardtanh anywhere in the class (SAC-style actors squash in a
+    sampling method, not in forward)."""
+    torch_name = ctx.symbols.torch_name
+    for call, _ in ctx.symbols.calls(node):
+        func = call.func
+        name = (dotted(func) or "").rsplit(".", 1)[-1]
+        if name in ("tanh", "sigmoid", "clamp", "clip", "hardtanh"):
+            return True
+        if torch_name(func) in ("Tanh", "Sigmoid", "Hardtanh"):
+            return True
+        if type(func) is ast.Attribute and func.attr in ("tanh", "sigmoid", "clamp", "clip"):
+            return True
+    return False
 
 
 class UnboundedActorOutput(Rule):
@@ -67,9 +83,9 @@ class Actor(nn.Module):
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
         for model in ctx.models.models:
-            if model.kind != "module" or model.squashes_somewhere:
+            if model.kind != "module" or not (model.bound or (model.bound_hint and is_actor(model))):
                 continue
-            if not (model.bound or (model.bound_hint and is_actor(model))):
+            if squashes_somewhere(ctx, model.node):
                 continue
             for statement, path in model.returns:
                 if not path or not any(op.kind == "layer" for op in path):

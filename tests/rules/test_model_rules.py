@@ -511,3 +511,25 @@ def test_model_findings_sit_exactly_on_their_nodes() -> None:
         ("GL203", 19, 21, "nn.Softsign()"),
         ("GL203", 19, 36, "nn.Softsign()"),
     }
+
+
+def test_the_model_rules_do_not_load_libcst() -> None:
+    # the description runs on the ast tree; GL302 is left out (it asks the training analysis)
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES, ROOT
+
+    script = (
+        "import sys, glob\n"
+        "from gradlint.config import Settings\n"
+        "from gradlint.engine import lint_paths\n"
+        f"files = sorted(glob.glob({str(FIXTURES / 'models')!r} + '/**/*.py', recursive=True))\n"
+        "results = lint_paths(files, Settings(select=('GL201', 'GL202', 'GL203', 'GL204', 'GL301')), jobs=1)\n"
+        "assert sum(len(r.diagnostics) for r in results) > 10 and not any(r.error for r in results)\n"
+        "module = sys.modules.get('libcst')\n"
+        "print(type(module).__name__ if module is not None else 'absent')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("absent", "_LazyModule")  # never imported for real

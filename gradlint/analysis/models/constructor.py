@@ -31,7 +31,6 @@ from gradlint.analysis.models.description import (
     target_kind,
 )
 from gradlint.analysis.syntax import (
-    FUNCTIONS,
     defaults,
     dotted,
     headers,
@@ -211,7 +210,6 @@ class ConstructorInterpreter:
                 if layer.kind in kinds or ("*" in kinds and layer.is_weight):
                     if target_kind(attr) == init_.target:
                         layer.inits.append(init_)
-        self.description.squashes_somewhere = self._squashes_anywhere()
         if self.node is not None and self.description.bound_hint is None:
             start, end = self.analysis.offsets_of(self.node)
             if self.analysis.text.find("action_space.high", start, end) >= 0:
@@ -649,20 +647,6 @@ class ConstructorInterpreter:
                 inner.inits.append(init[1])
         return inner
 
-    def _squashes_anywhere(self) -> bool:
-        if self.node is None:
-            return False
-        for call, _ in self.symbols.calls(self.node):
-            func = call.func
-            name = (dotted(func) or "").rsplit(".", 1)[-1]
-            if name in ("tanh", "sigmoid", "clamp", "clip", "hardtanh"):
-                return True
-            if self.symbols.torch_name(func) in ("Tanh", "Sigmoid", "Hardtanh"):
-                return True
-            if type(func) is ast.Attribute and func.attr in ("tanh", "sigmoid", "clamp", "clip"):
-                return True
-        return False
-
 
 def _is_module_loop(statement: ast.For | ast.AsyncFor) -> bool:
     """`for m in self.modules():` with isinstance checks and init calls."""
@@ -707,5 +691,5 @@ def _repeat(layer: Layer, multiplicity: Any) -> list[Layer]:
     return [unknown]
 
 
-__all__ = ["ConstructorInterpreter", "FUNCTIONS", "argument_node", "call_arguments", "calls_with_statements",
+__all__ = ["ConstructorInterpreter", "argument_node", "call_arguments", "calls_with_statements",
            "first_argument", "init_from_call", "loop_count"]

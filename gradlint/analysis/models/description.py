@@ -185,7 +185,6 @@ class ModelDescription:
     init_params: dict[str, Any] = field(default_factory=dict)
     bound: str | None = None  # how forward can read the action bound (`self.max_action`)
     bound_hint: str | None = None  # why the range is bounded (`max_action` argument)
-    squashes_somewhere: bool = False
     recurrences: list[Recurrence] = field(default_factory=list)
     tuple_output: bool = False
 
