@@ -1,5 +1,6 @@
 """Time of the model description (GL2xx/GL3xx) per file, next to a bare `ast.parse` of the same
-files: the symbol layer, the description itself (`ctx.models`), and the model rules' checks.
+files: the symbol layer, the memoised walk of every statement's calls (shared by the analyses),
+the description itself (`ctx.models`), and the model rules' checks.
 
     python benchmarks/bench_models.py PATH... [--repeat 3]
 
@@ -76,6 +77,10 @@ def main() -> None:
             try:
                 if hasattr(FileContext, "symbols"):
                     t = time.perf_counter(); ctx.symbols; phases["symbol layer"] = time.perf_counter() - t
+                if hasattr(ctx.symbols, "calls"):
+                    # the memoised calls of every statement: the walk the analyses share (GL1xx and
+                    # GL4xx walk the same statements in a default run)
+                    t = time.perf_counter(); ctx.symbols.calls(ctx.tree); phases["calls walk (shared)"] = time.perf_counter() - t
                 t = time.perf_counter(); ctx.models; phases["model description"] = time.perf_counter() - t
                 if "backward" in source.text and ".step(" in source.text and any(r.code == "GL302" for r in rules):
                     # GL302 asks the training analysis which models are stepped without clipping
@@ -103,10 +108,10 @@ def main() -> None:
     print(f"{len(best)} files the model rules want, {sum(len(s.text) for s, _ in sources) / 1e6:.1f} M characters")
     for name, seconds in total.items():
         print(f"  {name:<20} {seconds:8.3f} s  {seconds / parse:6.2f}x bare ast.parse")
-    analysis = ("symbol layer", "model description", "model rules")  # the training analysis is not ours
+    analysis = ("symbol layer", "calls walk (shared)", "model description", "model rules")  # not the training analysis
     ratios = sorted(((sum(p[n] for n in analysis) / max(p["bare ast.parse"], 1e-6), path) for path, p in best.items()),
                     reverse=True)
-    print("slowest files (symbols + description + model rules, as a multiple of their bare ast.parse):")
+    print("slowest files (symbols, calls, description, model rules, as a multiple of their bare ast.parse):")
     for ratio, path in ratios[:5]:
         print(f"  {ratio:6.2f}x  {os.path.relpath(path)}")
     if spent:

@@ -263,10 +263,10 @@ def test_normalization_in_a_sibling_module_is_seen(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("scaled", "expected"), [("x / 255.0", []), ("x", ["GL403"])])
-def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is_used(
+def test_a_sibling_module_is_described_only_when_a_model_class_of_it_is_used(
         tmp_path: Path, scaled: str, expected: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradlint import context
     from gradlint.analysis import project
+    from gradlint.analysis.models import discovery
 
     networks = ATARI.split("    env =")[0].format(scaled=scaled)
     (tmp_path / "networks.py").write_text(HEADER + textwrap.dedent(networks))
@@ -286,15 +286,15 @@ def test_a_sibling_module_is_parsed_with_libcst_only_when_a_model_class_of_it_is
         q_values = q_network(torch.as_tensor(obs).float())
     """)
     (tmp_path / "train.py").write_text(train)
-    parsed: list[str] = []
-    parse_segments = context.parse_segments
-    monkeypatch.setattr(context, "parse_segments", lambda source, *a: parsed.append(os.path.basename(source.path))
-                        or parse_segments(source, *a))
+    described: list[str] = []
+    init = discovery.ModelAnalysis.__init__
+    monkeypatch.setattr(discovery.ModelAnalysis, "__init__", lambda self, ctx: described.append(
+        os.path.basename(ctx.source.path)) or init(self, ctx))
     project._CACHE.clear()
     settings = Settings(select=("GL4",), root=str(tmp_path))
     assert [d.code for d in lint_source(read_source(str(tmp_path / "train.py")), settings)] == expected
     # the model's forward was read from networks.py; buffers.py has no `nn`, extra.py's Policy is not used
-    assert sorted(set(parsed)) == ["networks.py", "train.py"]
+    assert sorted(set(described)) == ["networks.py", "train.py"]
 
 
 @pytest.mark.parametrize(("text", "feeds"), [
