@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import ast
+from collections.abc import Iterator
 
 from gradlint.analysis.models import Init, Layer, ModelDescription
 from gradlint.analysis.models.constructor import calls_with_statements, first_argument, init_from_call
