@@ -485,3 +485,27 @@ def test_model_normalizes_input_reads_any_method_of_the_class() -> None:
     summaries = describe_models(ctx)
     assert {name: s.normalizes_input for name, s in summaries.items()} == {"Agent": True, "Raw": False, "Normed": True}
     assert summaries["Normed"].path == ["input:x", "norm:LayerNorm", "fc:Linear"]
+
+
+def test_explain_model_json_with_an_unknown_parameter_shape(tmp_path) -> None:
+    # a shape with an unknown dimension used to stop `--format json` with a traceback
+    import json
+
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    path = tmp_path / "m.py"
+    path.write_text(HEADER + textwrap.dedent("""
+        class Cell(nn.Module):
+            def __init__(self, n, m=8):
+                super().__init__()
+                self.W = nn.Parameter(torch.randn(n, m))
+
+            def forward(self, h):
+                return torch.tanh(h @ self.W)
+    """))
+    result = CliRunner().invoke(main, ["explain-model", "--format", "json", str(path)])
+    assert result.exit_code == 0, result.output
+    [model] = json.loads(result.output)
+    assert model["layers"][0]["args"] == {"shape": [None, 8]} and model["path"][-1] == "act:tanh"
