@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from gradlint.analysis.syntax import last_name
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.edits import replace
 from gradlint.rules._models import spelled
 from gradlint.rules.base import Rule
+
+SOFTSIGN = frozenset({"Softsign", "softsign"})
 
 
 class SoftsignActivation(Rule):
@@ -43,7 +46,10 @@ policy = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 2))
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
         torch_name = ctx.symbols.torch_name
+        spellings = ctx.models.spellings(SOFTSIGN)
         for call, _ in ctx.symbols.calls(ctx.tree):
+            if last_name(call.func) not in spellings:
+                continue
             name = torch_name(call.func)
             if name != "Softsign" and name != "softsign":
                 continue

@@ -59,11 +59,11 @@ def inits_in_functions(ctx: FileContext) -> list[tuple[Init, str]]:
     models = ctx.models
     found: list[tuple[Init, str]] = []
     for name, function in ctx.symbols.functions.items():
-        rescaled = _rescaled_targets(ctx, function)
-        for call, statement in calls_with_statements(models, function.body):
-            init = init_from_call(models, call, {}, statement)
-            if init is not None and init[0] not in rescaled and init[1].method != "scale":
-                found.append((init[1], name))
+        inits = [init for call, statement in calls_with_statements(models, function.body)
+                 if (init := init_from_call(models, call, {}, statement)) is not None and init[1].method != "scale"]
+        if inits:
+            rescaled = _rescaled_targets(ctx, function)
+            found.extend((init, name) for target, init in inits if target not in rescaled)
     return found
 
 

@@ -533,3 +533,17 @@ def test_the_model_rules_do_not_load_libcst() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("absent", "_LazyModule")  # never imported for real
+
+
+@pytest.mark.parametrize("rescale", ["m.weight.data *= 0.01 / m.weight.norm()", "m.weight.data.mul_(0.01)",
+                                     "m.weight.div_(m.weight.norm())"])
+def test_gl301_free_init_rescaled_afterwards_is_not_flagged(rescale: str) -> None:
+    code = f"""
+        def init_weights(m):
+            m.weight.data.normal_(0, 1)
+            {rescale}
+
+        def plain(m):
+            m.weight.data.normal_(0, 1)  # <-
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]

@@ -36,6 +36,7 @@ from gradlint.analysis.syntax import (
     headers,
     is_compound,
     keyword,
+    last_name,
     ordered_arguments,
     receiver_text,
     statements,
@@ -52,6 +53,7 @@ _INIT_PARAMETERS = {
     "kaiming_normal": ("a", "mode", "nonlinearity"), "kaiming_uniform": ("a", "mode", "nonlinearity"),
     "constant": ("val",), "sparse": ("sparsity", "std"),
 }
+_INIT_NAMES = frozenset(INIT_FUNCTIONS | TENSOR_INIT_METHODS)
 _MAX_REPEAT = 512  # layers a loop or comprehension is expanded into; beyond, the count is unknown
 
 
@@ -112,6 +114,8 @@ def init_from_call(analysis: "ModelAnalysis", call: ast.Call, env: dict[str, Any
     """(`self.fc.weight` target text, Init) for `nn.init.normal_(self.fc.weight, std=1)`,
     `self.fc.weight.data.normal_()`, `w.uniform_(-a, a)`, `w.data.mul_(0.1)`; else None."""
     func = call.func
+    if last_name(func) not in analysis.spellings(_INIT_NAMES):
+        return None
     qualified = analysis.symbols.qualified(func)
     last = qualified.rsplit(".", 1)[-1] if qualified else ""
     if last in INIT_FUNCTIONS and ("init" in qualified.split(".") or qualified == last):

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 from gradlint.analysis.models.constructor import ConstructorInterpreter
 from gradlint.analysis.models.description import MODULE_BASES, Init, ModelDescription, Op
 from gradlint.analysis.models.forward import ForwardInterpreter, layer_ops
-from gradlint.analysis.syntax import FUNCTIONS, bodies, dotted, headers, is_compound, parenthesized_span
+from gradlint.analysis.syntax import FUNCTIONS, bodies, dotted, headers, is_compound, last_name, parenthesized_span
 
 if TYPE_CHECKING:
     from gradlint.context import FileContext
 
 _MAX_NESTED_CLASSES = 16
+_SEQUENTIAL = frozenset({"Sequential"})
 
 
 class ModelAnalysis:
@@ -32,6 +33,7 @@ class ModelAnalysis:
         self.unattached_inits: list[tuple[Init, str]] = []
         self._described: dict[str, ModelDescription | None] = {}
         self._nesting = 0  # classes being described inside one another (a model used as a layer)
+        self._spellings: dict[frozenset[str], frozenset[str]] = {}
         self.module_classes = self._find_module_classes()
         for name in self.symbols.classes:
             if name in self.module_classes:
@@ -62,6 +64,17 @@ class ModelAnalysis:
                 if subclass not in found:
                     found.add(subclass)
                     work.append(subclass)
+        return found
+
+    def spellings(self, names: frozenset[str]) -> frozenset[str]:
+        """The last names a callee can have in this file to resolve to one of `names`: the names
+        themselves (`nn.Sequential`, `Sequential`) and the imports that rename them (`from
+        torch.nn import Sequential as S`, in any scope). A cheap exact test before resolving."""
+        found = self._spellings.get(names)
+        if found is None:
+            aliases = {local for local, target in self.symbols.imported_names().items()
+                       if target.rsplit(".", 1)[-1] in names}
+            found = self._spellings[names] = names | aliases
         return found
 
     # classes ------------------------------------------------------------------------------
@@ -96,8 +109,9 @@ class ModelAnalysis:
     def _describe_sequentials(self) -> None:
         inside: set[int] = set()  # calls within a Sequential described already
         torch_name = self.symbols.torch_name
+        spellings = self.spellings(_SEQUENTIAL)
         for call, statement in self._calls_outside_classes():
-            if torch_name(call.func) != "Sequential" or id(call) in inside:
+            if last_name(call.func) not in spellings or torch_name(call.func) != "Sequential" or id(call) in inside:
                 continue
             description = ModelDescription("nn.Sequential", "sequential", call, statement)
             builder = ConstructorInterpreter(self, description, None, {})
