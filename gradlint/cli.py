@@ -340,8 +340,9 @@ def explain_model(paths, output_format: str) -> None:
             source = read_source(path)
             ctx = FileContext(source, index_file(source), Settings())
             models = ctx.models.models
-        except (SourceError, BudgetExceeded) as exc:
-            message = exc.message if isinstance(exc, SourceError) else "analysis budget exceeded"
+        except (SourceError, BudgetExceeded, RecursionError) as exc:
+            message = exc.message if isinstance(exc, SourceError) else (
+                "analysis budget exceeded" if isinstance(exc, BudgetExceeded) else "too deeply nested to analyse")
             click.echo(f"gradlint: error: {path}: {message}", err=True)
             failed = True
             continue

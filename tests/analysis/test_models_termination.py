@@ -111,3 +111,30 @@ def test_what_exceeds_the_budget_is_one_error_line_and_the_next_file_is_linted(t
         other = lint_file(str(good), settings)
     assert result.error is not None and result.error.message == "analysis budget exceeded"
     assert [d.code for d in other.diagnostics] == ["GL203"]
+
+
+def test_explain_model_says_in_one_line_when_a_file_exceeds_the_budget(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    bad = tmp_path / "bad.py"
+    bad.write_text(HEADER + """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(8, 8) for _ in range(256)])
+    def forward(self, x):
+        for a in self.layers:
+            for b in self.layers:
+                for c in self.layers:
+                    x = c(b(a(x)))
+        return x
+""")
+    good = tmp_path / "good.py"
+    good.write_text(HEADER + "net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())\n")
+    with hang_guard():
+        result = CliRunner().invoke(main, ["explain-model", str(bad), str(good)])
+    assert result.exit_code == 2
+    assert f"gradlint: error: {bad}: analysis budget exceeded" in result.output
+    assert "forward: input:x -> seq.0:Linear -> act:relu" in result.output
