@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from gradlint.analysis.models import Init, Layer, ModelDescription
 from gradlint.analysis.models.constructor import calls_with_statements, first_argument, init_from_call
-from gradlint.analysis.syntax import receiver_text, statements
+from gradlint.analysis.syntax import FUNCTIONS, bodies, receiver_text, statements
 from gradlint.analysis.values import known
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
@@ -58,13 +58,26 @@ def inits_in_functions(ctx: FileContext) -> list[tuple[Init, str]]:
     final scale is not the init's), and so are the rescalings themselves."""
     models = ctx.models
     found: list[tuple[Init, str]] = []
-    for name, function in ctx.symbols.functions.items():
+    for function in _module_functions(ctx.tree):
         inits = [init for call, statement in calls_with_statements(models, function.body)
                  if (init := init_from_call(models, call, {}, statement)) is not None and init[1].method != "scale"]
         if inits:
             rescaled = _rescaled_targets(ctx, function)
-            found.extend((init, name) for target, init in inits if target not in rescaled)
+            found.extend((init, function.name) for target, init in inits if target not in rescaled)
     return found
+
+
+def _module_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Every function defined at module level (under `if`/`try`/`with` blocks too), in source
+    order, each definition of a name (marimo notebooks define every cell as `def _`)."""
+    stack = list(reversed(tree.body))
+    while stack:
+        statement = stack.pop()
+        if type(statement) in FUNCTIONS:
+            yield statement  # type: ignore[misc]
+        elif type(statement) is not ast.ClassDef:
+            for block in reversed(bodies(statement)):
+                stack.extend(reversed(block))
 
 
 def _rescaled_targets(ctx: FileContext, function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:

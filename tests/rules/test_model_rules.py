@@ -547,3 +547,21 @@ def test_gl301_free_init_rescaled_afterwards_is_not_flagged(rescale: str) -> Non
             m.weight.data.normal_(0, 1)  # <-
     """
     assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
+
+
+def test_gl301_every_definition_of_a_function_name_is_read() -> None:
+    # marimo notebooks define each cell as `def _(...)`
+    code = """
+        def _(nn):
+            class Noisy(nn.Module):
+                def reset(self):
+                    self.w.weight.data.normal_(0, 1)  # <-
+            return Noisy
+
+        if True:
+            def _(nn):
+                def init(m):
+                    nn.init.orthogonal_(m.weight, 4.0)  # <-
+                return init
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
