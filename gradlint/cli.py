@@ -381,7 +381,7 @@ def explain_model(paths, output_format: str) -> None:
     import json
 
     from gradlint.config import Settings
-    from gradlint.context import FileContext
+    from gradlint.context import BudgetExceeded, FileContext
     from gradlint.discovery import discover
     from gradlint.inputs import SourceError, read_for_analysis
     from gradlint.prepass import index_file
@@ -393,12 +393,14 @@ def explain_model(paths, output_format: str) -> None:
             analysed = read_for_analysis(path)  # notebooks: their code cells; marimo: cells at top level
             ctx = FileContext(analysed.source, index_file(analysed.source), Settings())
             models = ctx.models.models
-        except SourceError as exc:
-            click.echo(f"gradlint: error: {printable(path)}: {printable(exc.message)}", err=True)
+        except (SourceError, BudgetExceeded, RecursionError) as exc:
+            message = exc.message if isinstance(exc, SourceError) else (
+                "analysis budget exceeded" if isinstance(exc, BudgetExceeded) else "too deeply nested to analyse")
+            click.echo(f"gradlint: error: {printable(path)}: {printable(message)}", err=True)
             failed = True
             continue
         for model in models:
-            cell, line = analysed.place(ctx.span(model.segment, model.node, model.anchor)[0])
+            cell, line = analysed.place(model.line)
             data = {"file": path, **({"cell": cell} if cell else {}), "line": line, **model.to_dict()}
             documents.append(data)
     if output_format == "json":

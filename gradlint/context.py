@@ -275,13 +275,8 @@ class FileContext:
     @cached_property
     def models(self) -> "ModelAnalysis":
         from gradlint.analysis.models import ModelAnalysis
-        from gradlint.analysis.values import module_constants
 
-        return ModelAnalysis(self.index.imports, self.segments, module_constants(self.index.tree), self.source.text)
-
-    def analysis_name(self, node: cst.BaseExpression) -> str | None:
-        """torch's short name for a callee (`nn.Softsign` -> `Softsign`), as the models see it."""
-        return self.models.torch_name(node)
+        return ModelAnalysis(self)
 
     @cached_property
     def dataflow(self) -> "DataFlow":

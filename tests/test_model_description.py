@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from gradlint.analysis.values import UNKNOWN
 from gradlint.config import Settings
 from gradlint.context import FileContext
 from gradlint.prepass import index_file
@@ -292,3 +293,219 @@ def test_module_list_from_concatenated_lists_and_enumerate_index() -> None:
                 return h
     """)
     assert len(models["NeRFLike"].weight_layers()) == 8
+
+
+# --- the description on the ast core (issue 15) ---------------------------------------------
+
+
+def test_tuples_resolve_kernel_sizes_loop_counts_and_parameter_shapes() -> None:
+    # the one constant evaluator reads tuples: a Conv2d's (3, 3) kernel gives its fan-in, a
+    # loop over a tuple of sizes has a known count, `torch.randn((n, m))` a known shape
+    models = describe("""
+        class CNN(nn.Module):
+            def __init__(self, sizes=(32, 32, 32)):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 16, kernel_size=(3, 3))
+                self.W = nn.Parameter(torch.randn((16, 16)))
+                layers = []
+                for size in sizes:
+                    layers += [nn.Linear(size, size), nn.ReLU()]
+                self.mlp = nn.Sequential(*layers)
+
+            def forward(self, x):
+                return self.mlp(self.conv(x))
+    """)
+    cnn = models["CNN"]
+    assert (cnn.layers["conv"].fan_in, cnn.layers["conv"].fan_out) == (27, 144)
+    assert cnn.layers["conv"].args["kernel_size"] == (3, 3)
+    assert cnn.layers["W"].args["shape"] == (16, 16) and cnn.layers["W"].gain() == pytest.approx(8.0)
+    assert [layer.kind for layer in cnn.layers["mlp"].children] == ["Linear", "ReLU"] * 3
+    assert path_of(cnn)[-1] == "act:relu" and len(cnn.weight_layers()) == 4
+
+
+def test_an_unknown_kernel_size_leaves_the_fan_in_unknown() -> None:
+    models = describe("""
+        class CNN(nn.Module):
+            def __init__(self, kernel):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 16, kernel_size=(kernel, 3))
+    """)
+    assert models["CNN"].layers["conv"].fan_in is UNKNOWN
+
+
+def test_model_classes_under_try_and_if_blocks_are_described() -> None:
+    # every class of the module, not only those at its top level
+    models = describe("""
+        try:
+            class Policy(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(4, 2)
+
+                def forward(self, x):
+                    return self.fc(x)
+        except ImportError:
+            Policy = None
+
+        if torch.cuda.is_available():
+            class Value(Policy):
+                pass
+    """)
+    assert set(models) == {"Policy", "Value"}
+    assert path_of(models["Policy"]) == ["input:x", "fc:Linear"]
+
+
+def test_classes_that_are_not_modules_are_not_models() -> None:
+    assert describe("""
+        try:
+            class Config:
+                def __init__(self):
+                    self.fc = nn.Linear(4, 2)
+        except ImportError:
+            pass
+
+        class Agent:
+            def __init__(self):
+                self.net = nn.Sequential(nn.Linear(4, 2))
+    """) == {}
+
+
+def test_function_local_imports_are_read_in_their_own_scope() -> None:
+    models = describe("""
+        def build():
+            from torch.nn import Linear as L, ReLU as R, Sequential as S
+            return S(L(4, 8), R(), L(8, 2))
+
+        def other():
+            L = lambda *a: None  # not torch's Linear here
+            return nn.Sequential(L(4, 8))
+    """)
+    first, second = models.values()
+    assert path_of(first) == ["input:x", "seq.0:Linear", "act:relu", "seq.2:Linear"]
+    assert [layer.kind for layer in second.layers["seq"].children] == ["L"]
+
+
+def test_sequentials_in_functions_and_module_code_in_source_order() -> None:
+    models = describe("""
+        def make(n=4):
+            if n:
+                return nn.Sequential(nn.Linear(n, n))
+            return nn.Sequential(nn.Linear(2, 2), nn.Tanh())
+
+        net = nn.Sequential(nn.Linear(8, 1)) if True else None
+    """)
+    assert [path_of(m)[1:] for m in models.values()] == [
+        ["seq.0:Linear"], ["seq.0:Linear", "act:tanh"], ["seq.0:Linear"]]
+    assert [m.line for m in models.values()] == [8, 9, 11]
+
+
+def test_description_nodes_are_the_ast_nodes_of_the_file() -> None:
+    import ast
+
+    source = SourceFile("m.py", HEADER + textwrap.dedent("""
+        class Actor(nn.Module):
+            def __init__(self, max_action=2.0):
+                super().__init__()
+                self.fc = nn.Linear(4, 1)
+                nn.init.orthogonal_(self.fc.weight, 0.01)
+                self.max_action = max_action
+
+            def forward(self, state):
+                return self.fc(state)
+    """))
+    ctx = FileContext(source, index_file(source), Settings())
+    [actor] = ctx.models.models
+    assert actor.node is ctx.symbols.classes["Actor"].node and actor.line == 6
+    layer = actor.layers["fc"]
+    assert isinstance(layer.call, ast.Call) and ctx.text_of(layer.call) == "nn.Linear(4, 1)"
+    assert ctx.text_of(layer.anchor) == "self.fc = nn.Linear(4, 1)"
+    [init] = layer.inits
+    assert ctx.text_of(init.call) == "nn.init.orthogonal_(self.fc.weight, 0.01)"
+    [(statement, path)] = actor.returns
+    assert ctx.text_of(statement) == "return self.fc(state)" and [op.describe() for op in path] == ["input:state", "fc:Linear"]
+    assert actor.to_dict()["layers"][0]["inits"] == ["weight: orthogonal(gain=0.01)"]
+
+
+def test_scale_ops_read_as_written_with_their_parentheses() -> None:
+    models = describe("""
+        class Actor(nn.Module):
+            def __init__(self, n=4):
+                super().__init__()
+                self.fc = nn.Linear(n, 1)
+                self.n = n
+
+            def forward(self, x):
+                return self.fc(x) * (1 / self.n)
+    """)
+    assert path_of(models["Actor"])[-1] == "scale:(1 / self.n)"
+
+
+def test_cyclic_parameter_defaults_are_followed_once() -> None:
+    models = describe("""
+        class Net(nn.Module):
+            def __init__(self, a=b, b=a):
+                super().__init__()
+                self.fc = a
+                self.out = nn.Linear(4, 2)
+    """)
+    assert list(models["Net"].layers) == ["out"]
+
+
+def test_model_normalizes_input_reads_any_method_of_the_class() -> None:
+    from gradlint.analysis.project import describe_models
+
+    source = SourceFile("m.py", HEADER + textwrap.dedent("""
+        class Agent(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(4, 32, 8, stride=4)
+
+            @torch.no_grad()
+            def get_value(self, x):
+                return self.conv(x / 255.0)
+
+        class Raw(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(4, 32, 8, stride=4)  # x / 255 in a comment of __init__ is not scaling
+
+            def forward(self, x):
+                return self.conv(x)
+
+        class Normed(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.norm = nn.LayerNorm(8)
+                self.fc = nn.Linear(8, 2)
+
+            def forward(self, x):
+                return self.fc(self.norm(x))
+    """))
+    ctx = FileContext(source, index_file(source), Settings())
+    summaries = describe_models(ctx)
+    assert {name: s.normalizes_input for name, s in summaries.items()} == {"Agent": True, "Raw": False, "Normed": True}
+    assert summaries["Normed"].path == ["input:x", "norm:LayerNorm", "fc:Linear"]
+
+
+def test_explain_model_json_with_an_unknown_parameter_shape(tmp_path) -> None:
+    # a shape with an unknown dimension used to stop `--format json` with a traceback
+    import json
+
+    from click.testing import CliRunner
+
+    from gradlint.cli import main
+
+    path = tmp_path / "m.py"
+    path.write_text(HEADER + textwrap.dedent("""
+        class Cell(nn.Module):
+            def __init__(self, n, m=8):
+                super().__init__()
+                self.W = nn.Parameter(torch.randn(n, m))
+
+            def forward(self, h):
+                return torch.tanh(h @ self.W)
+    """))
+    result = CliRunner().invoke(main, ["explain-model", "--format", "json", str(path)])
+    assert result.exit_code == 0, result.output
+    [model] = json.loads(result.output)
+    assert model["layers"][0]["args"] == {"shape": [None, 8]} and model["path"][-1] == "act:tanh"

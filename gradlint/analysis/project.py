@@ -9,6 +9,7 @@ depends on it.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -173,25 +174,32 @@ def describe_models(ctx) -> dict[str, ClassSummary]:
 
 
 def model_normalizes_input(model, text: str) -> bool:
-    """A normalization layer as the model's first operation, or scaling in its forward."""
+    """A normalization layer as the model's first operation, or scaling in one of its methods
+    (`text` is the source of the file that defines it)."""
     if model.path:
         ops = [op for op in model.path if op.kind not in ("input", "concat")]
         if ops and ops[0].kind == "norm":
             return True
     node = model.node
-    try:
-        import libcst as cst
-
-        from gradlint.analysis.cst_walk import text_of
-
-        # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
-        for statement in node.body.body:  # type: ignore[union-attr]
-            if type(statement) is cst.FunctionDef and statement.name.value != "__init__":
-                if normalizes_text(text_of(statement)):
-                    return True
-    except AttributeError:
+    if type(node) is not ast.ClassDef:
         return False
+    starts = _line_starts(text)
+    # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
+    for statement in node.body:
+        if type(statement) in (ast.FunctionDef, ast.AsyncFunctionDef) and statement.name != "__init__":
+            first = min([statement.lineno, *(d.lineno for d in statement.decorator_list)])
+            last = statement.end_lineno or statement.lineno
+            end = starts[last] if last < len(starts) else len(text)
+            if normalizes_text(text[starts[first - 1] : end]):
+                return True
     return False
+
+
+@functools.lru_cache(maxsize=4)
+def _line_starts(text: str) -> list[int]:
+    from gradlint.source import SourceFile
+
+    return SourceFile("", text).line_starts
 
 
 def resolve_module(importing_file: str, module: str, root: str) -> str | None:

@@ -198,3 +198,39 @@ def string(node: ast.AST | None) -> str | None:
 
 def is_docstring(statement: ast.stmt) -> bool:
     return type(statement) is ast.Expr and string(statement.value) is not None  # type: ignore[attr-defined]
+
+
+def ordered_arguments(call: ast.Call) -> list[tuple[str | None, ast.expr, str]]:
+    """Every argument of a call in source order, as (keyword or None, value, star), where star
+    is "", "*" or "**" (`f(a, *b, k=c, **d)` -> (None, a, ""), (None, b, "*"), ("k", c, ""),
+    (None, d, "**")). ast keeps positional arguments and keywords apart; some questions (the
+    first argument, whatever its form; everything before the first star) need their order."""
+    found: list[tuple[str | None, ast.expr, str]] = [
+        (None, arg.value, "*") if type(arg) is ast.Starred else (None, arg, "")  # type: ignore[attr-defined]
+        for arg in call.args
+    ]
+    if not call.keywords:
+        return found
+    keywords = [(item.arg, item.value, "" if item.arg is not None else "**") for item in call.keywords]
+    last = call.args[-1] if call.args else None
+    if last is None or all((k.lineno, k.col_offset) > (last.lineno, last.col_offset) for k in call.keywords):
+        return found + keywords
+    pairs = sorted(zip([*call.args, *call.keywords], [*found, *keywords]), key=lambda p: (p[0].lineno, p[0].col_offset))
+    return [entry for _, entry in pairs]
+
+
+def parenthesized_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen the span [start, end) of an expression in `text` over the grouping parentheses
+    around it (`(1 / n)`; ast's spans leave them out). Whitespace and line continuations
+    between a parenthesis and the expression are taken too. Only for an expression that is not
+    the sole argument of a call (`f(x)` reads like a grouped `x`): an operand, a returned value."""
+    while True:
+        before, after = start, end
+        while before > 0 and text[before - 1] in " \t\r\n\\":
+            before -= 1
+        while after < len(text) and text[after] in " \t\r\n\\":
+            after += 1
+        if before > 0 and after < len(text) and text[before - 1] == "(" and text[after] == ")":
+            start, end = before - 1, after + 1
+        else:
+            return start, end

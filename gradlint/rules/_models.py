@@ -3,16 +3,12 @@ and the edits their unsafe fixes make."""
 
 from __future__ import annotations
 
-from gradlint.lazy import lazy_module
-
-from gradlint.analysis.models import Init, Layer, ModelDescription
+from gradlint.analysis.models import Layer, ModelDescription
 from gradlint.analysis.training import name_tokens
 from gradlint.analysis.values import known
 from gradlint.context import FileContext
 from gradlint.diagnostics import Edit
 from gradlint.edits import import_edit
-
-cst = lazy_module("libcst")
 
 ACTOR_TOKENS = {"actor", "policy", "pi", "mu", "pol"}
 VALUE_TOKENS = {"critic", "q", "qnet", "value", "v", "dqn", "qf", "soft", "twin", "duel", "dueling", "vf"}
@@ -41,22 +37,8 @@ def small_init(layer: Layer) -> bool:
 
 def spelled(ctx: FileContext, qualified: str) -> tuple[str, list[Edit]]:
     """The file's spelling of a torch name, adding `import torch` if nothing reaches it."""
-    alias = ctx.index.imports.alias_for(qualified)
+    alias = ctx.symbols.alias_for(qualified)
     if alias:
         return alias, []
     return qualified, [import_edit(ctx, "import torch")]
 
-
-def call_edit(ctx: FileContext, init: Init, replacement: str) -> Edit | None:
-    """Replace the text of an init call."""
-    if init.call is None or init.segment is None:
-        return None
-    line, col, end_line, end_col = ctx.span(init.segment, init.call, init.anchor)
-    return ctx.edit(ctx.source.offset(line, col), ctx.source.offset(end_line, end_col), replacement)
-
-
-def func_edit(ctx: FileContext, segment, call: cst.Call, anchor, replacement: str) -> Edit:
-    """Replace only the callee of a call (`nn.Softsign` in `nn.Softsign()`)."""
-    line, col, _, _ = ctx.span(segment, call, anchor)
-    start = ctx.source.offset(line, col)
-    return ctx.edit(start, start + len(ctx.code(call.func)), replacement)

@@ -129,8 +129,8 @@ class Deep(nn.Module):
         else:
             message += "; the init scale of some layers is unknown"
         message += ". Add LayerNorm between layers or residual connections, or reduce depth"
-        return ctx.header_diagnostic(self.code, model.segment, model.node, model.anchor, message, severity,
-                                     subject=model.name if model.kind == "module" else None)
+        return ctx.model_finding(self.code, model.node, message, severity,
+                                 subject=model.name if model.kind == "module" else None)
 
 
 def _big(value: float) -> str:

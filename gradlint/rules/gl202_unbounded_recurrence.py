@@ -54,8 +54,8 @@ class Net(nn.Module):
                         "with sequence length once the recurrent weights' spectral radius exceeds 1; "
                         "use tanh (or LSTM/GRU) and clip gradients"
                     )
-                    yield ctx.diagnostic(self.code, layer.segment, layer.call, message, self.severity,
-                                         within=layer.anchor, subject=model.name if model.kind == "module" else None)
+                    yield ctx.finding(self.code, layer.call, message, self.severity,
+                                      subject=model.name if model.kind == "module" else None)
             for recurrence in model.recurrences:
                 if recurrence.activation in UNBOUNDED_ACTIVATIONS:
                     message = (
@@ -64,5 +64,4 @@ class Net(nn.Module):
                         "back every step lets it and its gradient grow geometrically with sequence "
                         "length; use tanh, or a gated cell (nn.GRUCell/nn.LSTMCell)"
                     )
-                    yield ctx.diagnostic(self.code, recurrence.segment, recurrence.statement, message, self.severity,
-                                         subject=model.name)
+                    yield ctx.finding(self.code, recurrence.statement, message, self.severity, subject=model.name)

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from gradlint.analysis.syntax import last_name
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
-from gradlint.rules._models import func_edit, spelled
+from gradlint.edits import replace
+from gradlint.rules._models import spelled
 from gradlint.rules.base import Rule
+
+SOFTSIGN = frozenset({"Softsign", "softsign"})
 
 
 class SoftsignActivation(Rule):
@@ -41,23 +45,26 @@ policy = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 2))
         return "oftsign" in text
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
-        for call, segment, anchor in ctx.models.softsign:
-            module = ctx.analysis_name(call.func) == "Softsign"
-            if module:
-                callee = ctx.code(call.func)
+        torch_name = ctx.symbols.torch_name
+        spellings = ctx.models.spellings(SOFTSIGN)
+        for call, _ in ctx.symbols.calls(ctx.tree):
+            if last_name(call.func) not in spellings:
+                continue
+            name = torch_name(call.func)
+            if name != "Softsign" and name != "softsign":
+                continue
+            callee = ctx.text_of(call.func)
+            if name == "Softsign":
                 replacement = callee[: -len("Softsign")] + "Tanh" if callee.endswith(".Softsign") else None
                 extra = []
                 if replacement is None:
                     replacement, extra = spelled(ctx, "torch.nn.Tanh")
                 message = "nn.Softsign: tanh has the same slope at 0 and damps gradients more once |x| > ~1.5; prefer nn.Tanh"
-                title = f"Replace `{callee}` with `{replacement}`"
             else:
                 replacement, extra = spelled(ctx, "torch.tanh")
-                callee = ctx.code(call.func)
                 message = "softsign: tanh has the same slope at 0 and damps gradients more once |x| > ~1.5; prefer torch.tanh"
-                title = f"Replace `{callee}` with `{replacement}`"
-            edits = (*extra, func_edit(ctx, segment, call, anchor, replacement))
-            fix = Fix(title, edits, Applicability.UNSAFE)
+            fix = Fix(f"Replace `{callee}` with `{replacement}`", (*extra, replace(ctx, call.func, replacement)),
+                      Applicability.UNSAFE)
             owner = next((m.name for m in ctx.models.models if m.kind == "module"
                           and any(layer.call is call for layer in m.all_layers())), None)
-            yield ctx.diagnostic(self.code, segment, call, message, self.severity, fix, anchor, subject=owner)
+            yield ctx.finding(self.code, call, message, self.severity, fix, subject=owner)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from gradlint.analysis.models import SQUASHING, ModelDescription
+from gradlint.analysis.syntax import dotted, parenthesized_span
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.rules._models import is_actor, spelled
@@ -15,6 +17,22 @@ def output_tail(path) -> list:
         if path[index].kind == "layer":
             return path[index + 1 :]
     return list(path)
+
+
+def squashes_somewhere(ctx: FileContext, node: ast.AST) -> bool:
+    """A tanh/sigmoid/clamp/clip/hardtanh anywhere in the class (SAC-style actors squash in a
+    sampling method, not in forward)."""
+    torch_name = ctx.symbols.torch_name
+    for call, _ in ctx.symbols.calls(node):
+        func = call.func
+        name = (dotted(func) or "").rsplit(".", 1)[-1]
+        if name in ("tanh", "sigmoid", "clamp", "clip", "hardtanh"):
+            return True
+        if torch_name(func) in ("Tanh", "Sigmoid", "Hardtanh"):
+            return True
+        if type(func) is ast.Attribute and func.attr in ("tanh", "sigmoid", "clamp", "clip"):
+            return True
+    return False
 
 
 class UnboundedActorOutput(Rule):
@@ -65,9 +83,9 @@ class Actor(nn.Module):
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:
         for model in ctx.models.models:
-            if model.kind != "module" or model.squashes_somewhere:
+            if model.kind != "module" or not (model.bound or (model.bound_hint and is_actor(model))):
                 continue
-            if not (model.bound or (model.bound_hint and is_actor(model))):
+            if squashes_somewhere(ctx, model.node):
                 continue
             for statement, path in model.returns:
                 if not path or not any(op.kind == "layer" for op in path):
@@ -85,21 +103,16 @@ class Actor(nn.Module):
                     f"`torch.tanh(x) * {model.bound or 'max_action'}`"
                 )
                 fix = self._fix(ctx, model, statement, tail)
-                yield ctx.diagnostic(self.code, model.segment, statement, message, self.severity, fix,
-                                     subject=model.name)
+                yield ctx.finding(self.code, statement, message, self.severity, fix, subject=model.name)
 
-    def _fix(self, ctx: FileContext, model: ModelDescription, statement, tail) -> Fix | None:
+    def _fix(self, ctx: FileContext, model: ModelDescription, statement: ast.Return, tail) -> Fix | None:
         if model.bound is None or tail or statement.value is None:
             return None
-        value = ctx.code(statement.value)
-        if "\n" in value:
+        start, end = parenthesized_span(ctx.source.text, *ctx.offsets_of(statement.value))
+        value = ctx.source.text[start:end]
+        if "\n" in value or "\r" in value:
             return None
         tanh, extra = spelled(ctx, "torch.tanh")
-        line, col, end_line, end_col = ctx.span(model.segment, statement)
-        start = ctx.source.offset(line, col)
-        text = ctx.source.text[start : ctx.source.offset(end_line, end_col)]
-        offset = text.find(value, len("return"))
-        if offset < 0:
-            return None
-        edit = ctx.edit(start + offset, start + offset + len(value), f"{tanh}({value}) * {model.bound}")
+        space = " " if start and (ctx.source.text[start - 1].isalnum() or ctx.source.text[start - 1] == "_") else ""
+        edit = ctx.edit(start, end, f"{space}{tanh}({value}) * {model.bound}")  # `return(x)` too
         return Fix(f"Return `{tanh}({value}) * {model.bound}`", (*extra, edit), Applicability.UNSAFE)

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
-from gradlint.lazy import lazy_module
-
 from gradlint.analysis.models import Init, Layer, ModelDescription
+from gradlint.analysis.models.constructor import calls_with_statements, first_argument, init_from_call
+from gradlint.analysis.syntax import FUNCTIONS, bodies, receiver_text, statements
 from gradlint.analysis.values import known
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
-from gradlint.rules._models import call_edit, spelled
+from gradlint.edits import replace
+from gradlint.rules._models import spelled
 from gradlint.rules.base import Option, Rule
-
-cst = lazy_module("libcst")
 
 STD_CEILING = 0.5  # where fan-in is unknown: c > 2 for any layer with more than 16 inputs
 EXEMPT_KINDS = {"Embedding", "EmbeddingBag"}
@@ -50,6 +50,47 @@ def too_large_without_fan(init: Init) -> str | None:
         if known(gain) and abs(gain) > 2:
             return f"gain {gain:.3g}"
     return None
+
+
+def inits_in_functions(ctx: FileContext) -> list[tuple[Init, str]]:
+    """Init calls in the file's functions (`def weights_init(m): m.weight.data.normal_(0, 1)`),
+    with the function's name; the tensors a function rescales afterwards are left out (their
+    final scale is not the init's), and so are the rescalings themselves."""
+    models = ctx.models
+    found: list[tuple[Init, str]] = []
+    for function in _module_functions(ctx.tree):
+        inits = [init for call, statement in calls_with_statements(models, function.body)
+                 if (init := init_from_call(models, call, {}, statement)) is not None and init[1].method != "scale"]
+        if inits:
+            rescaled = _rescaled_targets(ctx, function)
+            found.extend((init, function.name) for target, init in inits if target not in rescaled)
+    return found
+
+
+def _module_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Every function defined at module level (under `if`/`try`/`with` blocks too), in source
+    order, each definition of a name (marimo notebooks define every cell as `def _`)."""
+    stack = list(reversed(tree.body))
+    while stack:
+        statement = stack.pop()
+        if type(statement) in FUNCTIONS:
+            yield statement  # type: ignore[misc]
+        elif type(statement) is not ast.ClassDef:
+            for block in reversed(bodies(statement)):
+                stack.extend(reversed(block))
+
+
+def _rescaled_targets(ctx: FileContext, function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Tensors a function rescales after initialising them (`w.data *= 1 / norm`, `w.mul_(k)`)."""
+    found: set[str] = set()
+    for statement in function.body:
+        for call, _ in ctx.symbols.calls(statement):
+            if type(call.func) is ast.Attribute and call.func.attr in ("mul_", "div_"):
+                found.add((receiver_text(call.func.value) or "").removesuffix(".data"))
+    for statement in statements(function.body, into_definitions=True):
+        if type(statement) is ast.AugAssign and type(statement.op) in (ast.Mult, ast.Div):
+            found.add((receiver_text(statement.target) or "").removesuffix(".data"))
+    return found
 
 
 def large_layers(model: ModelDescription, max_gain: float) -> list[Layer]:
@@ -118,9 +159,9 @@ class Net(nn.Module):
             message = self._message(init, users, max_gain)
             if message:
                 owners = [m.name for m, _ in users if m.kind == "module"]
-                yield ctx.diagnostic(self.code, init.segment, init.call, message, self.severity,
-                                     self._fix(ctx, init, users), init.anchor, subject=owners[0] if owners else None)
-        for init, where in models.free_inits:
+                yield ctx.finding(self.code, init.call, message, self.severity, self._fix(ctx, init, users),
+                                  subject=owners[0] if owners else None)
+        for init, where in [*models.unattached_inits, *inits_in_functions(ctx)]:
             if init.call is None or id(init.call) in seen or init.target != "weight":
                 continue
             seen.add(id(init.call))
@@ -128,8 +169,7 @@ class Net(nn.Module):
             if reason:
                 message = (f"{init.describe()} in {where}: {reason}, more than twice He's variance 2/fan_in "
                            "for any layer wider than 16 inputs; activations and gradients grow per layer")
-                yield ctx.diagnostic(self.code, init.segment, init.call, message, self.severity,
-                                     self._fix(ctx, init, []), init.anchor)
+                yield ctx.finding(self.code, init.call, message, self.severity, self._fix(ctx, init, []))
 
     def _constant(self, init: Init) -> str | None:
         if init.method == "constant" and init.target == "weight":
@@ -159,50 +199,51 @@ class Net(nn.Module):
         return None
 
     def _fix(self, ctx: FileContext, init: Init, users) -> Fix | None:
-        if init.call is None:
-            return None
         call = init.call
-        func = ctx.code(call.func)
+        if call is None:
+            return None
+        func = ctx.text_of(call.func)
         if init.method == "randn":
             return self._fix_randn(ctx, init, users)
+        first = first_argument(call)
         if init.method in ("orthogonal", "xavier_normal", "xavier_uniform"):
-            target = ctx.code(call.args[0].value)
+            if first is None:
+                return None
+            target = ctx.text_of(first)
             replacement = f"{func}({target}, 2 ** 0.5)" if init.method == "orthogonal" else f"{func}({target})"
-            edit = call_edit(ctx, init, replacement)
-            return Fix(f"Use `{replacement}`", (edit,), Applicability.UNSAFE) if edit else None
+            return Fix(f"Use `{replacement}`", (replace(ctx, call, replacement),), Applicability.UNSAFE)
         squashing = any(self._followed_by_squash(model, layer) for model, layer in users)
         method = "xavier_normal_" if squashing else "kaiming_normal_"
-        qualified = ctx.models.qualified(call.func)
+        qualified = ctx.symbols.qualified(call.func)
         extra: list = []
-        if qualified.startswith("torch.nn.init.") and call.args:  # nn.init.normal_(w, ...)
-            target = ctx.code(call.args[0].value)
+        if qualified.startswith("torch.nn.init.") and first is not None:  # nn.init.normal_(w, ...)
+            target = ctx.text_of(first)
             if "." in func:
                 name = func.rsplit(".", 1)[0] + "." + method
             else:
                 name, extra = spelled(ctx, f"torch.nn.init.{method}")
-        elif type(call.func) is cst.Attribute:  # w.data.normal_() and other tensor methods
-            target = ctx.code(call.func.value)
+        elif type(call.func) is ast.Attribute:  # w.data.normal_() and other tensor methods
+            target = ctx.text_of(call.func.value)
             name, extra = spelled(ctx, f"torch.nn.init.{method}")
         else:
             return None
         replacement = f"{name}({target})" if squashing else f'{name}({target}, nonlinearity="relu")'
-        edit = call_edit(ctx, init, replacement)
-        if edit is None:
-            return None
-        return Fix(f"Use He/Xavier scale: `{replacement}`", (*extra, edit), Applicability.UNSAFE)
+        return Fix(f"Use He/Xavier scale: `{replacement}`", (*extra, replace(ctx, call, replacement)),
+                   Applicability.UNSAFE)
 
     def _fix_randn(self, ctx: FileContext, init: Init, users) -> Fix | None:
         call = init.call
-        shape = [a.value for a in call.args if a.keyword is None]
-        if len(shape) != 2 or ctx.code(shape[0]) != ctx.code(shape[1]):
+        if call is None or len(call.args) != 2 or any(type(a) is ast.Starred for a in call.args):
             return None  # which side is fan-in depends on how the weight is used
+        first, second = (ctx.text_of(a) for a in call.args)
+        if first != second:
+            return None
         if not users or not all(known(layer.gain()) for _, layer in users):
             return None
         if abs(init.params.get("std", 0) - 1.0) > 1e-9:
             return None
-        line, col, end_line, end_col = ctx.span(init.segment, call, init.anchor)
-        at = ctx.source.offset(end_line, end_col)
-        dimension = ctx.code(shape[0])
+        at = ctx.offsets_of(call)[1]
+        dimension = first
         if not all(ch.isalnum() or ch in "._" for ch in dimension):
             dimension = f"({dimension})"
         edit = ctx.edit(at, at, f" / {dimension} ** 0.5")

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from gradlint.analysis.models import Layer, ModelDescription
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
-from gradlint.edits import insert_statement_after
+from gradlint.edits import insert_after
 from gradlint.rules._models import is_rl_head_model, small_init, spelled
 from gradlint.rules.base import Option, Rule
 from gradlint.rules.gl201_deep_unbounded_stack import unbounded_runs
@@ -95,8 +95,8 @@ critic_optimizer.step()
                 f"near zero (DDPG: nn.init.uniform_(weight, -3e-3, 3e-3)) so early outputs and their "
                 "gradients stay small"
             )
-            yield ctx.header_diagnostic(self.code, model.segment, model.node, model.anchor, message,
-                                        self.severity, self._fix(ctx, model, out), subject=model.name)
+            yield ctx.model_finding(self.code, model.node, message, self.severity, self._fix(ctx, model, out),
+                                    subject=model.name)
 
     def _risk(self, model: ModelDescription, unclipped: set[str]) -> str | None:
         if model.name in unclipped:
@@ -108,7 +108,7 @@ critic_optimizer.step()
         return None
 
     def _fix(self, ctx: FileContext, model: ModelDescription, out: Layer) -> Fix | None:
-        if out.anchor is None or out.segment is None:
+        if out.anchor is None:
             return None
         if "." not in out.name and out.name in model.layers:
             target = f"self.{out.name}"
@@ -121,7 +121,7 @@ critic_optimizer.step()
         uniform, extra = spelled(ctx, "torch.nn.init.uniform_")
         bound = self.settings["bound"]
         code = f"{uniform}({target}.weight, -{bound!r}, {bound!r})"
-        edit = insert_statement_after(ctx, out.segment, out.anchor, code)
+        edit = insert_after(ctx, out.anchor, code)
         if edit is None:
             return None
         return Fix(f"Initialise {target} from U(-{bound!r}, {bound!r})", (*extra, edit), Applicability.UNSAFE)

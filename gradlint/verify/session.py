@@ -87,7 +87,7 @@ def _analysis_facts(path: str, settings: Settings) -> tuple[str, dict[str, dict]
     models = {}
     for model in ctx.models.models:
         if model.kind == "module":
-            models[model.name] = {**model.to_dict(), "line": ctx.span(model.segment, model.node, model.anchor)[0]}
+            models[model.name] = {**model.to_dict(), "line": model.line}
     return source.text, models, ctx.project_model_file
 
 

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from gradlint.source import SourceFile
 from tests.conftest import fix, lint
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
@@ -394,3 +395,173 @@ def test_the_model_rules_skip_criterion(text: str, models: bool) -> None:
     from gradlint.context import file_may_model
 
     assert file_may_model(text) is models
+
+
+# --- the model rules on the ast core (issue 15): blind spots, selection, positions ----------
+
+
+def test_gl203_sees_function_local_imports_whatever_rules_run() -> None:
+    code = HEADER + textwrap.dedent("""
+        def act(x):
+            from torch.nn.functional import softsign as squash
+            return squash(x)
+
+        def train(model, opt, x):
+            loss = model(x).sum()
+            loss.backward()
+            opt.step()
+    """)
+    alone = [(d.code, d.line, d.column) for d in lint(code, "GL203")]
+    assert alone == [("GL203", 8, 12)]
+    assert [(d.code, d.line, d.column) for d in lint(code, "GL101,GL203") if d.code == "GL203"] == alone
+    fixed, _ = fix(code, select="GL203", unsafe=True)
+    assert "return torch.tanh(x)" in fixed
+
+
+def test_gl203_look_alike_softsign_of_another_library() -> None:
+    assert found("""
+        def act(x):
+            from mylib.activations import softsign as squash
+            return squash(x)
+    """, "GL203") == []
+
+
+def test_gl203_in_default_arguments_and_decorators() -> None:
+    code = """
+        class Head(nn.Module):
+            def __init__(self, act=nn.Softsign()):  # <-
+                super().__init__()
+                self.act = act
+    """
+    assert found(code, "GL203") == [("GL203", n) for n in marked(code)]
+
+
+def test_gl301_free_init_function_whatever_its_text() -> None:
+    # no word of the old statement trigger in the function: it was never analysed
+    code = """
+        from torch.nn.init import orthogonal_
+
+        def reset(m):
+            orthogonal_(m.weight, 3.0)  # <-
+
+        def fine(m):
+            orthogonal_(m.weight, 1.0)
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
+
+
+def test_gl201_on_a_model_defined_under_try() -> None:
+    code = "try:\n" + textwrap.indent(textwrap.dedent(DEEP.format(depth=8, between="", act="ReLU", init="")), "    ") + \
+        "except ImportError:\n    pass\n"
+    [diagnostic] = lint(HEADER + code, select="GL201")
+    assert (diagnostic.line, diagnostic.column, diagnostic.end_column) == (marked(code)[0], 11, 15)
+
+
+@pytest.mark.parametrize("ret, fixed_ret", [
+    ("(self.fc2(x))", "torch.tanh((self.fc2(x))) * self.max_action"),
+    ("self.fc2(x)  # the action", "torch.tanh(self.fc2(x)) * self.max_action  # the action"),
+])
+def test_gl204_fix_wraps_the_returned_expression_as_written(ret: str, fixed_ret: str) -> None:
+    code = HEADER + textwrap.dedent(ACTOR.format(ret=ret))
+    fixed, result = fix(code, select="GL204", unsafe=True)
+    assert f"return {fixed_ret}\n" in fixed and result.diagnostics == []
+
+
+def test_gl204_fix_of_a_return_without_space() -> None:
+    code = HEADER + textwrap.dedent(ACTOR.format(ret="self.fc2(x)")).replace("return self.fc2(x)", "return(self.fc2(x))")
+    fixed, _ = fix(code, select="GL204", unsafe=True)
+    ast.parse(fixed)
+    assert "return torch.tanh((self.fc2(x))) * self.max_action" in fixed
+
+
+TRICKY_MODELS = '''\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# é: non-ASCII text before the findings
+class Crític(nn.Module):
+    def __init__(self, hidden=256):
+        super().__init__()
+        self.a, self.b = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.rnn = nn.RNN(
+            16, 64, nonlinearity="relu")
+        nn.init.normal_(self.a.weight, std=1.0); nn.init.normal_(self.b.weight, std=1.0)
+
+    def forward(self, x, é=None):
+        y = F.softsign(x) if F.softsign(x).mean() > 0 else é
+        return self.b(F.relu(self.a(y)))
+
+
+net = nn.Sequential(nn.Softsign(), nn.Softsign())
+'''
+
+
+def test_model_findings_sit_exactly_on_their_nodes() -> None:
+    # the same call text twice on a line, non-ASCII text before it, a call over two lines
+    source = SourceFile("m.py", TRICKY_MODELS)
+    spans = {(d.code, d.line, d.column, source.text[source.offset(d.line, d.column - 1) : source.offset(d.end_line, d.end_column - 1)])
+             for d in lint(TRICKY_MODELS, select="GL2,GL3")}
+    assert spans == {
+        ("GL202", 10, 20, 'nn.RNN(\n            16, 64, nonlinearity="relu")'),
+        ("GL301", 12, 9, "nn.init.normal_(self.a.weight, std=1.0)"),
+        ("GL301", 12, 50, "nn.init.normal_(self.b.weight, std=1.0)"),
+        ("GL203", 15, 13, "F.softsign(x)"),
+        ("GL203", 15, 30, "F.softsign(x)"),
+        ("GL203", 19, 21, "nn.Softsign()"),
+        ("GL203", 19, 36, "nn.Softsign()"),
+    }
+
+
+def test_the_model_rules_do_not_load_libcst() -> None:
+    # the description runs on the ast tree; GL302 is left out (it asks the training analysis)
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES, ROOT
+
+    script = (
+        "import sys, glob\n"
+        "from gradlint.config import Settings\n"
+        "from gradlint.engine import lint_paths\n"
+        f"files = sorted(glob.glob({str(FIXTURES / 'models')!r} + '/**/*.py', recursive=True))\n"
+        "results = lint_paths(files, Settings(select=('GL201', 'GL202', 'GL203', 'GL204', 'GL301')), jobs=1)\n"
+        "assert sum(len(r.diagnostics) for r in results) > 10 and not any(r.error for r in results)\n"
+        "module = sys.modules.get('libcst')\n"
+        "print(type(module).__name__ if module is not None else 'absent')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("absent", "_LazyModule")  # never imported for real
+
+
+@pytest.mark.parametrize("rescale", ["m.weight.data *= 0.01 / m.weight.norm()", "m.weight.data.mul_(0.01)",
+                                     "m.weight.div_(m.weight.norm())"])
+def test_gl301_free_init_rescaled_afterwards_is_not_flagged(rescale: str) -> None:
+    code = f"""
+        def init_weights(m):
+            m.weight.data.normal_(0, 1)
+            {rescale}
+
+        def plain(m):
+            m.weight.data.normal_(0, 1)  # <-
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
+
+
+def test_gl301_every_definition_of_a_function_name_is_read() -> None:
+    # marimo notebooks define each cell as `def _(...)`
+    code = """
+        def _(nn):
+            class Noisy(nn.Module):
+                def reset(self):
+                    self.w.weight.data.normal_(0, 1)  # <-
+            return Noisy
+
+        if True:
+            def _(nn):
+                def init(m):
+                    nn.init.orthogonal_(m.weight, 4.0)  # <-
+                return init
+    """
+    assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
