@@ -384,14 +384,13 @@ def explain_model(paths, output_format: str) -> None:
     from gradlint.context import BudgetExceeded, FileContext
     from gradlint.discovery import discover
     from gradlint.inputs import SourceError, read_for_analysis
-    from gradlint.prepass import index_file
 
     documents = []
     failed = False
     for path in discover(list(paths), Settings()).files:
         try:
             analysed = read_for_analysis(path)  # notebooks: their code cells; marimo: cells at top level
-            ctx = FileContext(analysed.source, index_file(analysed.source), Settings())
+            ctx = FileContext.parse(analysed.source, Settings())
             models = ctx.models.models
         except (SourceError, BudgetExceeded, RecursionError) as exc:
             message = exc.message if isinstance(exc, SourceError) else (

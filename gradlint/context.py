@@ -1,4 +1,4 @@
-"""Everything the rules of one file share: the source, the pre-pass, the libcst segments and the
+"""Everything the rules of one file share: its source, its `ast` tree, the symbol layer and the
 analyses, each computed at most once and only when a rule asks for it."""
 
 from __future__ import annotations
@@ -9,68 +9,16 @@ import re
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from gradlint.lazy import lazy_module
-
-from gradlint.analysis.cst_walk import code_for_node
 from gradlint.analysis.syntax import DEFINITIONS
 from gradlint.diagnostics import Diagnostic, Edit, Fix, Severity
-from gradlint.prepass import FileIndex, Segment, function_names, parse_segments, select_statements
 from gradlint.source import SourceFile
 
-cst = lazy_module("libcst")
-
 if TYPE_CHECKING:
-    from gradlint.analysis.symbols import Symbols
     from gradlint.analysis.dataflow import DataFlow
     from gradlint.analysis.models import ModelAnalysis
+    from gradlint.analysis.symbols import Symbols
     from gradlint.analysis.training import TrainingAnalysis
     from gradlint.config import Settings
-
-
-def _occurrence(holder: cst.CSTNode, node: cst.CSTNode, code: str) -> int:
-    """Which of the nodes of `holder` with the same text as `node` it is, in source order
-    (nodes with equal text never nest, so pre-order is source order)."""
-    from gradlint.analysis.cst_walk import children
-
-    index = 0
-    stack = [holder]
-    while stack:
-        current = stack.pop()
-        if current is node:
-            return index
-        if type(current) is type(node) and code_for_node(current) == code:
-            index += 1
-            continue
-        stack.extend(reversed(list(children(current))))
-    return 0
-
-
-def _nth(text: str, code: str, n: int) -> int:
-    found = text.find(code)
-    while n > 0 and found >= 0:
-        found = text.find(code, found + len(code))
-        n -= 1
-    return found
-
-
-def _find_across_lines(text: str, code: str, occurrence) -> tuple[int, int]:
-    """(offset, length) of a node that spans lines: libcst prints its continuation lines
-    without the enclosing block's indentation, so the whitespace between tokens may differ."""
-    pattern = re.compile(r"[ \t\f\\\r\n]*".join(re.escape(part) for part in code.split()))
-    matches = list(pattern.finditer(text))
-    if not matches:
-        return -1, 0
-    index = occurrence() if len(matches) > 1 else 0
-    match = matches[index] if index < len(matches) else matches[0]
-    return match.start(), match.end() - match.start()
-
-
-# Top-level statements whose text matches this are parsed with libcst (classes always are):
-# training steps for GL1xx, and models, init calls and activations for GL2xx/GL3xx.
-SEGMENT_TRIGGER = re.compile(
-    r"backward|\.step\(|clip|unscale_|optim|Optim|Adam|SGD|RMSprop|Adagrad|LBFGS|Scaler|RNN|LSTM|GRU"
-    r"|init|normal_|uniform_|fill_|Sequential|Parameter|oftsign|reset\(|read_|load|make|buffer|memory"
-)
 
 
 @functools.lru_cache(maxsize=2)  # every model rule asks about the same file text
@@ -143,22 +91,28 @@ class AnalysisBudget:
 
 
 class FileContext:
-    def __init__(self, source: SourceFile, index: FileIndex, settings: "Settings",
+    """One file under analysis: `source`, its `tree`, the shared analyses and the positions and
+    findings the rules make from `ast` nodes."""
+
+    def __init__(self, source: SourceFile, tree: ast.Module, settings: "Settings",
                  budget: AnalysisBudget | None = None) -> None:
         self.source = source
-        self.index = index
+        self.tree = tree
         self.settings = settings
         self.budget = budget if budget is not None else AnalysisBudget.for_text(source.text)
 
-    @property
-    def tree(self) -> ast.Module:
-        return self.index.tree
+    @classmethod
+    def parse(cls, source: SourceFile, settings: "Settings") -> "FileContext":
+        """Parse `source` (a SourceError if it is not valid Python) and analyse it."""
+        from gradlint.parsing import parse_python
+
+        return cls(source, parse_python(source), settings)
 
     @cached_property
     def symbols(self) -> "Symbols":
         from gradlint.analysis.symbols import Symbols
 
-        return Symbols(self.index.tree)
+        return Symbols(self.tree)
 
     # positions from ast nodes ---------------------------------------------------------------
 
@@ -214,42 +168,8 @@ class FileContext:
         symbols = self.__dict__.get("symbols")
         if symbols is not None:
             symbols.release()
-        for name in ("segments", "training", "models", "dataflow", "_function_segments", "symbols"):
+        for name in ("training", "models", "dataflow", "symbols"):
             self.__dict__.pop(name, None)
-
-    @cached_property
-    def segments(self) -> list[Segment]:
-        from gradlint.analysis.cst_walk import set_text_source
-
-        chosen = select_statements(self.source, self.index, SEGMENT_TRIGGER)
-        segments = parse_segments(self.source, self.index, chosen)
-        set_text_source(self._statement_text)
-        return segments
-
-    def _statement_text(self, node: cst.CSTNode) -> str | None:
-        """The file's text of a statement (classes, functions, methods) via its ast twin."""
-        segments = list(self.__dict__.get("segments", ()))
-        segments += [s for s in self.__dict__.get("_function_segments", {}).values() if s is not None]
-        for segment in segments:
-            twin = segment.ast_twin(node)
-            if twin is not None:
-                line, col, end_line, end_col = self._ast_span(twin)
-                start = self.source.offset(getattr(twin, "decorator_list", None) and twin.decorator_list[0].lineno or line, 0)
-                return self.source.text[start : self.source.offset(end_line, end_col)]
-        return None
-
-    def function_segment(self, name: str) -> Segment | None:
-        """A top-level function the segment selection left out, parsed on demand (once)."""
-        cache = self.__dict__.setdefault("_function_segments", {})
-        if name not in cache:
-            cache[name] = None
-            for stmt in self.index.statements:
-                if getattr(stmt.node, "name", None) == name and stmt.is_definition:
-                    if any(seg.start_line <= stmt.start_line <= seg.end_line for seg in self.segments):
-                        break
-                    cache[name] = parse_segments(self.source, self.index, [stmt.index])[0]
-                    break
-        return cache[name]
 
     def project_model_file(self, name: str) -> str | None:
         """The sibling module that defines the model class `name` this file imports, if any
@@ -285,44 +205,10 @@ class FileContext:
         return DataFlow(self.symbols, self.models, self.source.path, self.source.text, self.settings.root,
                         self.text_of, self.budget.spend)
 
-    # positions ----------------------------------------------------------------------------
-
-    def span(self, segment: Segment, node: cst.CSTNode, within: cst.CSTNode | None = None) -> tuple[int, int, int, int]:
-        """(line, column, end line, end column) of a node; lines 1-based, columns 0-based.
-
-        A statement is placed through its `ast` twin. Any other node is found as its exact
-        source text inside the statement `within` that holds it. The libcst PositionProvider
-        is the fallback when neither works.
-        """
-        twin = segment.ast_twin(node)
-        if twin is not None:
-            return self._ast_span(twin)
-        if within is not None:
-            holder = segment.ast_twin(within)
-            if holder is not None:
-                line, col, end_line, end_col = self._ast_span(holder)
-                start = self.source.offset(line, col)
-                text = self.source.text[start : self.source.offset(end_line, end_col)]
-                code = self.code(node)
-                found, length = text.find(code), len(code)
-                if found >= 0 and text.find(code, found + 1) >= 0:
-                    found = _nth(text, code, _occurrence(within, node, code))
-                elif found < 0 and "\n" in code:
-                    found, length = _find_across_lines(text, code, lambda: _occurrence(within, node, code))
-                if found >= 0:
-                    begin = start + found
-                    line, col = self.source.line_col(begin)
-                    end_line, end_col = self.source.line_col(begin + length)
-                    return line, col, end_line, end_col
-        code_range = segment.positions()[node]
-        shift = segment.start_line - 1
-        return (code_range.start.line + shift, code_range.start.column,
-                code_range.end.line + shift, code_range.end.column)
-
-    def _ast_span(self, node: ast.stmt) -> tuple[int, int, int, int]:
-        end_line = node.end_lineno or node.lineno
-        return (node.lineno, self._chars(node.lineno, node.col_offset),
-                end_line, self._chars(end_line, node.end_col_offset or 0))
+    def edit(self, start: int, end: int, content: str) -> Edit:
+        line, col = self.source.line_col(start)
+        end_line, end_col = self.source.line_col(end)
+        return Edit(start, end, content, (line, col + 1), (end_line, end_col + 1))
 
     def _chars(self, line: int, byte_column: int) -> int:
         """ast columns count UTF-8 bytes; ours count characters."""
@@ -330,36 +216,3 @@ class FileContext:
         if text.isascii():
             return byte_column
         return len(text.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
-
-    def code(self, node: cst.CSTNode) -> str:
-        """The exact source text of a node (libcst keeps every character inside a node)."""
-        return code_for_node(node)
-
-    def diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, message: str,
-                   severity: Severity, fix: Fix | None = None, within: cst.CSTNode | None = None,
-                   subject: str | None = None) -> Diagnostic:
-        line, col, end_line, end_col = self.span(segment, node, within)
-        return Diagnostic(self.source.path, line, col + 1, end_line, end_col + 1, code, message,
-                          severity, fix, subject)
-
-    def edit(self, start: int, end: int, content: str) -> Edit:
-        line, col = self.source.line_col(start)
-        end_line, end_col = self.source.line_col(end)
-        return Edit(start, end, content, (line, col + 1), (end_line, end_col + 1))
-
-    def header_diagnostic(self, code: str, segment: Segment, node: cst.CSTNode, anchor: cst.CSTNode | None,
-                          message: str, severity: Severity, fix: Fix | None = None,
-                          subject: str | None = None) -> Diagnostic:
-        """A finding about a whole model: on `class Name` for a class, on the call for an
-        `nn.Sequential(...)` expression."""
-        if type(node) is cst.ClassDef:
-            twin = segment.ast_twin(node)
-            if twin is not None:
-                line = twin.lineno
-                text = self.source.line_text(line)
-                column = text.find(node.name.value, self._chars(line, twin.col_offset))
-                if column >= 0:
-                    end = column + len(node.name.value)
-                    return Diagnostic(self.source.path, line, column + 1, line, end + 1, code, message, severity, fix,
-                                      subject)
-        return self.diagnostic(code, segment, node, message, severity, fix, anchor, subject)

@@ -1,55 +1,17 @@
-"""Text edits that fixes are made of. Edits are spliced into the original text, so nothing
-outside them changes (libcst's own round trip is not byte-exact on every file)."""
+"""Text edits that fixes are made of, placed on `ast` statements. Edits are spliced into the
+original text, so nothing outside them changes."""
 
 from __future__ import annotations
 
 import ast
 
-from gradlint.lazy import lazy_module
-
 from gradlint.context import FileContext
 from gradlint.diagnostics import Edit
-from gradlint.prepass import Segment
-
-cst = lazy_module("libcst")
-
-
-def insert_statement_before(ctx: FileContext, segment: Segment, stmt: cst.BaseSmallStatement,
-                            *code: str) -> Edit:
-    """Insert the statements `code` so that they run right before `stmt`.
-
-    On its own line, with the same indentation, when `stmt` starts its line; otherwise
-    inline, `code; stmt` (for `a(); opt.step()` or `if x: opt.step()`).
-    """
-    line, col, _, _ = ctx.span(segment, stmt)
-    before = ctx.source.line_text(line)[:col]
-    if before.strip() == "":
-        at = ctx.source.offset(line, 0)
-        return ctx.edit(at, at, "".join(f"{before}{c}{ctx.source.newline}" for c in code))
-    at = ctx.source.offset(line, col)
-    return ctx.edit(at, at, "".join(f"{c}; " for c in code))
-
-
-def delete_statement(ctx: FileContext, segment: Segment, stmt: cst.BaseSmallStatement) -> Edit | None:
-    """Remove `stmt`: its whole line when it is alone there, else the statement and its `;`."""
-    line, col, end_line, end_col = ctx.span(segment, stmt)
-    source = ctx.source
-    first = source.line_text(line)
-    last = source.line_text(end_line)
-    rest = last[end_col:].strip()
-    if first[:col].strip() == "" and (rest == "" or rest.startswith("#")):
-        return ctx.edit(source.offset(line, 0), source.offset(end_line + 1, 0), "")
-    if rest.startswith(";"):
-        after = end_col + (len(last[end_col:]) - len(last[end_col:].lstrip())) + 1
-        while after < len(last) and last[after] == " ":
-            after += 1
-        return ctx.edit(source.offset(line, col), source.offset(end_line, after), "")
-    return None
 
 
 def import_edit(ctx: FileContext, statement: str) -> Edit:
     """Add an import after the module docstring and `from __future__` imports."""
-    tree = ctx.index.tree
+    tree = ctx.tree
     body = list(tree.body)
     position = 0
     while position < len(body):
@@ -68,29 +30,6 @@ def import_edit(ctx: FileContext, statement: str) -> Edit:
         if ctx.source.text and not ctx.source.text.endswith(("\n", "\r")):
             return ctx.edit(at, at, f"{ctx.source.newline}{statement}{ctx.source.newline}")
     return ctx.edit(at, at, f"{statement}{ctx.source.newline}")
-
-
-def insert_statement_after(ctx: FileContext, segment: Segment, stmt: cst.CSTNode, *code: str) -> Edit | None:
-    """Insert statements on the lines right after `stmt`, with its indentation; None when
-    `stmt` shares its last line with other code."""
-    line, col, end_line, end_col = ctx.span(segment, stmt)
-    source = ctx.source
-    first = source.line_text(line)
-    if first[:col].strip() != "":
-        return None
-    rest = source.line_text(end_line)[end_col:].strip()
-    if rest and not rest.startswith("#"):
-        return None
-    indent = first[:col]
-    if end_line >= len(source.line_starts):  # last line of the file, maybe without a newline
-        at = len(source.text)
-        prefix = "" if source.text.endswith(("\n", "\r")) else source.newline
-        return ctx.edit(at, at, prefix + "".join(f"{indent}{c}{source.newline}" for c in code))
-    at = source.offset(end_line + 1, 0)
-    return ctx.edit(at, at, "".join(f"{indent}{c}{source.newline}" for c in code))
-
-
-# Edits placed on `ast` statements (the analyses' own trees) --------------------------------
 
 
 def insert_before(ctx: FileContext, statement: ast.stmt, *code: str) -> Edit:

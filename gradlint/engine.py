@@ -14,7 +14,7 @@ from gradlint.config import Settings
 from gradlint.context import BudgetExceeded, FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, FileError
 from gradlint.fixing import apply_fixes, unified_diff, write_atomically
-from gradlint.prepass import index_file, parse_ast
+from gradlint.parsing import parse_python
 from gradlint.rules import RULES_BY_CODE, Rule
 from gradlint.source import (
     MAX_ANALYSED_CHARS,
@@ -80,19 +80,16 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
     wanted = [rule for rule in rules if rule.wants(text)]
     if not wanted:
         if len(text) <= SYNTAX_CHECK_LIMIT:
-            parse_ast(source)  # still report syntax errors in files no rule wants
+            parse_python(source)  # still report syntax errors in files no rule wants
         return []
-    from gradlint.analysis.cst_walk import clear_cache
-
-    clear_cache()
-    index = index_file(source)  # raises SourceError on a syntax error
+    tree = parse_python(source)  # raises SourceError on a syntax error
     # The cyclic collector is paused while the file's trees are in use: running on its own, it
     # promoted them to its old generations and its full collections walked them over and over
     # (15 % of a run). Released below, they are freed by reference counting; one young
     # collection at the end takes any small cycle that is left.
     collecting = gc.isenabled()
     gc.disable()
-    ctx = FileContext(source, index, settings)
+    ctx = FileContext(source, tree, settings)
     diagnostics: list[Diagnostic] = []
     try:
         for rule in wanted:
@@ -112,7 +109,6 @@ def lint_source(source: SourceFile, settings: Settings, rules: list[Rule] | None
                 ) from None
     finally:
         ctx.release()
-        clear_cache()
         if collecting:
             gc.enable()
             gc.collect(0)

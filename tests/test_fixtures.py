@@ -103,19 +103,13 @@ def test_data_fixtures(name: str) -> None:
 
 
 def test_the_cheap_skip_criteria_lose_no_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every rule's `wants` (the documented text pre-filter) and the segment selection only skip
-    work: with both disabled, every fixture gives exactly the same findings."""
-    from gradlint import prepass
+    """Every rule's `wants` (the documented per-file text pre-filter) only skips work: with it
+    disabled, every fixture gives exactly the same findings. (Within a file nothing is skipped.)"""
     from gradlint.rules import ALL_RULES
 
     settings = Settings(select=("ALL",))
     fast = {p: [d.to_dict() for d in lint_source(read_source(str(p)), settings)] for p in ALL_FIXTURES}
     for rule in ALL_RULES:
         monkeypatch.setattr(rule, "wants", classmethod(lambda cls, text: True))
-    monkeypatch.setattr(prepass, "select_statements",
-                        lambda source, index, trigger: [s.index for s in index.statements if not s.is_import])
-    import gradlint.context as context
-
-    monkeypatch.setattr(context, "select_statements", prepass.select_statements)
     slow = {p: [d.to_dict() for d in lint_source(read_source(str(p)), settings)] for p in ALL_FIXTURES}
     assert slow == fast

@@ -9,7 +9,6 @@ import pytest
 from gradlint.analysis.values import UNKNOWN
 from gradlint.config import Settings
 from gradlint.context import FileContext
-from gradlint.prepass import index_file
 from gradlint.source import SourceFile
 
 HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
@@ -17,7 +16,7 @@ HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.func
 
 def describe(code: str) -> dict:
     source = SourceFile("m.py", HEADER + textwrap.dedent(code))
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     return {m.name if m.kind == "module" else f"seq@{i}": m for i, m in enumerate(ctx.models.models)}
 
 
@@ -413,7 +412,7 @@ def test_description_nodes_are_the_ast_nodes_of_the_file() -> None:
             def forward(self, state):
                 return self.fc(state)
     """))
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     [actor] = ctx.models.models
     assert actor.node is ctx.symbols.classes["Actor"].node and actor.line == 6
     layer = actor.layers["fc"]
@@ -481,7 +480,7 @@ def test_model_normalizes_input_reads_any_method_of_the_class() -> None:
             def forward(self, x):
                 return self.fc(self.norm(x))
     """))
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     summaries = describe_models(ctx)
     assert {name: s.normalizes_input for name, s in summaries.items()} == {"Agent": True, "Raw": False, "Normed": True}
     assert summaries["Normed"].path == ["input:x", "norm:LayerNorm", "fc:Linear"]

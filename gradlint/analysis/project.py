@@ -91,20 +91,19 @@ def summarize_module(path: str) -> ModuleSummary | None:
         return _CACHE[key]
     _CACHE[key] = None  # import cycles
     try:
-        from gradlint.prepass import index_file
+        from gradlint.analysis.symbols import Symbols
+        from gradlint.parsing import parse_python
         from gradlint.source import read_source
 
         source = read_source(path)
-        index = index_file(source)
+        symbols = Symbols(parse_python(source))
     except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
         return None
     summary = ModuleSummary(path)
     lines = source.text.splitlines()
-    for node in index.tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
-            summary.functions[node.name] = summarize_function_text(text)
-    summary.class_names = frozenset(node.name for node in index.tree.body if isinstance(node, ast.ClassDef))
+    for name, node in symbols.functions.items():  # the module's own (also under top-level if/try)
+        summary.functions[name] = summarize_function_text("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+    summary.class_names = frozenset(symbols.classes)
     _CACHE[key] = summary
     return summary
 
@@ -121,22 +120,19 @@ def imported_summary(importing_file: str, target: str, root: str) -> tuple[Modul
 
 
 def _describe_models(path: str) -> dict[str, ClassSummary]:
-    from gradlint.analysis.cst_walk import another_file
     from gradlint.config import Settings
     from gradlint.context import FileContext, file_may_model
-    from gradlint.prepass import index_file
     from gradlint.source import read_source
 
     try:
         source = read_source(path)
         if not file_may_model(source.text):  # the model rules' own skip criterion
             return {}
-        ctx = FileContext(source, index_file(source), Settings())
-        with another_file():
-            try:
-                return describe_models(ctx)
-            finally:
-                ctx.release()
+        ctx = FileContext.parse(source, Settings())
+        try:
+            return describe_models(ctx)
+        finally:
+            ctx.release()
     except Exception:  # noqa: BLE001 - an unreadable sibling only means "unknown"
         return {}
 

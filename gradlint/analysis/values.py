@@ -3,8 +3,7 @@
 Used to read layer sizes (`nn.Linear(hidden, 2 * hidden)`), loop counts (`range(depth)`) and
 init scales (`std=1 / math.sqrt(fan_in)`) from literals, default arguments and module constants.
 Anything else is `UNKNOWN`, and rules stay silent about what they cannot resolve. This is the
-project's one constant evaluator: it reads `ast` expressions (a libcst expression, from the
-verifier's source transforms, is read through its source text).
+project's one constant evaluator, on `ast` expressions.
 """
 
 from __future__ import annotations
@@ -43,23 +42,10 @@ def evaluate(node: Any, env: dict[str, Any]) -> Any:
     `sqrt`/`int`/`float`/`calculate_gain` calls; UNKNOWN for anything else."""
     if node is None:
         return UNKNOWN
-    if not isinstance(node, ast.AST):
-        node = _from_libcst(node)
-        if node is None:
-            return UNKNOWN
     try:
         return _evaluate(node, env)
     except (ArithmeticError, TypeError, ValueError, RecursionError):
         return UNKNOWN
-
-
-def _from_libcst(node: Any) -> ast.expr | None:
-    from gradlint.analysis.cst_walk import code_for_node
-
-    try:
-        return ast.parse(code_for_node(node).strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError):
-        return None
 
 
 def _evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
@@ -149,12 +135,3 @@ def module_constants(tree: ast.Module) -> dict[str, Any]:
                 env[node.target.id] = value
     return env
 
-
-def number_literal(text: str) -> int | float:
-    """The value of a libcst Integer or Float literal's text (`1_000`, `0x10`, `3e-4`).
-    Transitional: only the libcst data flow still reads literal text."""
-    plain = text.replace("_", "")
-    try:
-        return int(plain, 0)
-    except ValueError:
-        return float(plain)

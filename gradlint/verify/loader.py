@@ -17,7 +17,6 @@ from typing import Any
 
 import libcst as cst
 
-from gradlint.analysis.imports import dotted
 from gradlint.analysis.values import UNKNOWN, evaluate, known, module_constants
 
 PLACEHOLDER = '''
@@ -365,23 +364,29 @@ def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
 
 def resolvable_call_site(text: str, class_name: str, constants: dict) -> tuple[list, dict] | None:
     """Arguments of the first call `ClassName(...)` in `text` whose arguments are all constants."""
-    module = cst.parse_module(text)
-    from gradlint.analysis.cst_walk import iter_calls
+    from gradlint.analysis.symbols import Symbols
+    from gradlint.analysis.syntax import last_name
 
-    for call, _ in iter_calls(module):
-        if (dotted(call.func) or "").rsplit(".", 1)[-1] != class_name:
+    tree = ast.parse(text)
+    for call, _ in Symbols(tree).calls(tree):
+        if last_name(call.func) != class_name:
             continue
-        args, kwargs = [], {}
-        for arg in call.args:
-            if arg.star:
-                break
-            value = evaluate(arg.value, constants)
-            if not known(value) or not isinstance(value, (int, float, str, bool, tuple, list)):
-                break
-            if arg.keyword is None:
-                args.append(value)
-            else:
-                kwargs[arg.keyword.value] = value
-        else:
+        if any(type(a) is ast.Starred for a in call.args) or any(k.arg is None for k in call.keywords):
+            continue
+        args = [evaluate(a, constants) for a in call.args]
+        kwargs = {k.arg: evaluate(k.value, constants) for k in call.keywords}
+        if all(known(v) and isinstance(v, (int, float, str, bool, tuple, list)) for v in [*args, *kwargs.values()]):
             return args, kwargs
+    return None
+
+
+def dotted(node: cst.BaseExpression | None) -> str | None:
+    """`a.b.c` for a libcst Name/Attribute chain; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
     return None

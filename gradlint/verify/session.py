@@ -80,10 +80,9 @@ def _analysis_facts(path: str, settings: Settings) -> tuple[str, dict[str, dict]
     file's text, its nn.Module classes as `gradlint explain-model --format json` describes them
     (plus "line"), and a lookup of the sibling module that defines an imported model class."""
     from gradlint.context import FileContext
-    from gradlint.prepass import index_file
 
     source = read_source(path)
-    ctx = FileContext(source, index_file(source), settings)
+    ctx = FileContext.parse(source, settings)
     models = {}
     for model in ctx.models.models:
         if model.kind == "module":

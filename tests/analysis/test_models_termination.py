@@ -12,7 +12,6 @@ import pytest
 from gradlint.config import Settings
 from gradlint.context import FileContext
 from gradlint.engine import lint_file
-from gradlint.prepass import index_file
 from gradlint.source import SourceFile
 
 HEADER = "import torch\nimport torch.nn as nn\n"
@@ -35,7 +34,7 @@ def hang_guard(seconds: int = 120):
 
 def describe(text: str):
     source = SourceFile("m.py", text)
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     return ctx, ctx.models.models
 
 

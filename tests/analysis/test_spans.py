@@ -10,7 +10,6 @@ import pytest
 
 from gradlint.config import Settings
 from gradlint.context import FileContext
-from gradlint.prepass import index_file
 from gradlint.source import SourceFile, decode_source
 from tests.conftest import FIXTURES
 
@@ -49,7 +48,7 @@ def _contexts():
 @pytest.mark.parametrize("name, text", list(_contexts()))
 def test_every_node_text_is_its_source_segment(name: str, text: str) -> None:
     source = decode_source(name, text.encode("utf-8"))
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     checked = 0
     # ast's own coordinates, read independently: UTF-8 byte columns on the file's lines
     lines = text.replace("\r\n", "\n").encode("utf-8").split(b"\n")
@@ -69,7 +68,7 @@ def test_every_node_text_is_its_source_segment(name: str, text: str) -> None:
 
 def test_a_class_finding_sits_on_the_class_name_even_with_decorators() -> None:
     source = SourceFile("m.py", TRICKY)
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     cls = next(n for n in ctx.tree.body if isinstance(n, ast.ClassDef))
     found = ctx.model_finding("GL201", cls, "m", severity=None)  # type: ignore[arg-type]
     assert (found.line, found.column, found.end_column) == (6, 7, 12)

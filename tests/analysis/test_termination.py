@@ -12,7 +12,6 @@ import pytest
 from gradlint import context
 from gradlint.config import Settings
 from gradlint.context import AnalysisBudget, FileContext
-from gradlint.prepass import index_file
 from gradlint.source import SourceFile
 from tests.conftest import lint
 
@@ -181,7 +180,7 @@ def nested_loops(depth: int, optimizers: int) -> str:
 
 def _analyse(text: str) -> FileContext:
     source = SourceFile("generated.py", text)
-    ctx = FileContext(source, index_file(source), Settings())
+    ctx = FileContext.parse(source, Settings())
     ctx.training  # noqa: B018 - builds the skeleton and runs the flow pass
     assert ctx.budget.spent <= ctx.budget.limit
     return ctx

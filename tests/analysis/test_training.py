@@ -8,7 +8,6 @@ import textwrap
 
 from gradlint.config import Settings
 from gradlint.context import FileContext
-from gradlint.prepass import index_file
 from gradlint.rules._clipping import events_in_order
 from gradlint.source import SourceFile, decode_source
 from tests.conftest import fix, lint
@@ -16,7 +15,7 @@ from tests.conftest import fix, lint
 
 def _context(text: str) -> FileContext:
     source = SourceFile("t.py", text)
-    return FileContext(source, index_file(source), Settings())
+    return FileContext.parse(source, Settings())
 
 
 def _segment(text: str, line: int, column: int, end_line: int, end_column: int) -> str:

@@ -384,7 +384,6 @@ def test_gl401_sees_functions_of_the_main_block_and_every_block_of_try_and_match
 def test_the_data_flow_enters_each_function_once_per_binding_however_calls_nest() -> None:
     from gradlint.config import Settings
     from gradlint.context import FileContext
-    from gradlint.prepass import index_file
     from gradlint.source import SourceFile
 
     depth = 60  # each helper calls the next twice: 2**60 entries without the memo
@@ -398,7 +397,7 @@ def test_the_data_flow_enters_each_function_once_per_binding_however_calls_nest(
         step0(obs)
     """)
     source = SourceFile("deep.py", code)
-    ctx = FileContext(source, index_file(source), Settings(select=("GL401",)))
+    ctx = FileContext.parse(source, Settings(select=("GL401",)))
     assert len(ctx.dataflow.model_inputs) == 1
     assert ctx.budget.spent < 20 * code.count("\n")
 
