@@ -45,7 +45,7 @@ def test_exit_codes_and_text_output(project: Path) -> None:
     assert result.output.splitlines()[0] == (
         "bad.py:5:5: GL101 [*] `optimizer.step()` runs after `loss.backward()` (line 4) with no "
         "gradient clipping in between: one exploding gradient becomes one huge update (risk factor: an RL "
-        "objective (the loss is built from `advantages`))"
+        "objective, the loss is built from `advantages`)"
     )
     assert "Found 1 problem in 1 file (1 warning)." in result.output
     assert "[*] 1 fixable with the `--fix` option." in result.output

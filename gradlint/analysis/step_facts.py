@@ -307,7 +307,7 @@ class _Collector:
                                                                                  or func.attr == "reset"):
                 owner = receiver_text(func.value) or ""
                 if "env" in name_tokens(owner.rsplit(".", 1)[-1]) or "envs" in name_tokens(owner.rsplit(".", 1)[-1]):
-                    found = f"the file steps an environment (`{owner}.{func.attr}`, line {call.lineno})"
+                    found = f"the file runs an environment, `{owner}.{func.attr}()` at line {call.lineno}"
                     break
         if found is None:
             for qualified in self.analysis.symbols.imported_names().values():

@@ -85,7 +85,7 @@ def marginal_case(facts: StepFacts) -> tuple[Marginal, str] | None:
         names = ", ".join(f"`{n}`" for n in facts.lone_tensors)
         return MARGINAL["lone-tensors"], f"the optimizer updates {names}, not a module's parameters"
     if facts.huber_td:
-        return MARGINAL["huber-td"], f"a Huber/smooth-L1 TD loss ({facts.huber_td})"
+        return MARGINAL["huber-td"], f"a Huber/smooth-L1 TD loss, {facts.huber_td}"
     if facts.demo:
         return MARGINAL["demo"], "a one-off step at module level, in no loop"
     return None
@@ -111,11 +111,11 @@ def risk_factor(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, 
                 recurrent_is_gl103: bool) -> str | None:
     """The first exploding-gradient risk factor seen on the step's path, in words."""
     if facts.rl_signal:
-        return f"an RL objective ({facts.rl_signal})"
+        return f"an RL objective, {facts.rl_signal}"
     if facts.attention:
-        return f"an attention model trained from scratch ({facts.attention})"
+        return f"an attention model trained from scratch, {facts.attention}"
     if facts.recurrent is not None and not recurrent_is_gl103:
-        return f"a recurrent model ({facts.recurrent})"
+        return f"a recurrent model, {facts.recurrent}"
     return flagged_model(ctx, analysis, finding)
 
 
@@ -128,7 +128,7 @@ def flagged_model(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding
     flagged = _model_rule_subjects(ctx)
     for name in sorted(classes):
         if name in flagged:
-            return f"the model rules flag `{name}` ({flagged[name]})"
+            return f"{flagged[name]} `{name}`"
     return None
 
 
@@ -141,11 +141,11 @@ def _model_rule_subjects(ctx: FileContext) -> dict[str, str]:
 
     found: dict[str, str] = {}
     if file_may_model(ctx.source.text):
-        for code, what in (("GL201", "a deep unnormalised stack"), ("GL301", "a large init")):
+        for code, what in (("GL201", "a deep unnormalised stack (GL201) in"), ("GL301", "a large init (GL301) in")):
             rule = RULES_BY_CODE[code](ctx.settings.options_for(code))
             for diagnostic in rule.check(ctx):
                 if diagnostic.subject and diagnostic.severity != Severity.INFO:
-                    found.setdefault(diagnostic.subject, f"{code}: {what}")
+                    found.setdefault(diagnostic.subject, what)
     ctx.__dict__["_gl1_flagged_models"] = found
     return found
 
