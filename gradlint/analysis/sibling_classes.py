@@ -133,7 +133,7 @@ def recurrent_core(cls: SiblingClass, depth: int = 3) -> tuple[str, bool] | None
                 return f"nn.{last}", False
             if qualified.startswith("torch.") and last in RECURRENT_GATED and best is None:
                 best = (f"nn.{last}", True)
-            elif depth and module is not None and "." not in qualified and last in module.classes and last != current.name:
+            elif depth and _same_module_class(module, qualified, current):
                 inner = recurrent_core(module.classes[last], depth - 1)
                 if inner is not None and (best is None or not inner[1]):
                     best = inner
@@ -150,11 +150,16 @@ def attention_core(cls: SiblingClass, depth: int = 3) -> str | None:
             last = qualified.rsplit(".", 1)[-1]
             if qualified.startswith("torch.") and last in ATTENTION_MODULES:
                 return f"nn.{last}" if last[0].isupper() else f"F.{last}"
-            if depth and module is not None and "." not in qualified and last in module.classes and last != current.name:
+            if depth and _same_module_class(module, qualified, current):
                 inner = attention_core(module.classes[last], depth - 1)
                 if inner:
                     return inner
     return None
+
+
+def _same_module_class(module: SiblingModule | None, qualified: str, current: SiblingClass) -> bool:
+    """`Encoder(...)` inside a class of the same sibling module (not the class itself)."""
+    return module is not None and "." not in qualified and qualified in module.classes and qualified != current.name
 
 
 def is_optimizer(cls: SiblingClass) -> bool:

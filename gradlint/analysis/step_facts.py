@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 HUBER_FUNCTIONS = {"smooth_l1_loss", "huber_loss"}
 HUBER_CLASSES = {"SmoothL1Loss", "HuberLoss"}
+BINARY_LOSSES = {"binary_cross_entropy", "binary_cross_entropy_with_logits", "BCELoss", "BCEWithLogitsLoss"}
 SQUARED_FUNCTIONS = {"mse_loss", "MSELoss"}
 # words that say reinforcement learning when a name is made of them (not `gamma`, `ratio`,
 # `entropy`, `adv`: a scheduler's gamma, a mask ratio, cross-entropy and adversarial losses)
@@ -44,6 +45,12 @@ _TENSOR_METHODS = {"detach", "max", "min", "gather", "mean", "sum", "view", "squ
                    "numpy", "item", "to", "float", "argmax", "reshape", "expand", "repeat", "index_select"}
 _ATTENTION_NAME = re.compile(r"[Tt]ransformer|[Aa]ttention|GPT|Gpt|BERT|Bert|former|ViT|(?:^|_)vit(?:_|$)")
 TRACE_LIMIT = 160  # expressions read per loss
+# names of a BPTT length (not of a cap such as `max_length`, which bounds inputs, not the unroll)
+SEQUENCE_LENGTH_NAMES = {"seq_len", "seq_length", "sequence_length", "sequence_len", "seqlen", "bptt", "bptt_len",
+                         "chunk_len", "time_steps", "timesteps", "n_timesteps", "num_timesteps"}
+SHORT_SEQUENCE = 32
+# `X.backward(loss)`: objects whose backward takes the loss (a tensor's takes a gradient)
+_BACKWARD_ENGINES = {"accelerator", "fabric", "engine", "model_engine", "trainer", "self", "amp"}
 
 
 @dataclass
@@ -66,6 +73,7 @@ class StepFacts:
     q_learning: str | None = None  # evidence for the DQN / multi-agent Q-learning threshold
     policy_gradient: str | None = None  # evidence for the PPO/A2C threshold
     pretrained: bool = False  # the updated model is loaded pretrained (fine-tuning)
+    short_sequence: str | None = None  # "`sequence_length = 28`": every BPTT length seen is short
 
 
 def step_facts(analysis: "TrainingAnalysis", finding: Finding) -> StepFacts:
@@ -97,8 +105,13 @@ class _Collector:
         facts.q_learning = self.q_learning(target)
         facts.policy_gradient = self.policy_gradient()
         facts.attention, facts.pretrained = self.attention()
+        if facts.recurrent is not None:
+            facts.short_sequence = self.short_sequence()
         facts.rl_signal = (facts.policy_gradient or facts.q_learning or self.loss_words(target)
-                           or self.head_names() or self.scope_words() or self.file_env())
+                           or self.head_names())
+        if facts.rl_signal is None and not self.binary_classifier_loss():
+            # what surrounds the step: not for a discriminator's BCE in an RL file (GAIL)
+            facts.rl_signal = self.scope_words() or self.file_env()
         return facts
 
     # the loss -------------------------------------------------------------------------------
@@ -107,7 +120,10 @@ class _Collector:
         """The expressions that build the loss `backward` runs on, through the names of their
         function and the returns of the file's functions they call."""
         func = backward.call.func
-        start = first_argument(backward.call) if backward.call.args else getattr(func, "value", None)
+        start = getattr(func, "value", None)  # `loss.backward()`
+        owner = (backward.receiver or "").rsplit(".", 1)[-1].lower()
+        if backward.call.args and (owner in _BACKWARD_ENGINES or getattr(func, "attr", "") == "manual_backward"):
+            start = first_argument(backward.call)  # `accelerator.backward(loss)`
         trace = LossTrace()
         if start is None:
             return trace
@@ -129,7 +145,7 @@ class _Collector:
                             todo.append((bound.value, bound.function, depth))
                         for value in context.element_bindings.get(node.id, ()):  # type: ignore[attr-defined]
                             todo.append((value, context, depth))
-                elif kind is ast.BinOp and type(node.op) is ast.Pow and _is_two(node.right):  # type: ignore[attr-defined]
+                elif kind is ast.BinOp and type(node.op) is ast.Pow and _is_two(node.right):  # type: ignore
                     trace.squares = True
                 elif kind is ast.Attribute:
                     trace.names.append(node.attr)  # type: ignore[attr-defined]
@@ -161,8 +177,8 @@ class _Collector:
                         text = f"{text} = {last}()"
             if last in HUBER_FUNCTIONS or last in HUBER_CLASSES:
                 huber = huber or text
-            elif last in SQUARED_FUNCTIONS or (
-                    type(call.func) is ast.Attribute and call.func.attr == "pow" and call.args and _is_two(call.args[0])):
+            elif last in SQUARED_FUNCTIONS or (type(call.func) is ast.Attribute and call.func.attr == "pow"
+                                               and call.args and _is_two(call.args[0])):
                 squared = squared or text
         return huber, squared
 
@@ -216,6 +232,19 @@ class _Collector:
         if logp and words & {"advantage", "advantages", "adv", "advs", "gae"}:
             return "a policy-gradient loss weighted by advantages"
         return None
+
+    def binary_classifier_loss(self) -> bool:
+        """The loss is a binary cross-entropy (a GAN or GAIL discriminator): its gradient with
+        respect to each logit is bounded by 1, whatever the file around it does."""
+        for call in self.trace.calls:
+            func = call.func.func if type(call.func) is ast.Call else call.func  # `nn.BCELoss()(p, y)`
+            last = (dotted(func) or "").rsplit(".", 1)[-1]
+            for bound in self._attribute_values(dotted(func) or "") if type(call.func) is not ast.Call else ():
+                if bound.constructed is not None:  # `self.criterion = nn.BCELoss()`
+                    last = (dotted(bound.constructed.func) or "").rsplit(".", 1)[-1]
+            if last in BINARY_LOSSES:
+                return True
+        return False
 
     def loss_words(self, target: str | None) -> str | None:
         for name in self.trace.names:
@@ -289,7 +318,8 @@ class _Collector:
                 continue
             for node in ast.walk(func.node):
                 self.analysis.budget.spend()
-                name = node.id if type(node) is ast.Name else node.attr if type(node) is ast.Attribute else None  # type: ignore[attr-defined]
+                kind = type(node)
+                name = node.id if kind is ast.Name else node.attr if kind is ast.Attribute else None  # type: ignore
                 if name and _rl_name(name):
                     where = f"{owner}.{func.name}" if func.class_name else func.name
                     return f"`{where}` reads `{name}`"
@@ -316,6 +346,17 @@ class _Collector:
                     break
         self.analysis.__dict__["_file_env"] = found
         return found
+
+    def short_sequence(self) -> str | None:
+        """Every sequence length the file sets (a module constant or an option default named
+        `seq_len`, `sequence_length`, `bptt`, ...) is a small integer: `sequence_length = 28`."""
+        symbols = self.analysis.symbols
+        found = [(name, value) for source in (symbols.constants, symbols.option_defaults)
+                 for name, value in source.items()
+                 if name.lower() in SEQUENCE_LENGTH_NAMES and type(value) is int]
+        if found and all(0 < value <= SHORT_SEQUENCE for _, value in found):
+            return ", ".join(f"`{name} = {value}`" for name, value in found)
+        return None
 
     # the model ---------------------------------------------------------------------------
 
@@ -434,6 +475,7 @@ def _pretrained(binding, analysis) -> bool:
                 if (dotted(node.func) or "").endswith("from_pretrained"):
                     return True
                 for k in node.keywords:
-                    if k.arg in ("pretrained", "weights") and not (type(k.value) is ast.Constant and k.value.value in (False, None)):
+                    off = type(k.value) is ast.Constant and k.value.value in (False, None)
+                    if k.arg in ("pretrained", "weights") and not off:
                         return True
     return False

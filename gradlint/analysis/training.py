@@ -1189,7 +1189,8 @@ class TrainingAnalysis:
 
     def _constructions(self, root: str, context: FunctionInfo) -> list[Binding]:
         # `self.net = self.net.cuda()` is the same module again, not another construction
-        candidates = [c for c in self.lookup(root, context) if c.constructed is not None and not _rebinding(c.constructed)]
+        candidates = [c for c in self.lookup(root, context)
+                      if c.constructed is not None and not _rebinding(c.constructed)]
         if not candidates and "." in root and not root.startswith("self."):
             # `Adam(ac.pi.parameters())`: a part of the model built as `ac`
             candidates = [c for c in self.lookup(root.split(".", 1)[0], context) if c.constructed is not None]
@@ -1333,7 +1334,7 @@ def _collection_names(value: ast.expr, roots: set[str]) -> list[str]:
         kind = type(node)
         if kind is ast.Name and node.id not in heads and node.id not in _BUILTINS:  # type: ignore[attr-defined]
             found.append(node.id)  # type: ignore[attr-defined]
-        elif kind is ast.Attribute and type(node.value) is ast.Name and node.value.id == "self":  # type: ignore[attr-defined]
+        elif kind is ast.Attribute and type(node.value) is ast.Name and node.value.id == "self":  # type: ignore
             text = f"self.{node.attr}"  # type: ignore[attr-defined]
             if text not in roots and not any(r.startswith(text + ".") for r in roots):
                 found.append(text)

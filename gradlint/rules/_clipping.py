@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gradlint.analysis.step_facts import StepFacts, step_facts
+from gradlint.analysis.step_facts import StepFacts
 from gradlint.analysis.training import Block, Branch, Event, Finding, Loop, TrainingAnalysis, Try, has_arguments
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Severity
@@ -39,6 +39,11 @@ MARGINAL_CASES = (
              "a DQN-style step whose TD loss is Huber/smooth-L1 (`F.smooth_l1_loss`, `nn.SmoothL1Loss`, "
              "`HuberLoss`) against a target network",
              "the Huber loss bounds each sample's gradient and the target network holds the target still"),
+    Marginal("short-sequences",
+             "(GL103) a recurrent model unrolled over short sequences: every sequence length the file sets "
+             "(`seq_len`, `sequence_length`, `bptt`, ... as a module constant or an option default) is at most 32",
+             "gradient growth through time is exponential in the number of steps, and a few dozen steps rarely "
+             "compound into an explosion"),
     Marginal("demo",
              "a one-off step at module level (or under `if __name__ == \"__main__\":`) that is not in any loop",
              "a single demonstration update cannot diverge"),
@@ -114,7 +119,7 @@ def risk_factor(ctx: FileContext, analysis: TrainingAnalysis, finding: Finding, 
         return f"an RL objective, {facts.rl_signal}"
     if facts.attention:
         return f"an attention model trained from scratch, {facts.attention}"
-    if facts.recurrent is not None and not recurrent_is_gl103:
+    if facts.recurrent is not None and not recurrent_is_gl103 and not facts.short_sequence:
         return f"a recurrent model, {facts.recurrent}"
     return flagged_model(ctx, analysis, finding)
 
@@ -273,7 +278,8 @@ def unclipped_message(ctx: FileContext, finding: Finding) -> str:
     """`X` runs after `loss.backward()` (line N) with no gradient clipping in between, or with
     a clip that clips nothing."""
     step = finding.event
-    text = f"`{describe_call(ctx, step)}` runs after {where(ctx, finding.backward)} with no gradient clipping in between"
+    text = (f"`{describe_call(ctx, step)}` runs after {where(ctx, finding.backward)} with no gradient clipping "
+            "in between")
     clip = finding.noop_clip
     if clip is not None:
         reason = ctx.training.clip_clips_nothing(clip)

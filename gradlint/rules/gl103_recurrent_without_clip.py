@@ -30,8 +30,9 @@ class RecurrentWithoutClipping(Rule):
         "star-imported ones included. When GL103 is disabled these steps are reported as GL101.\n\n"
         "Severity: error for a vanilla (tanh/ReLU) RNN or a hand-written recurrence, whose Jacobian "
         "product is unguarded; warning for gated cells (LSTM/GRU), whose additive cell path keeps most "
-        "gradients bounded, though not all of them; warning when only a name says recurrent; info for "
-        f"{MARGINAL['demo'].case} ({MARGINAL['demo'].why})."
+        "gradients bounded, though not all of them; warning when only a name says recurrent. Info for "
+        f"{MARGINAL['demo'].case} ({MARGINAL['demo'].why}), and for "
+        f"{MARGINAL['short-sequences'].case.removeprefix('(GL103) ')} ({MARGINAL['short-sequences'].why})."
     )
     bad_example = """\
 model = nn.LSTM(32, 64)
@@ -76,6 +77,10 @@ optimizer.step()
             if facts.demo:
                 severity = Severity.INFO
                 message += f" (marginal: a one-off step at module level, in no loop; {MARGINAL['demo'].why})"
+            elif facts.short_sequence:
+                severity = Severity.INFO
+                message += (f" (marginal: short sequences, {facts.short_sequence}; "
+                            f"{MARGINAL['short-sequences'].why})")
             elif model.gated is False:
                 severity = Severity.ERROR
             else:

@@ -1064,3 +1064,30 @@ def test_a_step_through_an_optimizer_wrapper_of_a_sibling_module(tmp_path: Path)
 def test_a_wrapper_method_that_does_not_step_is_not_a_step(tmp_path: Path) -> None:
     path = _wrapper_project(tmp_path, "step_lr_only")
     assert lint_paths([str(path)], Settings(select=("GL101",), root=str(tmp_path)), jobs=1)[0].diagnostics == []
+
+
+GAIL = """
+    import torch.nn.functional as F
+    def update_discriminator(discriminator, optimizer_discrim, expert, policy_sa):
+        expert_out, policy_out = discriminator(expert), discriminator(policy_sa)
+        discrim_loss = F.binary_cross_entropy(policy_out, torch.ones_like(policy_out)) + \\
+            F.binary_cross_entropy(expert_out, torch.zeros_like(expert_out))
+        optimizer_discrim.zero_grad()
+        discrim_loss.backward()
+        optimizer_discrim.step()  # <-
+
+    state = env.reset()
+    for t in range(1000):
+        state, reward, done, _ = env.step(policy(state))
+"""
+
+
+def test_a_discriminator_bce_step_in_an_rl_file_is_info() -> None:
+    [diagnostic] = _flagged(HEADER + textwrap.dedent(GAIL))
+    assert diagnostic.severity.value == "info"
+
+
+def test_the_same_file_with_a_squared_error_step_is_a_warning() -> None:
+    code = HEADER + textwrap.dedent(GAIL).replace("F.binary_cross_entropy", "F.mse_loss")
+    [diagnostic] = _flagged(code)
+    assert diagnostic.severity.value == "warning" and "the file runs an environment" in diagnostic.message

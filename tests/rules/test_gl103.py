@@ -424,3 +424,40 @@ def test_the_rationale_says_why_gated_cells_are_a_warning() -> None:
     rationale = RULES_BY_CODE["GL103"].rationale
     assert "error for a vanilla (tanh/ReLU) RNN or a hand-written recurrence" in rationale
     assert "warning for gated cells (LSTM/GRU)" in rationale
+
+
+SHORT = """
+    sequence_length = {length}
+    {other}
+    class RNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(28, 128, 2, batch_first=True)
+
+    model = RNN()
+    optimizer = torch.optim.Adam(model.parameters())
+    for images, labels in loader:
+        images = images.reshape(-1, sequence_length, 28)
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+"""
+
+
+@pytest.mark.parametrize(("length", "other", "severity"), [
+    (28, "", "info"),  # every BPTT length the file sets is short
+    (28, "bptt = 70", "warning"),  # one long unroll is enough
+    (100, "", "warning"),
+    (28, "max_length = 500", "info"),  # a cap on inputs is not the unroll
+])
+def test_short_sequences_make_gl103_info(length: int, other: str, severity: str) -> None:
+    [diagnostic] = lint(HEADER + textwrap.dedent(SHORT.format(length=length, other=other)), select="GL1")
+    assert (diagnostic.code, diagnostic.severity.value) == ("GL103", severity)
+    if severity == "info":
+        assert f"marginal: short sequences, `sequence_length = {length}`" in diagnostic.message
+
+
+def test_a_cap_named_max_length_is_not_a_short_sequence() -> None:
+    code = HEADER + textwrap.dedent(SHORT.format(length=28, other="")).replace("sequence_length", "max_length")
+    [diagnostic] = lint(code, select="GL1")
+    assert diagnostic.severity.value == "warning"
