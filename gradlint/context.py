@@ -53,8 +53,9 @@ def file_may_feed(text: str) -> bool:
 
 def file_may_train(text: str) -> bool:
     """The documented skip criterion of the GL1xx rules: a file that never mentions both
-    `backward` and `.step(` has no backward-then-step sequence to check."""
-    return "backward" in text and ".step(" in text
+    `backward` and `.step` (`.step(`, or a wrapper's `.step_and_update_lr(`) has no
+    backward-then-step sequence to check."""
+    return "backward" in text and ".step" in text
 
 
 class BudgetExceeded(Exception):

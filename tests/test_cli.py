@@ -16,7 +16,8 @@ from gradlint.cli import main
 from gradlint.rules import ALL_RULES
 from tests.conftest import ROOT
 
-BAD = "import torch\nfor x in loader:\n    loss = model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
+# a policy-gradient step (advantages in the loss): a warning; a plain supervised step is info
+BAD = "import torch\nfor x in loader:\n    loss = advantages * model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
 GOOD = BAD.replace("    optimizer.step()", "    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n    optimizer.step()")
 
 
@@ -43,7 +44,8 @@ def test_exit_codes_and_text_output(project: Path) -> None:
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == (
         "bad.py:5:5: GL101 [*] `optimizer.step()` runs after `loss.backward()` (line 4) with no "
-        "gradient clipping in between: one exploding gradient becomes one huge update"
+        "gradient clipping in between: one exploding gradient becomes one huge update (risk factor: an RL "
+        "objective, the loss is built from `advantages`)"
     )
     assert "Found 1 problem in 1 file (1 warning)." in result.output
     assert "[*] 1 fixable with the `--fix` option." in result.output
@@ -55,7 +57,7 @@ def test_exit_codes_and_text_output(project: Path) -> None:
 def test_full_format_shows_source_and_caret(project: Path) -> None:
     out = run("check", "--format", "full", "bad.py", cwd=project).output
     assert "5 |     optimizer.step()\n  |     ^^^^^^^^^^^^^^^^\n" in out
-    assert "= help: Clip the gradient norm of optimizer.param_groups to 1.0 before the step" in out
+    assert "= help: Clip the gradient norm of optimizer.param_groups to 1.0 (the default) before the step" in out
 
 
 def test_fix_writes_and_second_run_changes_nothing(project: Path) -> None:

@@ -25,7 +25,8 @@ import pytest
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="FIFOs, sockets, /dev/zero and wait4 are POSIX")
 
-BAD = "import torch\nfor x in loader:\n    loss = model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
+# a policy-gradient step (advantages in the loss): GL101 at warning level
+BAD = "import torch\nfor x in loader:\n    loss = advantages * model(x).sum()\n    loss.backward()\n    optimizer.step()\n"
 HANG_GUARD_S = 300
 
 

@@ -191,7 +191,8 @@ def test_ci_recipe_installs_the_pinned_release_from_the_repository(first_command
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     vcs = json.loads(direct.stdout)["vcs_info"]
     assert vcs["requested_revision"] == TAG and vcs["commit_id"] == git(published, "rev-parse", f"{TAG}^{{commit}}")
-    (tmp_path / "train.py").write_text("import torch\nloss.backward()\noptimizer.step()\n")
+    (tmp_path / "train.py").write_text("import torch\nfor x in loader:\n    (model(x) * advantages).sum().backward()\n"
+                                       "    optimizer.step()\n")  # a warning: a one-off step would be info
     annotate = subprocess.run(["bash", "-c", "gradlint check --format github ."], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
     assert annotate.returncode == 1 and annotate.stdout.startswith("::warning title=gradlint (GL101)"), annotate.stdout

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from gradlint.analysis import sibling_classes
 from gradlint.analysis.symbols import names_read
 from gradlint.analysis.symbols import parameter_roots as _parameter_roots
 from gradlint.analysis.syntax import (
@@ -47,6 +48,10 @@ CLIP_FUNCTIONS = {
     "clip_grads_with_norm_", "clip_gradients", "clip_grad",
 }
 BACKWARD_METHODS = {"backward", "manual_backward"}
+# the clips that take the tensors to clip (a loss tensor there clips nothing: it has no `.grad`)
+_TENSOR_CLIPS = {"clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grad_value", "clip_grads_with_norm_"}
+_OPTIMIZER_BASES = {"torch.optim.Optimizer", "torch.optim.optimizer.Optimizer"}
+_REDUCTIONS = {"mean", "sum"}
 _BUILTINS = set(dir(builtins))
 _MODULE_CHAIN_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "share_memory"}
 _TOKEN = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
@@ -77,7 +82,9 @@ def looks_like_optimizer_name(text: str) -> bool:
     tokens = name_tokens(text.rsplit(".", 1)[-1])
     if any(t.startswith("sched") or t == "lr" for t in tokens):
         return False
-    return any(t in {"opt", "opts", "optim", "optims", "optimizer", "optimizers", "optimiser", "optimisers"} for t in tokens)
+    # `soft_q_optimizer1`, `optim2`: a trailing index is part of the last token
+    return any(t.rstrip("0123456789") in {"opt", "opts", "optim", "optims", "optimizer", "optimizers", "optimiser",
+                                          "optimisers"} for t in tokens)
 
 
 def looks_like_scaler_name(text: str) -> bool:
@@ -126,6 +133,8 @@ class Event:
     optimizer: ast.expr | None = None  # the optimizer expression a step/unscale names
     scaled: bool = False  # backward of `scaler.scale(loss)`
     clip_roots: frozenset[str] = frozenset({"*"})
+    in_loop: bool = False  # inside a loop of its function (a module-level step outside any is a demo)
+    wrapper: bool = False  # `optimizer.step_and_update_lr()`: a step only if the receiver's class steps
 
 
 @dataclass(eq=False)
@@ -201,6 +210,9 @@ class FunctionInfo:
     bindings: dict[str, list[Binding]] = field(default_factory=dict)
     call_events: list[Event] = field(default_factory=list)
     event_kinds: set[str] = field(default_factory=set)
+    backwards: list[Event] = field(default_factory=list)
+    # `q_next[mask] = target_net(s)`: values stored into elements of a name (read by the loss trace)
+    element_bindings: dict[str, list[ast.expr]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -239,6 +251,8 @@ class _Builder:
         self.functions: list[FunctionInfo] = []
         self.classes: dict[str, ClassInfo] = {}
         self.current_statement: ast.stmt | None = None
+        # `output, hidden = rnn(x, hidden)` in a loop: callee text -> (the state fed back, statement)
+        self.fed_back: dict[str, tuple[str, ast.stmt]] = {}
 
     def build(self, tree: ast.Module) -> None:
         self.module.body = self.block(tree.body, self.module, None, False)
@@ -269,9 +283,9 @@ class _Builder:
             return self.if_statement(stmt, func, cls, in_loop)  # type: ignore[arg-type]
         if kind is ast.For or kind is ast.AsyncFor or kind is ast.While:
             if kind is ast.While:
-                items = self.events(stmt.test, None, func, cls, stmt)  # type: ignore[attr-defined]
+                items = self.events(stmt.test, None, func, cls, stmt, True)  # type: ignore[attr-defined]
             else:
-                items = self.events(stmt.iter, None, func, cls, stmt)  # type: ignore[attr-defined]
+                items = self.events(stmt.iter, None, func, cls, stmt, in_loop)  # type: ignore[attr-defined]
                 func.locals.update(target_names(stmt.target))  # type: ignore[attr-defined]
                 self.bind_targets(stmt.target, stmt.iter, func, cls, loop_variable=True)  # type: ignore[attr-defined]
             body = self.block(stmt.body, func, cls, True)  # type: ignore[attr-defined]
@@ -290,13 +304,13 @@ class _Builder:
         if kind is ast.With or kind is ast.AsyncWith:
             items = []
             for item in stmt.items:  # type: ignore[attr-defined]
-                items.extend(self.events(item.context_expr, None, func, cls, stmt))
+                items.extend(self.events(item.context_expr, None, func, cls, stmt, in_loop))
                 if item.optional_vars is not None:
                     func.locals.update(target_names(item.optional_vars))
             items.extend(self.block(stmt.body, func, cls, in_loop))  # type: ignore[attr-defined]
             return items
         if kind is ast.Match:
-            items = self.events(stmt.subject, None, func, cls, stmt)  # type: ignore[attr-defined]
+            items = self.events(stmt.subject, None, func, cls, stmt, in_loop)  # type: ignore[attr-defined]
             arms = [self.block(case.body, func, cls, in_loop) for case in stmt.cases]  # type: ignore[attr-defined]
             items.append(Branch([*arms, []]))
             return items
@@ -305,13 +319,13 @@ class _Builder:
     def if_statement(self, stmt: ast.If, func: FunctionInfo, cls: ClassInfo | None, in_loop: bool) -> Block:
         """`if/elif/.../else` as one branch with a test and an arm per block, read in a loop: a
         ladder of a thousand `elif`s costs no recursion here or in the flow pass."""
-        tests = [self.events(stmt.test, None, func, cls, stmt)]
+        tests = [self.events(stmt.test, None, func, cls, stmt, in_loop)]
         arms = [self.block(stmt.body, func, cls, in_loop)]
         orelse = stmt.orelse
         while len(orelse) == 1 and type(orelse[0]) is ast.If:
             inner = orelse[0]
             self.budget.spend()
-            tests.append(self.events(inner.test, None, func, cls, inner))
+            tests.append(self.events(inner.test, None, func, cls, inner, in_loop))
             arms.append(self.block(inner.body, func, cls, in_loop))
             orelse = inner.orelse
         arms.append(self.block(orelse, func, cls, in_loop))
@@ -322,12 +336,14 @@ class _Builder:
         if kind is ast.Import or kind is ast.ImportFrom:
             return []  # the symbol layer holds the imports of every scope
         self.current_statement = stmt
-        items = self.events(stmt, stmt, func, cls, stmt)
+        items = self.events(stmt, stmt, func, cls, stmt, in_loop)
         if kind is ast.Assign:
             for target in stmt.targets:  # type: ignore[attr-defined]
                 self.bind_targets(target, stmt.value, func, cls)  # type: ignore[attr-defined]
                 if in_loop and cls is not None:
                     self.check_recurrence(target, stmt.value, cls)  # type: ignore[attr-defined]
+                if in_loop:
+                    self.check_fed_back(target, stmt.value, stmt)  # type: ignore[attr-defined]
         elif (kind is ast.AnnAssign or kind is ast.AugAssign) and stmt.value is not None:  # type: ignore[attr-defined]
             self.bind_targets(stmt.target, stmt.value, func, cls)  # type: ignore[attr-defined]
             if kind is ast.AugAssign and in_loop and cls is not None:
@@ -394,6 +410,8 @@ class _Builder:
         elif kind is ast.Attribute and type(target.value) is ast.Name:  # type: ignore[attr-defined]
             if target.value.id == "self" and cls is not None:  # type: ignore[attr-defined]
                 cls.attributes.setdefault(target.attr, []).append(binding)  # type: ignore[attr-defined]
+        elif kind is ast.Subscript and type(target.value) is ast.Name:  # type: ignore[attr-defined]
+            func.element_bindings.setdefault(target.value.id, []).append(value)  # type: ignore[attr-defined]
 
     def check_recurrence(self, target: ast.expr, value: ast.expr, cls: ClassInfo) -> None:
         """`h = tanh(self.W(h) + self.U(x[t]))` inside a loop: a hand-written recurrence."""
@@ -409,10 +427,24 @@ class _Builder:
         if any(type(node) is ast.BinOp and type(node.op) is ast.MatMult for node in ast.walk(value)):
             cls.handwritten_recurrence = True
 
+    def check_fed_back(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
+        """`output, hidden = rnn(x, hidden)` in a loop: a model stepped through time by hand,
+        its state (an argument after the first) fed back into the next call."""
+        if type(target) is not ast.Tuple or type(value) is not ast.Call or len(value.args) < 2:
+            return
+        callee = dotted(value.func)
+        if not callee:
+            return
+        outputs = set(target_names(target))
+        for arg in value.args[1:]:
+            if type(arg) is ast.Name and arg.id in outputs:
+                self.fed_back.setdefault(callee, (arg.id, stmt))
+                return
+
     # events -------------------------------------------------------------------------------
 
     def events(self, node: ast.AST, stmt: ast.stmt | None, func: FunctionInfo, cls: ClassInfo | None,
-               anchor: ast.stmt) -> Block:
+               anchor: ast.stmt, in_loop: bool = False) -> Block:
         items: Block = []
         for call, in_closure in self.symbols.calls(node):
             if cls is not None:
@@ -421,11 +453,14 @@ class _Builder:
             if event is None:
                 continue
             self.budget.spend()
-            kind, receiver, optimizer, scaled, roots = event
-            ev = Event(kind, call, stmt, anchor, func, in_closure, receiver, optimizer, scaled, roots)
+            kind, receiver, optimizer, scaled, roots, *wrapper = event
+            ev = Event(kind, call, stmt, anchor, func, in_closure, receiver, optimizer, scaled, roots, in_loop,
+                       bool(wrapper))
             func.event_kinds.add(kind)
             if kind == "call":
                 func.call_events.append(ev)
+            elif kind == "backward":
+                func.backwards.append(ev)
             items.append(ev)
         return items
 
@@ -459,6 +494,11 @@ class _Builder:
             event = "call"
         elif "clip" in last.lower() and looks_like_clip_helper(last):
             event = "clip"
+        elif kind is ast.Attribute and "step" in name_tokens(last) and not has_arguments(call):
+            # `optimizer.step_and_update_lr()`: a wrapper's step, confirmed from its class later
+            owner = func.value  # type: ignore[union-attr]
+            text = receiver_text(owner)
+            return ("step", text, owner, False, frozenset(), True) if text else None
         else:
             return None
         name = name or call_name(call)  # `self.agents[i].update` -> `self.agents.update`
@@ -517,6 +557,7 @@ class State:
     scaled: bool = False  # that backward ran on AMP-scaled loss
     unscaled: bool = False  # scaler.unscale_ ran since
     last_backward: Event | None = field(default=None, compare=False, hash=False)
+    noop_clip: Event | None = field(default=None, compare=False, hash=False)  # a clip of the loss since
 
 
 def join(*states: State | None) -> State | None:
@@ -531,7 +572,7 @@ def join(*states: State | None) -> State | None:
         elif state != joined or (joined.last_backward is None and state.last_backward is not None):
             joined = State(joined.backward or state.backward, joined.clipped | state.clipped,
                            joined.scaled or state.scaled, joined.unscaled or state.unscaled,
-                           joined.last_backward or state.last_backward)
+                           joined.last_backward or state.last_backward, joined.noop_clip or state.noop_clip)
     return joined
 
 
@@ -542,6 +583,7 @@ class Finding:
     backward: Event | None
     scaled: bool = False
     unscaled: bool = False
+    noop_clip: Event | None = None  # a clip between backward and step that clips nothing (the loss)
 
 
 # The loop fixpoint iterates at most this often (the lattice of a State is finite and the loop
@@ -570,18 +612,23 @@ class TrainingAnalysis:
     def __init__(self, ctx: "FileContext") -> None:
         self.symbols = ctx.symbols
         self.budget = ctx.budget
+        self.path = ctx.source.path
+        self.root = ctx.settings.root
         builder = _Builder(self.symbols, self.budget)
         builder.build(ctx.tree)
         self.module = builder.module
         self.functions = builder.functions
         self.classes = builder.classes
+        self.fed_back = builder.fed_back
         self._named: dict[str, list[FunctionInfo]] = {}  # name -> the functions of that name, in order
         for func in self.functions:
             self._named.setdefault(func.name, []).append(func)
         self.findings: dict[tuple[str, int], Finding] = {}
-        self._summaries: dict[tuple[int, bool, bool], State | None] = {}
+        self._summaries: dict[tuple[int, bool, bool, frozenset], State | None] = {}
         self._in_progress: set[int] = set()
-        self._recurrent_classes: dict[str, str | None] = {}
+        self._recurrent_classes: dict[str, Recurrent | None] = {}
+        self._noop_clips: dict[int, str | None] = {}
+        self._siblings: dict[str, object] = {}
         self._callee: dict[int, FunctionInfo | None] = {}  # id(call event) -> the function it reaches
         self._callers: dict[int, list[tuple[FunctionInfo, Event]]] = {}  # id(function) -> its calls
         self._arguments: dict[tuple[int, str], list[Binding]] = {}
@@ -597,6 +644,8 @@ class TrainingAnalysis:
             func.body.clear()
             func.bindings.clear()
             func.call_events.clear()
+            func.backwards.clear()
+            func.element_bindings.clear()
             func.parent = None
         self.findings.clear()
         self._callee.clear()
@@ -604,6 +653,10 @@ class TrainingAnalysis:
         self._arguments.clear()
         self._summaries.clear()
         self._named.clear()
+        self._siblings.clear()
+        self._noop_clips.clear()
+        self.fed_back.clear()
+        self.__dict__.pop("_step_facts", None)
 
     # public -------------------------------------------------------------------------------
 
@@ -744,15 +797,18 @@ class TrainingAnalysis:
         if ev.kind == "backward":
             return State(backward=True, scaled=ev.scaled, last_backward=ev)
         if ev.kind == "clip":
+            if self.clip_clips_nothing(ev):
+                return State(state.backward, state.clipped, state.scaled, state.unscaled, state.last_backward, ev)
             if state.backward and state.scaled and not state.unscaled:
                 self._add(Finding("clip_before_unscale", ev, state.last_backward, True, False))
             return State(state.backward, state.clipped | ev.clip_roots, state.scaled, state.unscaled,
-                         state.last_backward)
+                         state.last_backward, state.noop_clip)
         if ev.kind == "unscale":
-            return State(state.backward, state.clipped, state.scaled, True, state.last_backward)
+            return State(state.backward, state.clipped, state.scaled, True, state.last_backward, state.noop_clip)
         if ev.kind == "step":
             if state.backward and self.is_optimizer_step(ev) and not self._covered(ev, state.clipped):
-                self._add(Finding("missing_clip", ev, state.last_backward, state.scaled, state.unscaled))
+                self._add(Finding("missing_clip", ev, state.last_backward, state.scaled, state.unscaled,
+                                  state.noop_clip if state.backward else None))
             return state
         if ev.kind == "call":
             return self._call(ev, state)
@@ -762,13 +818,15 @@ class TrainingAnalysis:
         callee = self._callee.get(id(ev))
         if callee is None:
             return state
-        key = (id(callee), state.backward, state.scaled)
+        # the clip state goes in: `backprop()` clips, then `apply_update()` steps
+        key = (id(callee), state.backward, state.scaled, state.clipped)
         if id(callee) in self._in_progress or len(self._in_progress) >= MAX_CALL_DEPTH:
             return state
         if key not in self._summaries:
             self._in_progress.add(id(callee))
             try:
-                entry = State(backward=state.backward, scaled=state.scaled, last_backward=state.last_backward)
+                entry = State(backward=state.backward, clipped=state.clipped, scaled=state.scaled,
+                              last_backward=state.last_backward, noop_clip=state.noop_clip)
                 self._summaries[key] = self._analyze(callee, entry)
             finally:
                 self._in_progress.discard(id(callee))
@@ -778,7 +836,8 @@ class TrainingAnalysis:
         if "backward" in callee.event_kinds:
             return out
         return State(out.backward, out.clipped | state.clipped, out.scaled,
-                     out.unscaled or state.unscaled, out.last_backward or state.last_backward)
+                     out.unscaled or state.unscaled, out.last_backward or state.last_backward,
+                     out.noop_clip or state.noop_clip)
 
     def _add(self, finding: Finding) -> None:
         self.findings.setdefault((finding.kind, id(finding.event.call)), finding)
@@ -800,10 +859,101 @@ class TrainingAnalysis:
     def is_optimizer_step(self, step: Event) -> bool:
         """`scaler.step(opt)`, or `X.step()` where X was built by an optimizer class or is named
         like one (`optimizer`, `actor_optim`, `opt_d`); never `env`/`scheduler`/`self`."""
+        if step.wrapper:
+            return self.wrapper_step(step) is not None
         if has_arguments(step.call):
             return True  # only scaler steps with an argument are recorded
         text = step.receiver or ""
         return looks_like_optimizer_name(text) or self.optimizer_construction(step) is not None
+
+    def wrapper_step(self, step: Event) -> tuple[str, str] | None:
+        """(class, inner optimizer attribute) when `opt.step_and_update_lr()` calls a method of a
+        project class that steps the optimizer it holds (`self._optimizer.step()`)."""
+        key = f"wrapper:{id(step)}"
+        if key in self._siblings:
+            return self._siblings[key]  # type: ignore[return-value]
+        self._siblings[key] = None
+        method = step.call.func.attr  # type: ignore[attr-defined]
+        for binding in self._value_bindings(step.receiver or "", step.function):
+            qualified = binding.call_name(self.symbols) if binding.constructed is not None else None
+            found = self.sibling_class(qualified) if qualified else None
+            if found is None:
+                continue
+            for cls in sibling_classes.class_chain(found):
+                if method in cls.stepping_methods:
+                    self._siblings[key] = (found.name, cls.stepping_methods[method])
+                    return self._siblings[key]  # type: ignore[return-value]
+        return None
+
+    def sibling_class(self, qualified: str) -> "sibling_classes.SiblingClass | None":
+        """The class of a sibling module a qualified name (or a star-imported bare name) names."""
+        if qualified in self.classes or not qualified:
+            return None
+        key = f"class:{qualified}"
+        if key not in self._siblings:
+            self.budget.spend()
+            star = self.symbols.imports.star_modules if "." not in qualified else []
+            self._siblings[key] = sibling_classes.find_class(self.path, self.root, qualified, star)
+        return self._siblings[key]  # type: ignore[return-value]
+
+    def _value_bindings(self, text: str, context: FunctionInfo) -> list[Binding]:
+        """The bindings of a name, through plain aliases (`opt = self.optimizer`)."""
+        found, todo, seen = [], [(text, context)], set()
+        while todo:
+            name, where = todo.pop()
+            if (name, id(where)) in seen or len(seen) > 32:
+                continue
+            seen.add((name, id(where)))
+            for binding in self.lookup(name, where):
+                self.budget.spend()
+                if type(binding.value) in (ast.Name, ast.Attribute):
+                    alias = receiver_text(binding.value)
+                    if alias:
+                        todo.append((alias, binding.function))
+                else:
+                    found.append(binding)
+        return found
+
+    def is_optimizer_constructor(self, qualified: str) -> bool:
+        """A `torch.optim` class (or an imported optimizer class), or a class of the project that
+        derives from one (`class SharedAdam(torch.optim.Adam)`, `(optim.Optimizer)`)."""
+        if is_optimizer_class(qualified):
+            return True
+        last = qualified.rsplit(".", 1)[-1]
+        if qualified == last and last in self.classes:
+            return any(is_optimizer_class(b) or b in _OPTIMIZER_BASES for c in self._class_chain(last) for b in c.bases)
+        found = self.sibling_class(qualified) if qualified and qualified[0].isalpha() else None
+        return found is not None and sibling_classes.is_optimizer(found)
+
+    def clip_clips_nothing(self, clip: Event) -> str | None:
+        """Why a clip call clips nothing, if it does: its first argument is the loss tensor (the
+        receiver of a `.backward()` in its function, or a name bound to a loss expression) -
+        a tensor with no `.grad`. A first argument that cannot be resolved still counts as a clip."""
+        key = id(clip)
+        if key in self._noop_clips:
+            return self._noop_clips[key]
+        self._noop_clips[key] = None
+        name = (clip.receiver or "").rsplit(".", 1)[-1]
+        if name not in _TENSOR_CLIPS and (self.resolve_text_tail(clip) not in _TENSOR_CLIPS):
+            return None
+        first = first_argument(clip.call)
+        text = receiver_text(first) if type(first) in (ast.Name, ast.Attribute) else None
+        if not text:
+            return None
+        reason = None
+        for backward in clip.function.backwards:
+            if backward.receiver == text:
+                reason = f"`{text}` is the loss passed to `.backward()`"
+                break
+        if reason is None:
+            bindings = self.lookup(text, clip.function)
+            if bindings and all(_is_loss_expression(b.value, self.symbols) for b in bindings):
+                reason = f"`{text}` is bound to a loss expression"
+        self._noop_clips[key] = reason
+        return reason
+
+    def resolve_text_tail(self, clip: Event) -> str:
+        return (self.symbols.resolve_text(clip.receiver, clip.function.node) or "").rsplit(".", 1)[-1]
 
     def resolve_function(self, text: str, context: FunctionInfo) -> FunctionInfo | None:
         """The file's function a call spelled `text` inside `context` reaches, if one is seen.
@@ -937,12 +1087,28 @@ class TrainingAnalysis:
                 self.budget.spend()
                 value = binding.constructed or binding.value
                 if type(value) is ast.Call:
-                    if is_optimizer_class(binding.call_name(self.symbols) or "") and has_arguments(value):
+                    if self.is_optimizer_constructor(binding.call_name(self.symbols) or "") and has_arguments(value):
                         return value, binding
+                    inner = self._wrapped_optimizer(value, binding)
+                    if inner is not None:  # `ScheduledOptim(optim.Adam(params), ...)`
+                        return inner, binding
                 elif type(value) in (ast.Name, ast.Attribute):
                     alias = receiver_text(value)
                     if alias:
                         todo.append((alias, binding.function))
+        return None
+
+    def _wrapped_optimizer(self, call: ast.Call, binding: Binding) -> ast.Call | None:
+        """The optimizer built inline as the first argument of a wrapper's construction."""
+        first = first_argument(call)
+        wrapper = (dotted(call.func) or "").rsplit(".", 1)[-1]
+        tokens = name_tokens(wrapper)
+        if any(t.startswith("sched") or t == "lr" for t in tokens) and not any(t.startswith("optim") for t in tokens):
+            return None  # `StepLR(Adam(...))` is a scheduler; `ScheduledOptim(Adam(...))` wraps an optimizer
+        if type(first) is ast.Call and has_arguments(first):
+            qualified = self.symbols.resolve_text(dotted(first.func), binding.function.node) or ""
+            if is_optimizer_class(qualified):
+                return first
         return None
 
     def optimizer_params(self, step: Event) -> tuple[ast.expr, Binding] | None:
@@ -978,24 +1144,40 @@ class TrainingAnalysis:
             return False
         return True
 
-    # recurrence ---------------------------------------------------------------------------
+    # what the optimizer updates -----------------------------------------------------------
+
+    def parameter_owners(self, step: Event) -> list[tuple[str, FunctionInfo]]:
+        """The modules whose parameters the stepped optimizer updates, as (text, where it is
+        read): `Adam(model.parameters())` -> model; through names and list sums too
+        (`params = list(agent.parameters()) + list(mixer.parameters()); RMSprop(params)`,
+        `self.params += list(self.mixer.parameters())`)."""
+        params = self.optimizer_params(step)
+        if params is None:
+            return []
+        expr, binding = params
+        found: list[tuple[str, FunctionInfo]] = []
+        todo, seen = [(expr, binding.function)], set()
+        while todo and len(seen) < 64:
+            value, context = todo.pop()
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            self.budget.spend()
+            roots = _parameter_roots(self.symbols, value)
+            found.extend((root, context) for root in sorted(roots) if (root, context) not in found)
+            for text in _collection_names(value, roots):
+                for bound in self.lookup(text, context):
+                    todo.append((bound.value, bound.function))
+        return found
 
     def model_classes(self, step: Event) -> set[str]:
         """Names of the classes whose parameters the stepped optimizer updates, where visible."""
-        params = self.optimizer_params(step)
-        if params is None:
-            return set()
-        expr, binding = params
         found: set[str] = set()
-        for root in _parameter_roots(self.symbols, expr):
-            if root == "self" and binding.function.class_name:
-                found.add(binding.function.class_name)
+        for root, context in self.parameter_owners(step):
+            if root == "self" and context.class_name:
+                found.add(context.class_name)
                 continue
-            candidates = [c for c in self.lookup(root, binding.function) if c.constructed is not None]
-            if not candidates and "." in root and not root.startswith("self."):
-                # `Adam(ac.pi.parameters())`: a part of the model built as `ac`
-                candidates = [c for c in self.lookup(root.split(".", 1)[0], binding.function) if c.constructed is not None]
-            for candidate in candidates:
+            for candidate in self._constructions(root, context):
                 name = dotted(candidate.constructed.func) or ""  # type: ignore[union-attr]
                 default = _parameter_default(name, candidate.function)
                 if default is not None:  # Spinning Up: `def ddpg(env_fn, actor_critic=core.MLPActorCritic)`
@@ -1005,42 +1187,82 @@ class TrainingAnalysis:
                           else name.rsplit(".", 1)[-1])
         return found
 
-    def recurrent_model(self, step: Event) -> str | None:
-        """Describe the recurrent module the stepped optimizer updates, if one can be seen."""
-        params = self.optimizer_params(step)
-        if params is None:
-            return None
-        expr, binding = params
-        for root in _parameter_roots(self.symbols, expr):
-            owner = binding.function.class_name
-            if root == "self" and owner in self.classes:  # `optim.Adam(self.parameters())`
-                found = self._recurrent_class(owner)  # type: ignore[arg-type]
+    def _constructions(self, root: str, context: FunctionInfo) -> list[Binding]:
+        # `self.net = self.net.cuda()` is the same module again, not another construction
+        candidates = [c for c in self.lookup(root, context)
+                      if c.constructed is not None and not _rebinding(c.constructed)]
+        if not candidates and "." in root and not root.startswith("self."):
+            # `Adam(ac.pi.parameters())`: a part of the model built as `ac`
+            candidates = [c for c in self.lookup(root.split(".", 1)[0], context) if c.constructed is not None]
+        return candidates
+
+    def model_constructions(self, step: Event) -> list[tuple[str, Binding | None]]:
+        """(qualified class, its construction) of each module the optimizer updates; the
+        construction is None for `self.parameters()` (the class the optimizer is built in)."""
+        found: list[tuple[str, Binding | None]] = []
+        for root, context in self.parameter_owners(step):
+            if root == "self" and context.class_name:
+                found.append((context.class_name, None))
+                continue
+            for candidate in self._constructions(root, context):
+                name = dotted(candidate.constructed.func) or ""  # type: ignore[union-attr]
+                default = _parameter_default(name, candidate.function)
+                qualified = (self.symbols.resolve_text(dotted(default), candidate.function.node) if default is not None
+                             else candidate.call_name(self.symbols)) or name
+                found.append((qualified, candidate))
+        return found
+
+    # recurrence ---------------------------------------------------------------------------
+
+    def recurrent_model(self, step: Event) -> "Recurrent | None":
+        """The recurrent module the stepped optimizer updates, if one can be seen (a vanilla
+        RNN or hand-written recurrence before a gated one)."""
+        best: Recurrent | None = None
+        for root, context in self.parameter_owners(step):
+            if root == "self" and context.class_name in self.classes:  # `optim.Adam(self.parameters())`
+                found = self._recurrent_class(context.class_name)  # type: ignore[arg-type]
             else:
-                found = self._recurrent_value(root, binding.function)
-            if found:
-                return found
-        return None
+                found = self._recurrent_value(root, context)
+            if found is None and root in self.fed_back:
+                state, stmt = self.fed_back[root]
+                found = Recurrent(f"a hand-written recurrence: `{state}` fed back into `{root}` in a loop, "
+                                  f"line {stmt.lineno}", False)
+            best = _worse(best, found)
+            if best is not None and best.gated is False:
+                break
+        return best
 
-    def _recurrent_value(self, text: str, context: FunctionInfo) -> str | None:
-        for binding in self.lookup(text, context):
-            if binding.constructed is not None:
-                qualified = binding.call_name(self.symbols) or ""
-                described = self._recurrent_constructor(qualified)
-                if described:
-                    return described
-        return None
+    def _recurrent_value(self, text: str, context: FunctionInfo) -> "Recurrent | None":
+        best = None
+        for binding in self._constructions(text, context):
+            best = _worse(best, self._recurrent_constructor(binding.call_name(self.symbols) or ""))
+        return best
 
-    def _recurrent_constructor(self, qualified: str) -> str | None:
+    def _recurrent_constructor(self, qualified: str) -> "Recurrent | None":
         last = qualified.rsplit(".", 1)[-1]
-        if last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
-            return f"nn.{last}"
-        if last in self.classes:
+        if qualified == last and last in self.classes:  # the file's own `class RNN(nn.Module)` first
             return self._recurrent_class(last)
-        if "." in qualified and any(t in {"rnn", "lstm", "gru"} for t in name_tokens(last)):
-            return f"{last} (imported; its name says recurrent)"
+        sibling = self.sibling_class(qualified)  # a star-imported `RNN` of the project is not torch's
+        if sibling is not None:
+            core = sibling_classes.recurrent_core(sibling)
+            return Recurrent(f"{core[0]} in {sibling.name} ({self._relative(sibling.path)})", core[1]) if core else None
+        if last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
+            return Recurrent(f"nn.{last}", _gated(last))
+        tokens = name_tokens(last)
+        if "." in qualified and any(t in {"rnn", "lstm", "gru"} for t in tokens):
+            gated = True if any(t in {"lstm", "gru"} for t in tokens) else None
+            return Recurrent(f"{last} (imported; its name says recurrent)", gated)
         return None
 
-    def _recurrent_class(self, name: str) -> str | None:
+    def _relative(self, path: str) -> str:
+        import os
+
+        try:
+            return os.path.relpath(path, os.path.dirname(os.path.abspath(self.path))).replace(os.sep, "/")
+        except ValueError:  # another drive
+            return os.path.basename(path)
+
+    def _recurrent_class(self, name: str) -> "Recurrent | None":
         if name in self._recurrent_classes:
             return self._recurrent_classes[name]
         self._recurrent_classes[name] = None  # cycles
@@ -1051,18 +1273,72 @@ class TrainingAnalysis:
         for qualified in sorted(calls) + info.bases:
             self.budget.spend()
             last = qualified.rsplit(".", 1)[-1]
-            if last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
-                result = f"nn.{last} in {name}"
+            if qualified == last and last in self.classes:
+                if last != name:
+                    result = _worse(result, self._recurrent_class(last))
+            elif last in RECURRENT_NAMES and (qualified.startswith("torch.") or qualified == last):
+                result = _worse(result, Recurrent(f"nn.{last} in {name}", _gated(last)))
+            elif last[:1].isupper() and not qualified.startswith("torch."):  # a class of a sibling module
+                found = self._recurrent_constructor(qualified)
+                if found is not None and found.gated is not None:  # a sibling class read, not a name
+                    result = _worse(result, found)
+            if result is not None and result.gated is False:
                 break
-            if last in self.classes and last != name:
-                inner = self._recurrent_class(last)
-                if inner:
-                    result = inner
-                    break
-        if result is None and info.handwritten_recurrence:
-            result = f"a hand-written recurrence in {name}"
+        if info.handwritten_recurrence and (result is None or result.gated is not False):
+            result = Recurrent(f"a hand-written recurrence in {name}", False)
         self._recurrent_classes[name] = result
         return result
+
+
+@dataclass(frozen=True)
+class Recurrent:
+    """A recurrent module an optimizer updates: `nn.LSTM in CharLSTM`; gated for LSTM/GRU,
+    not for a vanilla (tanh/ReLU) RNN or a hand-written recurrence, None when only a name
+    says recurrent."""
+
+    description: str
+    gated: bool | None
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _gated(last: str) -> bool | None:
+    if last in {"LSTM", "GRU", "LSTMCell", "GRUCell"}:
+        return True
+    if last in {"RNN", "RNNCell"}:
+        return False
+    return None
+
+
+def _worse(a: "Recurrent | None", b: "Recurrent | None") -> "Recurrent | None":
+    """The riskier of two: vanilla (False) over unknown (None) over gated (True)."""
+    if a is None or b is None:
+        return a or b
+    rank = {False: 0, None: 1, True: 2}
+    return b if rank[b.gated] < rank[a.gated] else a
+
+
+def _rebinding(call: ast.Call) -> bool:
+    """`x.cuda()`, `self.net.to(device)`: a module moved, not built."""
+    func = call.func
+    return type(func) is ast.Attribute and func.attr in _MODULE_CHAIN_METHODS and type(func.value) is not ast.Call
+
+
+def _collection_names(value: ast.expr, roots: set[str]) -> list[str]:
+    """Names in a parameters expression that may hold parameter collections (`params`,
+    `self.params`), other than the modules whose `.parameters()` it calls."""
+    heads = {r.split(".", 1)[0] for r in roots} | {"self"}
+    found = []
+    for node in ast.walk(value):
+        kind = type(node)
+        if kind is ast.Name and node.id not in heads and node.id not in _BUILTINS:  # type: ignore[attr-defined]
+            found.append(node.id)  # type: ignore[attr-defined]
+        elif kind is ast.Attribute and type(node.value) is ast.Name and node.value.id == "self":  # type: ignore
+            text = f"self.{node.attr}"  # type: ignore[attr-defined]
+            if text not in roots and not any(r.startswith(text + ".") for r in roots):
+                found.append(text)
+    return found
 
 
 def _parameter_default(name: str, function: FunctionInfo | None) -> ast.expr | None:
@@ -1072,3 +1348,34 @@ def _parameter_default(name: str, function: FunctionInfo | None) -> ast.expr | N
             return function.defaults.get(name)
         function = function.parent
     return None
+
+
+def _is_loss_expression(value: ast.expr, symbols: "Symbols") -> bool:
+    """`F.mse_loss(q, target)`, `criterion(out, y)`, `nn.MSELoss()(a, b)`, `(x - y).pow(2).mean()`,
+    `-(logp * adv).mean()`, `actor_loss + critic_loss`: a tensor computed from data, which can
+    never be the parameters a clip needs. Anything mentioning parameters or gradients is not."""
+    kind = type(value)
+    if kind not in (ast.Call, ast.BinOp, ast.UnaryOp):
+        return False
+    for node in ast.walk(value):
+        if type(node) is ast.Attribute and (node.attr in ("parameters", "named_parameters", "param_groups", "grad")):
+            return False
+        if type(node) is ast.Name and ("param" in node.id.lower() or "grad" in node.id.lower()):
+            return False
+    if kind is ast.UnaryOp:
+        return True  # `-(logp * adv).mean()`
+    if kind is ast.BinOp:  # arithmetic; a sum only of names that say loss (a list sum is parameters)
+        return type(value.op) is not ast.Add or _mentions_loss(value)  # type: ignore[attr-defined]
+    func = value.func  # type: ignore[attr-defined]
+    if type(func) is ast.Call:  # `nn.MSELoss()(a, b)`
+        return (dotted(func.func) or "").endswith("Loss")
+    last = (dotted(func) or "").rsplit(".", 1)[-1]
+    tokens = name_tokens(last)
+    if "loss" in tokens or "criterion" in tokens:
+        return True
+    return type(func) is ast.Attribute and func.attr in _REDUCTIONS
+
+
+def _mentions_loss(value: ast.expr) -> bool:
+    """`actor_loss + critic_loss`: a sum of names that say loss."""
+    return any(type(n) is ast.Name and "loss" in name_tokens(n.id) for n in ast.walk(value))

@@ -4,10 +4,15 @@ from collections.abc import Iterator
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
-from gradlint.rules._clipping import describe_call, step_diagnostic, where
+from gradlint.analysis.step_facts import step_facts
+from gradlint.rules._clipping import DEFAULT_MAX_NORMS, assess, severity_policy, step_diagnostic, unclipped_message
 from gradlint.rules.base import Option, Rule
 
-MAX_NORM = Option("max-norm", float, 1.0, "the `max_norm` the fix passes to `clip_grad_norm_`")
+MAX_NORM = Option(
+    "max-norm", float, None,
+    "the `max_norm` the fix passes to `clip_grad_norm_`; unset, it follows the algorithm seen: "
+    + "; ".join(f"{value:g} for {what}" for _, value, what in DEFAULT_MAX_NORMS),
+)
 
 
 class MissingGradientClipping(Rule):
@@ -28,7 +33,12 @@ class MissingGradientClipping(Rule):
         "counts as a step. Never `env.step()`, `scheduler.step()` or `self.step()`. Clipping is "
         "recognised as `clip_grad_norm_`/`clip_grad_value_` (any import spelling), "
         "`accelerator.clip_grad_norm_`, `fabric.clip_gradients`, `p.grad.clamp_()`, and the "
-        "file's own functions that clip; a clip behind an `if` (a config switch) counts."
+        "file's own functions that clip; a clip behind an `if` (a config switch) counts. A clip "
+        "counts only when its first argument can be the gradients' owners (`.parameters()`, a params "
+        "list or generator, an optimizer's param groups, a name bound to one, or a name that cannot be "
+        "resolved); a clip of the loss tensor (`clip_grad_norm_(policy_loss, 0.1)`, a name that is "
+        "the receiver of `.backward()` or is bound to a loss expression) clips nothing, and the step is "
+        "reported with that clip named.\n\n" + severity_policy()
     )
     bad_example = """\
 loss.backward()
@@ -45,7 +55,11 @@ optimizer.step()
         "Inserts `torch.nn.utils.clip_grad_norm_(<params>, max_norm=<max-norm>)` right before "
         "the step, with `<params>` taken from the optimizer's construction where it can be "
         "written at the step (else the optimizer's `param_groups`); adds `import torch` if needed; "
-        "for `scaler.step(opt)` inserts `scaler.unscale_(opt)` first."
+        "for `scaler.step(opt)` inserts `scaler.unscale_(opt)` first. `max_norm` is the configured "
+        "`max-norm`, else the documented default for what the analysis sees (10 for DQN and "
+        "multi-agent Q-learning, 0.5 for PPO/A2C, 1.0 otherwise), named in the fix's title. A clip "
+        "of the loss tensor gets the parameters as its first argument instead. No fix for an optimizer "
+        "of lone tensors."
     )
     references = (
         "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
@@ -63,9 +77,11 @@ optimizer.step()
         for finding in analysis.missing_clip:
             if recurrent_rule_on and analysis.recurrent_model(finding.event):
                 continue  # reported as GL103
-            step = finding.event
-            message = (
-                f"`{describe_call(ctx, step)}` runs after {where(ctx, finding.backward)} with no "
-                "gradient clipping in between: one exploding gradient becomes one huge update"
-            )
-            yield step_diagnostic(self, ctx, analysis, finding, message)
+            facts = step_facts(analysis, finding)
+            graded = assess(ctx, analysis, finding, facts, recurrent_rule_on)
+            message = unclipped_message(ctx, finding)
+            if graded.severity is not Severity.INFO:
+                message += ": one exploding gradient becomes one huge update"
+            if graded.note:
+                message += f" ({graded.note})"
+            yield step_diagnostic(self, ctx, analysis, finding, message, graded.severity, facts, graded.fixable)

@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
-from gradlint.rules._clipping import describe_call, step_diagnostic, where
+from gradlint.analysis.step_facts import step_facts
+from gradlint.rules._clipping import MARGINAL, describe_call, step_diagnostic, where
 from gradlint.rules.base import Rule
 from gradlint.rules.gl101_missing_clip import MAX_NORM
 
@@ -24,8 +25,14 @@ class RecurrentWithoutClipping(Rule):
         "The model is found from the optimizer's parameters: `Adam(model.parameters())` where "
         "`model` is built from `nn.LSTM`/`nn.GRU`/`nn.RNN` (or their cells), from a class of the "
         "file that contains one or a hand-written loop `h = f(W h + U x)`, or from an imported "
-        "class whose name says RNN/LSTM/GRU. When GL103 is disabled these steps are reported "
-        "as GL101."
+        "class whose name says RNN/LSTM/GRU, through a name or a list sum (`params = "
+        "list(agent.parameters()) + list(mixer.parameters())`) and through classes of sibling modules, "
+        "star-imported ones included. When GL103 is disabled these steps are reported as GL101.\n\n"
+        "Severity: error for a vanilla (tanh/ReLU) RNN or a hand-written recurrence, whose Jacobian "
+        "product is unguarded; warning for gated cells (LSTM/GRU), whose additive cell path keeps most "
+        "gradients bounded, though not all of them; warning when only a name says recurrent. Info for "
+        f"{MARGINAL['demo'].case} ({MARGINAL['demo'].why}), and for "
+        f"{MARGINAL['short-sequences'].case.removeprefix('(GL103) ')} ({MARGINAL['short-sequences'].why})."
     )
     bad_example = """\
 model = nn.LSTM(32, 64)
@@ -40,7 +47,7 @@ loss.backward()
 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
 optimizer.step()
 """
-    severity = Severity.ERROR
+    severity = Severity.ERROR  # the highest it reports: a vanilla RNN or a hand-written recurrence
     fix_applicability = Applicability.SAFE
     fix_description = "Same fix as GL101: insert `clip_grad_norm_` before the step."
     references = (
@@ -59,9 +66,25 @@ optimizer.step()
             if not model:
                 continue
             step = finding.event
+            facts = step_facts(analysis, finding)
             message = (
                 f"`{describe_call(ctx, step)}` updates a recurrent model ({model}) after "
                 f"{where(ctx, finding.backward)} with no gradient clipping: gradients through "
                 "time can grow exponentially with sequence length"
             )
-            yield step_diagnostic(self, ctx, analysis, finding, message)
+            if finding.noop_clip is not None:
+                message += f"; {where(ctx, finding.noop_clip)} clips nothing (its first argument is the loss)"
+            if facts.demo:
+                severity = Severity.INFO
+                message += f" (marginal: a one-off step at module level, in no loop; {MARGINAL['demo'].why})"
+            elif facts.short_sequence:
+                severity = Severity.INFO
+                message += (f" (marginal: short sequences, {facts.short_sequence}; "
+                            f"{MARGINAL['short-sequences'].why})")
+            elif model.gated is False:
+                severity = Severity.ERROR
+            else:
+                severity = Severity.WARNING
+                if model.gated:
+                    message += " (gated cells damp this; a clip still bounds the rare spike)"
+            yield step_diagnostic(self, ctx, analysis, finding, message, severity, facts)

@@ -232,6 +232,25 @@ def test_what_the_adversarial_files_report_is_still_right() -> None:
     assert len(lint(nested_loops(6, 4), select="GL1")) == 4
 
 
+def clip_fan_in(n: int) -> str:
+    """n callers, each clipping a model of its own, call one chain of n helpers that ends in a
+    step: the clip state goes into the helpers' summaries, one per distinct entry state."""
+    parts = ["import torch", ""]
+    for k in range(n):
+        parts += [f"def caller{k}(loss):", "    loss.backward()",
+                  f"    torch.nn.utils.clip_grad_norm_(model{k}.parameters(), 1.0)", "    helper0()", ""]
+    for k in range(n):
+        parts += [f"def helper{k}():", f"    helper{k + 1}()" if k + 1 < n else "    optimizer.step()", ""]
+    return "\n".join(parts)
+
+
+def test_clip_states_carried_into_helpers_cost_at_most_callers_times_helpers() -> None:
+    small, large = _spent(clip_fan_in(20)), _spent(clip_fan_in(40))
+    _assert_polynomial(small, large, 4.5)
+    # each caller clipped a model the optimizer is not known to update: its clip counts
+    assert lint(clip_fan_in(8), select="GL1") == []
+
+
 def test_a_file_over_the_budget_gets_one_error_line_and_the_others_are_linted(tmp_path: Path, monkeypatch) -> None:
     from click.testing import CliRunner
 
