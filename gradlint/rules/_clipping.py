@@ -174,10 +174,12 @@ DEFAULT_MAX_NORMS = (
 )
 
 
-def choose_max_norm(facts: StepFacts, override: float | None = None) -> Threshold:
-    """The `max_norm` the clipping fix inserts for one step: a given override (the configured
-    `max-norm` option, or a measured value) wins; else the documented default for the
-    algorithm the analysis sees."""
+def choose_max_norm(facts: StepFacts, override: float | None = None, measured: float | None = None) -> Threshold:
+    """The `max_norm` the clipping fix inserts for one step: a value measured on the real run
+    (`gradlint check --run-report`) wins, then the configured `max-norm` option, else the
+    documented default for the algorithm the analysis sees."""
+    if measured is not None:
+        return Threshold(float(measured), "measured by `gradlint run` (90th percentile of the healthy norms)")
     if override is not None:
         return Threshold(float(override), "the configured max-norm")
     if facts.q_learning:
@@ -270,7 +272,8 @@ def step_diagnostic(rule, ctx: FileContext, analysis: TrainingAnalysis, finding:
     step = finding.event
     models = sorted(c for c in analysis.model_classes(step)
                     if c in ctx.models.module_classes or ctx.project_model_file(c))
-    fix = clip_fix(ctx, analysis, finding, choose_max_norm(facts, rule.settings["max-norm"])) if fixable else None
+    measured = ctx.settings.max_norm_for(ctx.source.path, step.call.lineno)
+    fix = clip_fix(ctx, analysis, finding, choose_max_norm(facts, rule.settings["max-norm"], measured)) if fixable else None
     return ctx.finding(rule.code, step.call, message, severity, fix, subject=models[0] if models else None)
 
 
