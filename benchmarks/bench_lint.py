@@ -8,10 +8,13 @@ scripts, model files, plain modules and tests). Each figure is measured in a fre
 (so imports and peak memory are those of that job alone), best of --repeat runs, the runs of
 the bare parse and of gradlint taking turns:
 
-- bare `ast.parse` and bare `libcst.parse_module` of the same files (the floor of any libcst
-  linter), then gradlint with one worker and with all workers;
+- bare `ast.parse` and bare `libcst.parse_module` of the same files (libcst's parse is the
+  reference the targets are stated against: what a libcst-based linter pays before any analysis),
+  then gradlint with one worker and with all workers;
 - the pre-commit case: `gradlint check` on one training script, wall time of the whole command,
-  and the start-up alone (`gradlint --version`);
+  next to `python -c "import libcst"`, and the start-up alone (`gradlint --version`);
+- with --per-repo DIR: each folder of DIR as one repository, its lint time next to its bare
+  parse time (no repository may run away), and the slowest files;
 - the same ratio measured in one process, parse and lint passes alternated (robust to a machine
   whose speed drifts), split into training scripts and the other files;
 - peak memory on a quarter of the files and on all of them, and where one worker's time goes;
@@ -52,12 +55,11 @@ elif kind == "libcst":
         except Exception: pass
 elif kind == "alternated":
     # The ratio alone, robust to a machine whose speed drifts: in one process, whole passes over
-    # the files, a bare parse pass then a lint pass (each lint pass starts, like a new run,
-    # with no sibling module summarised yet), alternated; the best of three passes each.
+    # the files, a bare libcst parse pass then a lint pass (each lint pass starts, like a new
+    # run, with no sibling module summarised yet), alternated; the best of three passes each.
     # Per-file times inside the best passes split the ratio by kind of file.
     import libcst
     from gradlint.analysis import project
-    from gradlint.analysis.cst_walk import clear_cache
     from gradlint.config import Settings
     from gradlint.engine import lint_source
     from gradlint.source import decode_source
@@ -66,7 +68,7 @@ elif kind == "alternated":
     is_script = ["backward" in text and ".step(" in text for text in texts]  # the GL1 criterion
 
     def timed_pass(work):
-        total = {"all": 0.0, "scripts": 0.0}
+        total = {"all": 0.0, "scripts": 0.0, "files": []}
         for index, item in enumerate(sources):
             t = time.perf_counter()
             try:
@@ -76,6 +78,7 @@ elif kind == "alternated":
             spent = time.perf_counter() - t
             total["all"] += spent
             total["scripts"] += spent if is_script[index] else 0.0
+            total["files"].append(spent)
         return total
 
     best_bare = best_lint = None
@@ -85,25 +88,27 @@ elif kind == "alternated":
         lint_pass = timed_pass(lambda item: lint_source(item, settings))
         best_bare = bare_pass if best_bare is None or bare_pass["all"] < best_bare["all"] else best_bare
         best_lint = lint_pass if best_lint is None or lint_pass["all"] < best_lint["all"] else best_lint
-    print(json.dumps({"bare": best_bare["all"], "lint": best_lint["all"], "scripts": {
+    slowest = sorted(((l / max(b, 1e-6), l, files[i]) for i, (b, l) in enumerate(zip(best_bare["files"], best_lint["files"]))),
+                     reverse=True)[:3]
+    print(json.dumps({"bare": best_bare["all"], "lint": best_lint["all"], "slowest": slowest, "scripts": {
         "bare": best_bare["scripts"], "lint": best_lint["scripts"], "files": sum(is_script)}}), file=sys.stderr)
 elif kind == "phases":
-    # Where the time goes, in one process next to a bare parse pass of the same files (so the
-    # lazy `import libcst` and first-parse warm-up are not charged to a phase), the fastest of
-    # three passes; the collector is handled as lint_source handles it.
+    # Where the time goes, in one process next to a bare libcst parse pass of the same files (so
+    # first-use imports and warm-up are not charged to a phase), the fastest of three passes; the
+    # collector is handled as lint_source handles it.
     import gc
     from collections import Counter
     import libcst
     from gradlint.analysis import project
-    from gradlint.analysis.cst_walk import clear_cache
     from gradlint.config import Settings
     from gradlint.context import FileContext
     from gradlint.engine import rules_for
-    from gradlint.prepass import index_file
+    from gradlint.parsing import parse_python
     from gradlint.source import decode_source
     settings = Settings()
     sources = [decode_source(path, text.encode("utf-8")) for path, text in zip(files, texts)]
     best = Counter()
+    spent = (0, 0, "")
     for _ in range(3):
         phases = Counter()
         project._CACHE.clear()  # each pass starts, like a new run, with no sibling summarised
@@ -113,27 +118,30 @@ elif kind == "phases":
                 libcst.parse_module(source.text)
             except Exception:
                 pass
-        phases["bare parse"] = time.perf_counter() - t
+        phases["bare libcst parse"] = time.perf_counter() - t
         for source in sources:
+            t = time.perf_counter()
             rules = [r for r in rules_for(settings, source.path) if r.wants(source.text)]
+            phases["per-file prefilter"] += time.perf_counter() - t
             if not rules:
                 continue
-            clear_cache()
             try:
-                t = time.perf_counter(); index = index_file(source)
+                t = time.perf_counter(); tree = parse_python(source)
             except Exception:
                 continue
-            phases["ast pre-pass"] += time.perf_counter() - t
+            phases["ast.parse"] += time.perf_counter() - t
             gc.disable()
-            ctx = FileContext(source, index, settings)
+            ctx = FileContext(source, tree, settings)
             try:
-                t = time.perf_counter(); ctx.segments; phases["libcst parse of kept statements"] += time.perf_counter() - t
+                t = time.perf_counter(); ctx.symbols; phases["symbol layer"] += time.perf_counter() - t
+                t = time.perf_counter(); ctx.symbols.calls(tree); phases["calls, once (shared)"] += time.perf_counter() - t
                 codes = {r.code[:3] for r in rules}
-                for name, prefixes in (("training skeleton (GL1)", ("GL1",)), ("model description (GL2, GL3)", ("GL2", "GL3", "GL4")),
-                                       ("data flow (GL4)", ("GL4",))):
-                    if codes & set(prefixes):
-                        t = time.perf_counter(); getattr(ctx, {"GL1": "training", "GL2": "models", "GL4": "dataflow"}[prefixes[0]])
-                        phases[name] += time.perf_counter() - t
+                for name, prefix, attribute in (("training skeleton (GL1)", "GL1", "training"),
+                                                ("model description (GL2-GL4)", None, "models"),
+                                                ("data flow (GL4)", "GL4", "dataflow")):
+                    wanted = codes & {"GL2", "GL3", "GL4"} if prefix is None else prefix in codes
+                    if wanted:
+                        t = time.perf_counter(); getattr(ctx, attribute); phases[name] += time.perf_counter() - t
                 t = time.perf_counter()
                 for rule in rules:
                     list(rule.check(ctx))
@@ -141,13 +149,13 @@ elif kind == "phases":
             except Exception:
                 pass
             finally:
+                spent = max(spent, (ctx.budget.spent, ctx.budget.limit, source.path))
                 ctx.release()
-                clear_cache()
                 gc.enable()
                 t = time.perf_counter(); gc.collect(0); phases["freeing the trees"] += time.perf_counter() - t
         if not best or sum(phases.values()) < sum(best.values()):
             best = phases
-    print(json.dumps(best), file=sys.stderr)
+    print(json.dumps({**best, "budget": spent}), file=sys.stderr)
 else:
     from gradlint.config import Settings
     from gradlint.engine import lint_paths
@@ -209,6 +217,22 @@ def cli_wall(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def per_repository(folder: Path) -> None:
+    """Every repository within 1.5x its bare libcst parse time: no file may run away."""
+    print(f"{'repository':<48} {'files':>6} {'parse s':>8} {'lint s':>8} {'ratio':>6}  slowest files (lint / parse)")
+    worst = 0.0
+    for repository in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = python_files([str(repository)])
+        if not files:
+            continue
+        both = measure(files, "alternated", 1)["alternated"]
+        ratio = both["lint"] / both["bare"] if both["bare"] else 0.0
+        worst = max(worst, ratio)
+        slow = ", ".join(f"{os.path.relpath(f, repository)} {r:.2f}x" for r, _, f in both["slowest"][:2])
+        print(f"{repository.name[:48]:<48} {len(files):>6} {both['bare']:8.2f} {both['lint']:8.2f} {ratio:6.2f}  {slow}")
+    print(f"largest ratio: {worst:.2f}x   target: every repository <= 1.5x its bare parse")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*")
@@ -216,7 +240,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--torchfix", default=shutil.which("torchfix"))
     parser.add_argument("--torchfix-repeat", type=int, default=2)
+    parser.add_argument("--per-repo", metavar="DIR",
+                        help="only this: each folder of DIR is a repository; its lint time next to its bare parse")
     args = parser.parse_args()
+    if args.per_repo:
+        per_repository(Path(args.per_repo))
+        return
 
     if not args.paths:
         corpus = tempfile.mkdtemp(prefix="gradlint-corpus-")
@@ -238,30 +267,35 @@ def main() -> None:
 
     row("ast.parse (reference)", ast_)
     row("libcst.parse_module (floor)", cst)
-    row("gradlint, 1 worker", one, "target: <= 1.00x libcst parse")
+    row("gradlint, 1 worker", one, "target: <= 0.35x libcst parse on a real mix, <= 0.45x on training scripts")
     row(f"gradlint, {os.cpu_count()} workers", workers,
-        f"target: >= 1.8x faster than 1 worker (measured {one['seconds'] / workers['seconds']:.2f}x)")
+        f"target: >= 1.8x faster than 1 worker on runs over 10 s (measured {one['seconds'] / workers['seconds']:.2f}x)")
 
     both = measure(files, "alternated", 1)["alternated"]
     print(f"{'gradlint / libcst parse':<28} {both['lint'] / both['bare']:8.2f}x  in one process, parse and lint passes "
-          f"alternated, best of 3 each (robust to drift between runs)   target: <= 1.00x")
+          f"alternated, best of 3 each (robust to drift between runs)   target: <= 0.35x on a real mix")
     scripts = both["scripts"]
     others = {"bare": both["bare"] - scripts["bare"], "lint": both["lint"] - scripts["lint"]}
     if scripts["files"] and others["bare"] > 0:
         print(f"{'  of which training scripts':<28} {scripts['lint'] / scripts['bare']:8.2f}x  on {scripts['files']} files "
               f"with `backward` and `.step(` ({100 * scripts['bare'] / both['bare']:.0f} % of the parse time); "
-              f"the other {len(files) - scripts['files']} files {others['lint'] / others['bare']:.2f}x")
+              f"the other {len(files) - scripts['files']} files {others['lint'] / others['bare']:.2f}x   "
+              f"target: <= 0.45x on training scripts")
+    print(f"{'  slowest files':<28} " + ", ".join(f"{Path(f).name} {r:.2f}x" for r, _, f in both["slowest"]))
 
     quarter = measure(files[: max(1, len(files) // 4)], "1", 1)
     print(f"{'peak memory, 1 worker':<28} {quarter['maxrss_mib']:8.1f} MiB on {max(1, len(files) // 4)} files, "
           f"{one['maxrss_mib']:.1f} MiB on {len(files)}   target: flat in the number of files")
 
     phases = measure(files, "phases", 1)["phases"]
-    bare = phases.pop("bare parse", 0.0) or 1.0
+    used, limit, path = phases.pop("budget")
+    bare = phases.pop("bare libcst parse", 0.0) or 1.0
     total = sum(phases.values()) or 1.0
     print("where one worker's time goes (in one process, as a fraction of a bare parse pass there): " + ", ".join(
         f"{name} {seconds / bare:.2f}x ({100 * seconds / total:.0f} %)"
         for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1])))
+    print(f"{'analysis budget':<28} at most {used} steps spent of a file's {limit} ({Path(path).name}): the guard "
+          "that no file can hang the linter, far above what real code needs")
 
     cache = tempfile.mkdtemp(prefix="gradlint-cache-")
     cold = cli_wall(["check", "--exit-zero", "--cache-dir", cache, *args.paths])
@@ -285,13 +319,19 @@ def main() -> None:
     else:
         print("TorchFix: not measured (pass --torchfix PATH)")
 
-    # the pre-commit case: one training script (libcst is loaded and the file analysed)
+    # the pre-commit case: one training script, next to the import of libcst alone
     trainers = [f for f in files if "backward" in Path(f).read_text(encoding="utf-8", errors="replace")]
     single = str(Path((trainers or files)[0]).resolve()) if files else str(ROOT / "fixtures")
     wall = command_wall(["check", "--exit-zero", "--no-cache", single], args.repeat)
-    print(f"{'single-file check (wall)':<28} {wall:8.3f} s   target: <= 0.5 s   ({Path(single).name})")
+    libcst_import = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import libcst"], capture_output=True, env=ENV)
+        libcst_import = min(libcst_import, time.perf_counter() - start)
+    print(f"{'single-file check (wall)':<28} {wall:8.3f} s   {wall / libcst_import:.2f}x `python -c \"import libcst\"` "
+          f"({libcst_import:.3f} s)   target: <= 0.75x   ({Path(single).name})")
     startup = command_wall(["--version"], args.repeat)
-    print(f"{'start-up (gradlint --version)':<28} {startup:8.3f} s   (Python itself, click, the rule registry; no libcst)")
+    print(f"{'start-up (gradlint --version)':<28} {startup:8.3f} s   (Python itself, click, the rule registry)")
 
 
 if __name__ == "__main__":
