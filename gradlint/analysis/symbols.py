@@ -97,6 +97,14 @@ def _reversed_fields(kind: type) -> tuple[str, ...]:
     return fields
 
 
+# node types worth entering: every ast class except leaves that can hold no call (names,
+# constants, contexts, operators) - most nodes of a file are such leaves
+_LEAVES = (ast.Name, ast.Constant, ast.Pass, ast.Break, ast.Continue, ast.alias, ast.Global, ast.Nonlocal,
+           ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+_WALKABLE: frozenset[type] = frozenset(
+    kind for kind in vars(ast).values()
+    if isinstance(kind, type) and issubclass(kind, ast.AST) and not issubclass(kind, _LEAVES)
+)
 _MEMO_TYPES: frozenset[type] = frozenset(
     kind for kind in vars(ast).values() if isinstance(kind, type) and issubclass(kind, ast.stmt)
 ) | {ast.Call}
@@ -114,7 +122,7 @@ class Symbols:
         self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}  # top level
         self.classes: dict[str, ClassIndex] = {}  # top level (and under top-level if/try)
         self.nested: dict[int, dict[str, ast.AST]] = {}  # id(function) -> functions/classes defined in it
-        self._parents: dict[int, Any] | None = None  # id(node) -> enclosing function, on first need
+        self._function_spans: list[tuple[tuple, tuple, Any]] = []  # every function's (start, end, node)
         self._calls: dict[int, tuple[ast.AST, bool, list]] = {}
         self._option_defaults: dict[str, Any] | None = None
         self._index(tree)
@@ -133,6 +141,8 @@ class Symbols:
                 table.add(statement)  # type: ignore[arg-type]
                 continue
             if kind in FUNCTIONS:
+                self._function_spans.append(((statement.lineno, statement.col_offset),  # type: ignore[attr-defined]
+                                             (statement.end_lineno, statement.end_col_offset), statement))  # type: ignore[attr-defined]
                 if function is None and top:
                     self.functions.setdefault(statement.name, statement)  # type: ignore[attr-defined]
                 elif function is not None:
@@ -160,17 +170,17 @@ class Symbols:
     # scopes -----------------------------------------------------------------------------
 
     def scope_of(self, node: ast.AST) -> Any:
-        """The innermost function whose body holds `node` (None at module level)."""
-        if self._parents is None:
-            self._parents = {}
-            stack: list[tuple[ast.AST, Any]] = [(self.tree, None)]
-            while stack:
-                current, function = stack.pop()
-                self._parents[id(current)] = function
-                inner = current if type(current) in FUNCTIONS else function
-                for child in ast.iter_child_nodes(current):
-                    stack.append((child, inner))
-        return self._parents.get(id(node))
+        """The innermost function whose span holds `node` (None at module level), found by
+        position: no parent map of the whole tree is built."""
+        line = getattr(node, "lineno", None)
+        if line is None or not self._function_spans:
+            return None
+        start, end = (line, node.col_offset), (node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
+        best = None
+        for first, last, function in self._function_spans:
+            if function is not node and first <= start and end <= last and (best is None or first >= best[0]):
+                best = (first, function)
+        return best[1] if best is not None else None
 
     def enclosing(self, scope: Any) -> list:
         """`scope` and the functions around it, innermost first."""
@@ -291,17 +301,20 @@ class Symbols:
         hit = self._calls.get(id(node))
         if hit is None or hit[0] is not node or hit[1] != in_closure:
             hit = self._calls[id(node)] = (node, in_closure, self._walk_calls(node, in_closure))
+        elif len(hit) == 5:  # a slice of an enclosing walk, copied out on first use
+            hit = self._calls[id(node)] = (node, in_closure, hit[2][hit[3]:hit[4]])
         return hit[2]
 
     def _walk_calls(self, node: ast.AST, in_closure: bool) -> list[tuple[ast.Call, bool]]:
-        # The hottest loop of the analyses: an explicit stack, fields read straight off the node.
-        # A Call is pushed back as a marker so that it comes after its receiver and arguments; a
-        # statement or call pushes an end marker (its start in `found`) to be memoised.
+        # The hottest loop of the analyses: an explicit stack, fields read straight off the node,
+        # leaves never pushed. A Call is pushed back as a marker so that it comes after its
+        # receiver and arguments; a statement or call pushes an end marker (its start in `found`)
+        # and is memoised as a slice of `found`, copied out only if it is asked for.
         found: list[tuple[ast.Call, bool]] = []
         stack: list[tuple] = [(node, in_closure)]
         push, pop = stack.append, stack.pop
-        memo, memo_types, closures = self._calls, _MEMO_TYPES, COMPREHENSIONS
-        call_type, lambda_type, ast_type = ast.Call, ast.Lambda, ast.AST
+        memo, memo_types, closures, walkable = self._calls, _MEMO_TYPES, COMPREHENSIONS, _WALKABLE
+        call_type, lambda_type = ast.Call, ast.Lambda
         while stack:
             entry = pop()
             current = entry[0]
@@ -310,7 +323,7 @@ class Symbols:
                 if start is None:
                     found.append((current, entry[1]))
                 else:
-                    memo[id(current)] = (current, entry[1], found[start:])
+                    memo[id(current)] = (current, entry[1], found, start, len(found))
                 continue
             kind = type(current)
             if kind is lambda_type:
@@ -319,7 +332,7 @@ class Symbols:
             if kind in memo_types and current is not node:
                 hit = memo.get(id(current))
                 if hit is not None and hit[0] is current and hit[1] == closure:
-                    found.extend(hit[2])
+                    found.extend(hit[2] if len(hit) == 3 else hit[2][hit[3]:hit[4]])
                     continue
                 push((current, closure, len(found)))
             if kind is call_type:
@@ -330,16 +343,15 @@ class Symbols:
                 value = getattr(current, name)
                 if type(value) is list:
                     for item in reversed(value):
-                        if isinstance(item, ast_type):
+                        if type(item) in walkable:
                             push((item, inner))
-                elif isinstance(value, ast_type):
+                elif type(value) in walkable:
                     push((value, inner))
         return found
 
     def release(self) -> None:
         """Drop the memo tables (the engine calls this when the file is done)."""
         self._calls.clear()
-        self._parents = None
 
 
 def names_read(node: ast.AST) -> list[str]:
