@@ -77,13 +77,9 @@ def env_spec(env_id: str) -> EnvSpec | None:
     return None
 
 
-def env_ids_in(text: str) -> list[str]:
+def env_ids_in(tree: ast.AST) -> list[str]:
     """The known env ids a file names as string constants (`gym.make("CartPole-v1")`, an
     argparse default, CleanRL's `env_id: str = "CartPole-v1"`), in order of appearance."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return []
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80:

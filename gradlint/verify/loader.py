@@ -17,7 +17,32 @@ from typing import Any
 
 import libcst as cst
 
-from gradlint.analysis.values import UNKNOWN, evaluate, known, module_constants
+from gradlint.analysis.symbols import Symbols
+from gradlint.analysis.syntax import last_name
+from gradlint.analysis.values import UNKNOWN, evaluate, known
+
+
+@dataclass
+class ParsedFile:
+    """A user file as the verifier reads it: its text, its one `ast` tree and symbol layer (the
+    lint analysis's own when the caller has them), and its libcst module for the model-only
+    transform, parsed on first use: one parse of each kind per file."""
+
+    text: str
+    tree: ast.Module
+    symbols: Symbols
+    _module: cst.Module | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, text: str) -> "ParsedFile":
+        tree = ast.parse(text)
+        return cls(text, tree, Symbols(tree))
+
+    @property
+    def module(self) -> cst.Module:
+        if self._module is None:
+            self._module = cst.parse_module(self.text)
+        return self._module
 
 PLACEHOLDER = '''
 class _GradlintMissing:
@@ -122,14 +147,15 @@ def _constant_expression(node: cst.BaseExpression) -> bool:
 _IMPORT_GUARD = re.compile(r"^(\s*)((?:import|from)\s.+)$")
 
 
-def model_only_source(text: str, env=None) -> str:
+def model_only_source(file: ParsedFile | str, env=None, stand_ins: dict[str, str] | None = None) -> str:
     """The file with its work removed and its imports guarded (see the module docstring); the
     module-level names the kept code reads but the removed code defined get stand-ins
-    (`removed_names`)."""
-    module = cst.parse_module(text)
+    (`removed_names`, computed here unless given)."""
+    file = ParsedFile.of(file) if isinstance(file, str) else file
+    module = file.module
     future: list[str] = []  # `from __future__ import ...` must stay first, ahead of the placeholder
     body: list[str] = [PLACEHOLDER]
-    stand_ins = removed_names(text, env)
+    stand_ins = dict(removed_names(file, env) if stand_ins is None else stand_ins)
     for statement in module.body:
         if not _keep(statement):  # a removed `NAME = ...` the kept code reads: its stand-in, in place
             names = _assigned_name(statement)
@@ -157,16 +183,16 @@ def _assigned_name(statement: cst.BaseStatement) -> str | None:
 _PARSE_CALLS = {"parse_args", "parse_known_args", "cli", "parse"}  # argparse, tyro.cli(Args), simple_parsing
 
 
-def removed_names(text: str, env=None) -> dict[str, str]:
+def removed_names(file: ParsedFile, env=None) -> dict[str, str]:
     """Stand-ins (name -> Python expression) for module-level names the kept code reads but only
     removed statements define: `args = parser.parse_args()` becomes a namespace of the parser's
     own defaults (`capacity=args.capacity` in a kept default argument); `args = tyro.cli(Args)`
     becomes `Args()`; `NUM_STATES = env.observation_space.shape[0]` the size of the registered env
     the file names; other names a documented guess, else a placeholder that fails when used."""
+    tree = file.tree
     try:
-        tree = ast.parse(text)
-        module = cst.parse_module(text)
-    except (SyntaxError, ValueError, cst.ParserSyntaxError):
+        module = file.module
+    except cst.ParserSyntaxError:
         return {}
     kept = [node for node, statement in zip(tree.body, module.body) if _keep(statement)]
     bound: set[str] = set()
@@ -206,7 +232,7 @@ def removed_names(text: str, env=None) -> dict[str, str]:
             if isinstance(first, ast.Name) and first.id in classes:  # tyro.cli(Args): the dataclass's defaults
                 out[name] = f"{first.id}()"
                 continue
-            defaults = _argparse_defaults(tree)
+            defaults = file.symbols.option_defaults
             fields = {attr: defaults.get(attr, _guess(attr)) for attr in sorted(attributes)}
             items = ", ".join(f"{attr}={_literal(v, f'{name}.{attr}')}" for attr, v in fields.items())
             out[name] = f"__import__('types').SimpleNamespace({items})"
@@ -233,25 +259,6 @@ def _env_read(code: str, env, sizes: dict) -> int | None:
     if re.search(r"action_space\.shape\[0\]$", code):
         return env.action_dim
     return None
-
-
-def _argparse_defaults(tree: ast.Module) -> dict[str, Any]:
-    """`parser.add_argument("--batch-size", default=64)` -> {"batch_size": 64}, literal defaults only."""
-    defaults: dict[str, Any] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
-            flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            keywords = {k.arg: k.value for k in node.keywords if k.arg}
-            dest = keywords.get("dest")
-            name = dest.value if isinstance(dest, ast.Constant) else next(
-                (f.lstrip("-") for f in flags if f.startswith("--")), flags[0].lstrip("-") if flags else None)
-            if not name or "default" not in keywords:
-                continue
-            try:
-                defaults[name.replace("-", "_")] = ast.literal_eval(keywords["default"])
-            except ValueError:
-                continue
-    return defaults
 
 
 def _is_future(node: cst.Import | cst.ImportFrom) -> bool:
@@ -292,12 +299,11 @@ def env_sizes(env) -> dict[str, int]:
     return sizes
 
 
-def constructor_args(text: str, class_name: str, user: dict | None = None, env=None) -> ConstructorArgs:
+def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None, env=None) -> ConstructorArgs:
     """Arguments to build `class_name`: the user's, else a call site of the file whose arguments
     resolve to constants, else the constructor's defaults, else sizes of the registered env the
     file names (`env`, an EnvSpec), else documented guesses by name."""
-    tree = ast.parse(text)
-    constants = module_constants(tree)
+    tree = file.tree
     result = ConstructorArgs()
     params = _init_params(tree, class_name)
     if user:
@@ -307,7 +313,7 @@ def constructor_args(text: str, class_name: str, user: dict | None = None, env=N
         if not required:
             return result
     else:
-        call = resolvable_call_site(text, class_name, constants)
+        call = resolvable_call_site(file, class_name)
         if call is not None:
             result.args, result.kwargs = call
             result.source = "call site"
@@ -362,13 +368,10 @@ def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
     return []
 
 
-def resolvable_call_site(text: str, class_name: str, constants: dict) -> tuple[list, dict] | None:
-    """Arguments of the first call `ClassName(...)` in `text` whose arguments are all constants."""
-    from gradlint.analysis.symbols import Symbols
-    from gradlint.analysis.syntax import last_name
-
-    tree = ast.parse(text)
-    for call, _ in Symbols(tree).calls(tree):
+def resolvable_call_site(file: ParsedFile, class_name: str) -> tuple[list, dict] | None:
+    """Arguments of the first call `ClassName(...)` in the file whose arguments are all constants."""
+    constants = file.symbols.constants
+    for call, _ in file.symbols.calls(file.tree):
         if last_name(call.func) != class_name:
             continue
         if any(type(a) is ast.Starred for a in call.args) or any(k.arg is None for k in call.keywords):

@@ -9,7 +9,6 @@ imported model class.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import re
@@ -19,14 +18,13 @@ from typing import Callable
 
 import click
 
-from gradlint.analysis.values import module_constants
 from gradlint.config import Settings
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.source import read_source
 from gradlint.verify import ModelReport
 from gradlint.analysis.envs import env_ids_in, env_spec
-from gradlint.verify.loader import constructor_args, model_only_source, removed_names, resolvable_call_site
+from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names, resolvable_call_site
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
@@ -75,10 +73,11 @@ def verify_results(results: list[FileResult], settings: Settings, options: Optio
     return reports
 
 
-def _analysis_facts(path: str, settings: Settings) -> tuple[str, dict[str, dict], Callable[[str], str | None]]:
-    """The adapter to the lint analysis (the only code here that reads its internals): the
-    file's text, its nn.Module classes as `gradlint explain-model --format json` describes them
-    (plus "line"), and a lookup of the sibling module that defines an imported model class."""
+def _analysis_facts(path: str, settings: Settings) -> tuple[ParsedFile, dict[str, dict], Callable[[str], str | None]]:
+    """The adapter to the lint analysis (the only code here that reads its internals): the file
+    parsed once (its ast tree and symbol layer, shared with the loader), its nn.Module classes as
+    `gradlint explain-model --format json` describes them (plus "line"), and a lookup of the
+    sibling module that defines an imported model class."""
     from gradlint.context import FileContext
 
     source = read_source(path)
@@ -87,28 +86,28 @@ def _analysis_facts(path: str, settings: Settings) -> tuple[str, dict[str, dict]
     for model in ctx.models.models:
         if model.kind == "module":
             models[model.name] = {**model.to_dict(), "line": model.line}
-    return source.text, models, ctx.project_model_file
+    return ParsedFile(source.text, ctx.tree, ctx.symbols), models, ctx.project_model_file
 
 
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
-                 progress, call_site_text: str | None = None) -> list[ModelReport]:
+                 progress, call_site: ParsedFile | None = None) -> list[ModelReport]:
     groups: dict[str | None, list[Diagnostic]] = defaultdict(list)
     for diagnostic in diagnostics:
         groups[diagnostic.subject].append(diagnostic)
     reports: list[ModelReport] = []
     try:
-        text, models, project_model_file = _analysis_facts(path, settings)
-        env = _registered_env(call_site_text or text)
+        file, models, project_model_file = _analysis_facts(path, settings)
+        env = _registered_env(call_site or file)
         spec = env_spec(env["id"]) if env is not None else None
-        text_only = model_only_source(text, spec)
-        stand_ins = removed_names(text, spec)
+        stand_ins = removed_names(file, spec)
+        text_only = model_only_source(file, spec, stand_ins)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
         sibling = project_model_file(subject) if subject and subject not in models else None
         if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
-            reports.extend(_verify_sibling(path, text, sibling, subject.rsplit(".", 1)[-1], codes, settings,
+            reports.extend(_verify_sibling(path, file, sibling, subject.rsplit(".", 1)[-1], codes, settings,
                                            options, worker))
             continue
         if subject is None or subject not in models:
@@ -118,9 +117,9 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                 verdicts=[_unbuilt_verdict(c) for c in codes]))
             continue
         model = models[subject]
-        construction = constructor_args(text, subject, options.init_args.get(subject), spec)
-        if call_site_text is not None and construction.source != "user":  # the importing file's call
-            call = resolvable_call_site(call_site_text, subject, module_constants(ast.parse(call_site_text)))
+        construction = constructor_args(file, subject, options.init_args.get(subject), spec)
+        if call_site is not None and construction.source != "user":  # the importing file's call
+            call = resolvable_call_site(call_site, subject)
             if call is not None:
                 construction.args, construction.kwargs = call
                 construction.source, construction.guessed, construction.missing = "call site", {}, []
@@ -186,9 +185,9 @@ def _unbuilt_verdict(code: str, reason: str = "the finding names no model class 
     return Verdict(code, NOT_VERIFIED, reason)
 
 
-def _registered_env(text: str) -> dict | None:
+def _registered_env(file: ParsedFile) -> dict | None:
     """The one registered env with known observation bounds the file names, if exactly one."""
-    ids = env_ids_in(text)
+    ids = env_ids_in(file.tree)
     if len(ids) != 1:
         return None
     spec = env_spec(ids[0])
@@ -196,11 +195,11 @@ def _registered_env(text: str) -> dict | None:
             "source": spec.source}
 
 
-def _verify_sibling(path: str, text: str, sibling: str, subject: str, codes: list[str], settings: Settings,
+def _verify_sibling(path: str, file: ParsedFile, sibling: str, subject: str, codes: list[str], settings: Settings,
                     options: Options, worker: Worker) -> list[ModelReport]:
-    """Findings of `path` about a model class defined in the sibling module `sibling`."""
+    """Findings of `path` (parsed as `file`) about a model class defined in the sibling module `sibling`."""
     stand_ins = [Diagnostic(sibling, 1, 1, 1, 1, code, "", Severity.INFO, None, subject) for code in codes]
-    reports = _verify_file(sibling, stand_ins, settings, options, worker, None, call_site_text=text)
+    reports = _verify_file(sibling, stand_ins, settings, options, worker, None, call_site=file)
     for report in reports:
         report.construction.setdefault("defined_in", sibling)
         report.file = f"{path} -> {sibling}"
