@@ -487,7 +487,7 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     results = lint_paths(found.files, settings)
     for result in results:
         if result.error:
-            click.echo(f"gradlint: error: {result.error}", err=True)
+            click.echo(f"gradlint: error: {printable(str(result.error))}", err=True)
     reports = _run_verification(results, settings, init_args, input_shape, device, timeout, memory, threshold,
                                 not no_sandbox)
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115

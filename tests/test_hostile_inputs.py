@@ -339,3 +339,15 @@ def test_python_dash_m_does_not_import_the_projects_modules(tmp_path: Path) -> N
         (tmp_path / f"more{index}.py").write_text(BAD)
     run = gradlint("check", "-j", "2", ".", cwd=tmp_path)
     assert not canary.exists() and run.returncode == 1
+
+
+def test_verify_reports_escape_the_models_own_text() -> None:
+    # a model's exception text reaches the report: no escape sequence reaches the terminal
+    from gradlint.verify import ModelReport
+    from gradlint.verify.report import render_text
+    from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+    evil = "boom\x1b[2J\x1b]0;pwned\x07\nfake line"
+    report = ModelReport("m\x1b[31m.py", "Net", 3, "error", evil, verdicts=[Verdict("GL201", NOT_VERIFIED, evil)])
+    text = render_text([report], colour=False)
+    assert "\x1b" not in text and "\x07" not in text and "\nfake line" not in text

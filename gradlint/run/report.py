@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from gradlint.output.escape import printable
+
 from gradlint.run.matching import RunVerdict, feature_data, recommend_max_norm
 from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED, THRESHOLDS, norm_figures
 
@@ -100,7 +102,7 @@ def render_text(report: dict, colour: bool) -> str:
     lines = []
     title = f"gradlint run: {' '.join([_where(report.get('script'), None, cwd), *report.get('argv', [])[1:]])}"
     lines.append(click.style(title, bold=True) if colour else title)
-    lines.append(f"  {outcome(report)}")
+    lines.append(printable(f"  {outcome(report)}"))  # the script's own exception text: escaped
     if report.get("world_size", 1) > 1:
         lines.append(f"  {report['world_size']} ranks" + (f"; {report['gather_error']}" if report.get("gather_error")
                                                           else ", figures gathered on rank 0"))
@@ -165,7 +167,8 @@ def render_text(report: dict, colour: bool) -> str:
         label = f"{finding['verdict']:<13}"
         if colour:
             label = click.style(label, fg=_COLOURS.get(finding["verdict"], "yellow"), bold=True)
-        lines.append(f"  {_where(finding['path'], finding['line'], cwd)}: {finding['code']}  {label}  {finding['reason']}")
+        lines.append(f"  {printable(_where(finding['path'], finding['line'], cwd))}: {finding['code']}  {label}  "
+                     f"{printable(finding['reason'])}")
         figures = {k: v for k, v in finding["figures"].items() if v is not None and not isinstance(v, list)}
         if figures:
             lines.append(f"         figures: {_fmt(figures)}")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from gradlint.output.escape import printable
 from gradlint.verify import ModelReport
 from gradlint.verify.loader import SYNTHETIC, SYNTHETIC_LABELS
 from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED
@@ -57,20 +58,21 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
             built += f"; no forward, ran {report.model}.{report.figures['forward']}"
         if report.figures.get("input_shapes"):
             built += f"; inputs {_fmt(report.figures['input_shapes'])}"
-        header = f"{report.file}:{report.line}: {report.model}"
+        # names, errors and reasons can carry the model's own text (an exception message): escaped
+        header = printable(f"{report.file}:{report.line}: {report.model}")
         lines.append(click.style(header, bold=True) if colour else header)
         if built:
-            lines.append(f"  {built}")
+            lines.append(printable(f"  {built}"))
         if report.error and not report.verdicts:
-            lines.append(f"  not verified: {report.error}")
+            lines.append(printable(f"  not verified: {report.error}"))
         for verdict in report.verdicts:
             label = f"{verdict.verdict:<13}"
             if colour:
                 label = click.style(label, fg=_COLOURS.get(verdict.verdict, "yellow"), bold=True)
-            lines.append(f"  {verdict.code}  {label}  {verdict.reason}")
+            lines.append(f"  {verdict.code}  {label}  {printable(verdict.reason)}")
             figures = {k: v for k, v in verdict.figures.items() if v is not None}
             if figures:
-                lines.append(f"         figures: {_fmt(figures)}")
+                lines.append(printable(f"         figures: {_fmt(figures)}"))
         lines.append("")
     counts: dict[str, int] = {}
     for report in reports:
