@@ -256,7 +256,8 @@ class Net(nn.Module):
                 return None
             value = init.params.get("val")
             scale = f"fan_in*{value}" if known(value) else "fan_in times that constant"
-            return (f"{init.describe()} on {names}: {reason}: constant weights make every unit identical (the "
+            where = "" if known(value) else f" ({reason})"
+            return (f"{init.describe()} on {names}{where}: constant weights make every unit identical (the "
                     f"symmetry is never broken) and scale outputs by {scale}; use kaiming/xavier init"), self.severity
         rated = [(m, layer, on_path) for m, layer, on_path in users if not normalised(on_path)]
         if not rated:
