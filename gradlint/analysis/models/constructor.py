@@ -65,6 +65,7 @@ _INIT_PARAMETERS = {
     "constant": ("val",), "sparse": ("sparsity", "std"),
 }
 _INIT_NAMES = frozenset(INIT_FUNCTIONS | TENSOR_INIT_METHODS)
+_MAX_TWO_PASS_DEPTH = 3  # nested layer loops read twice each (2^depth passes); deeper ones once
 _MAX_REPEAT = 512  # layers a loop or comprehension is expanded into; beyond, the count is unknown
 
 
@@ -227,6 +228,7 @@ class ConstructorInterpreter:
         self.typed_inits: list[TypedInit] = []  # inits applied to every layer of some kinds
         self._inlined: set[str] = set()
         self._following: set[str] = set()  # parameter defaults being followed (`a=b, b=a`)
+        self._loop_depth = 0  # layer-building loops being read inside one another
 
     def run(self) -> None:
         init = self.methods.get("__init__")
@@ -248,6 +250,9 @@ class ConstructorInterpreter:
                 if name in BOUND_NAMES:
                     self.description.bound_hint = f"`{name}` argument"
             self.body(init.body, env, {}, 1)
+            for attr, layer in self.description.layers.items():  # children appended after creation
+                if layer.category == "container" and layer.children and layer.name == attr:
+                    named(layer.children, attr)
         self.apply_typed_inits(self.typed_inits, self.description.all_layers())
         if self.node is not None and self.description.bound_hint is None:
             start, end = self.analysis.offsets_of(self.node)
@@ -320,7 +325,11 @@ class ConstructorInterpreter:
             for name in saved:
                 env[name] = UNKNOWN
             names = target_names(statement.target)
-            if _is_module_loop(statement):
+            container = self._container_loop(statement)
+            if container is not None:  # `for layer in self.layers: nn.init.normal_(layer.weight)`
+                self._typed_init_block(statement.body, names[-1] if names else None, env, {"*"},
+                                       scope=self._subtree(container))
+            elif _is_module_loop(statement):
                 self._typed_init_block(statement.body, names[-1] if names else None, env, {"*"},
                                        scope=self._loop_scope(statement.iter.func.value))  # type: ignore[attr-defined]
             elif _is_parameter_loop(statement):
@@ -343,7 +352,10 @@ class ConstructorInterpreter:
             if statement.value is not None:
                 self.assign(statement.target, statement.value, env, lists, multiplicity, statement)
         elif kind is ast.AugAssign:
-            if type(statement.target) is ast.Name and type(statement.op) is ast.Add:
+            target_text = dotted(statement.target) if type(statement.target) in (ast.Name, ast.Attribute) else None
+            if target_text in lists and type(statement.op) is ast.Add:  # `self.layers += [...]`
+                lists[target_text].extend(self.list_items(statement.value, env, lists, multiplicity, statement))
+            elif type(statement.target) is ast.Name and type(statement.op) is ast.Add:
                 name = statement.target.id
                 if name in lists:
                     lists[name].extend(self.list_items(statement.value, env, lists, multiplicity, statement))
@@ -369,6 +381,11 @@ class ConstructorInterpreter:
             layer = self.layer_from(value, attr, env, lists, statement)
             if layer is not None:
                 self.description.layers[attr] = layer
+                if layer.category == "container" and layer.children is not None and layer.kind in (
+                        "ModuleList", "Sequential"):
+                    lists[f"self.{attr}"] = layer.children  # `self.layers.append(...)` adds to it
+            else:
+                lists.pop(f"self.{attr}", None)
             return
         if type(target) is ast.Name:
             name = target.id
@@ -392,8 +409,10 @@ class ConstructorInterpreter:
 
     def call_statement(self, call: ast.Call, env, lists, multiplicity, statement: ast.stmt) -> None:
         func = call.func
+        if type(func) is ast.Attribute and f"{dotted(func.value)}" in lists and type(func.value) is ast.Attribute:
+            func = ast.Attribute(value=ast.Name(id=dotted(func.value), ctx=ast.Load()), attr=func.attr, ctx=ast.Load())
         if type(func) is ast.Attribute and type(func.value) is ast.Name:
-            owner, method = func.value.id, func.attr
+            owner, method = func.value.id, func.attr  # `layers.append(...)`, `self.layers.append(...)`
             if owner in lists and method in ("append", "extend", "insert"):
                 arguments = ordered_arguments(call)
                 argument = arguments[-1][1] if arguments else None
@@ -482,6 +501,12 @@ class ConstructorInterpreter:
         parts = target.split(".")
         if parts[0] == "self" and len(parts) >= 3:
             layer = self.description.layers.get(parts[1])
+            if layer is not None and layer.category == "container" and layer.children and len(parts) == 3:
+                # `init.orthogonal_(self.actor[i].weight, 0.01)` over `range(len(self.actor))`
+                for child in self.description_children(layer):
+                    if child.is_weight:
+                        child.inits.append(init)
+                return
             if layer is not None:
                 layer.inits.append(init)
                 return
@@ -500,6 +525,16 @@ class ConstructorInterpreter:
             layer.inits.append(init)
             return
         self.analysis.unattached_inits.append((init, self.description.name))
+
+    @staticmethod
+    def description_children(container: Layer) -> list[Layer]:
+        found: list[Layer] = []
+        stack = list(reversed(container.children or []))
+        while stack:
+            layer = stack.pop()
+            found.append(layer)
+            stack.extend(reversed(layer.children or []))
+        return found
 
     # inits by layer type ------------------------------------------------------------------
 
@@ -617,6 +652,15 @@ class ConstructorInterpreter:
             return dims
         return None
 
+    def _container_loop(self, statement: ast.For | ast.AsyncFor) -> Layer | None:
+        """The container a loop of `__init__` walks (`for layer in self.layers`,
+        `for i, layer in enumerate(self.layers)`), once it holds layers."""
+        iterable = statement.iter
+        if type(iterable) is ast.Call and dotted(iterable.func) == "enumerate" and iterable.args:
+            iterable = iterable.args[0]
+        layer = self.existing_layer(iterable, {})
+        return layer if layer is not None and layer.category == "container" and layer.children else None
+
     def _loop_scope(self, owner: ast.expr) -> set[int] | None:
         """The layers `self.X.modules()` / `self.X.parameters()` reaches: X's subtree (None: the
         whole model, `self.modules()`)."""
@@ -651,6 +695,24 @@ class ConstructorInterpreter:
         for the steady state (`d = hidden` at the end of the first pass changes what the second
         builds); the second pass's layers are repeated for the remaining iterations."""
         before = {name: len(items) for name, items in lists.items()}
+        if self._loop_depth >= _MAX_TWO_PASS_DEPTH:  # deeper loops: one pass repeated (bounded work)
+            self._loop_depth += 1
+            try:
+                self.body(statement.body, env, lists, 1)
+            finally:
+                self._loop_depth -= 1
+            for name, items in lists.items():
+                if not name.startswith("<var>"):
+                    start = before.get(name, 0)
+                    items[start:] = _repeat_group(items[start:], count)
+            return
+        self._loop_depth += 1
+        try:
+            self._two_passes(statement, count, env, lists, before)
+        finally:
+            self._loop_depth -= 1
+
+    def _two_passes(self, statement: ast.For | ast.AsyncFor, count: Any, env, lists, before: dict[str, int]) -> None:
         self.body(statement.body, env, lists, 1)
         if known(count) and isinstance(count, int) and count <= 1:
             if count == 0:

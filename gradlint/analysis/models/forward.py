@@ -85,7 +85,6 @@ class ForwardInterpreter:
         self.attribute_values = attribute_values
         self._returns: list[tuple[ast.Return, Path | None]] = []
         self._depth = 0
-        self._scaled: set[tuple[int, int]] = set()  # (layer, scale node) pairs recorded
         self.uses = find_weight_uses(analysis, description, methods)
 
     def run(self) -> None:
@@ -179,6 +178,8 @@ class ForwardInterpreter:
     def loop(self, statement: ast.For | ast.AsyncFor, env) -> None:
         names = target_names(statement.target)
         elements = self.loop_elements(statement.iter, env)
+        if elements is None and names and self._over_layers(statement.iter):
+            elements = [_LayerRef(Layer("?", "repeat count unknown", "other"))]  # layers, not time steps
         if elements is None or not names:  # a loop over time steps, or unknown: run the body once
             carried = self.evaluate(statement.iter, env)
             for name in names:
@@ -209,6 +210,13 @@ class ForwardInterpreter:
             if known(count) and isinstance(count, int):
                 return [_Index(i) for i in range(count)]
         return None
+
+    def _over_layers(self, iterable: ast.expr) -> bool:
+        """A loop over a container of the model whose length is unknown."""
+        if type(iterable) is ast.Call and (dotted(iterable.func) or "") == "enumerate" and iterable.args:
+            iterable = iterable.args[0]
+        layer = self.layer_of(iterable)
+        return layer is not None and layer.children is not None
 
     def _numbers(self) -> dict[str, Any]:
         numbers = dict(self.description.init_params)
@@ -304,11 +312,10 @@ class ForwardInterpreter:
         for op in ops:
             if op.kind == "scale":
                 if previous is not None and previous.layer is not None and previous.kind == "layer":
-                    key = (id(previous.layer), id(op.node))
-                    if key not in self._scaled:
-                        self._scaled.add(key)
-                        previous.layer.scales.append(op.factor)
-                        previous.layer.scale_nodes.append((op.node, op.divides))
+                    layer = previous.layer  # each scale once, however many paths carry it
+                    if op.node is None or all(node is not op.node for node, _ in layer.scale_nodes):
+                        layer.scales.append(op.factor)
+                        layer.scale_nodes.append((op.node, op.divides))
                 continue
             if previous is not None and previous.kind == "layer" and previous.layer is not None:
                 previous.layer.after.add(_kind(op))
