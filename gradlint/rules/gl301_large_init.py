@@ -163,18 +163,31 @@ class LargeInitialization(Rule):
     summary = "Weight initialisation larger than He's: activations and gradients grow by c per layer"
     rationale = (
         "For a layer y = W x followed by ReLU, the variance of activations (forward) and gradients "
-        "(backward) is multiplied by c = 1/2 * fan_in * Var[w] (He et al. 2015). He init makes "
-        "c = 1; PyTorch's default nn.Linear init gives 1/6. `normal_(w, std=1)` on a 256-input "
-        "layer gives c = 128: a few such layers turn unit inputs into overflow. The rule computes "
-        "c for every init call whose layer width resolves (normal_: Var = std^2, uniform_(a, b): "
-        "(b-a)^2/12, orthogonal_(gain): c = gain^2/2, xavier_*(gain): gain^2 * 2/(fan_in+fan_out), "
+        "(backward) is multiplied by c = 1/2 * fan_in * E[w^2] (He et al. 2015; E[w^2] is Var[w] for "
+        "zero-mean weights, and a non-zero mean only adds to the growth). He init makes c = 1; "
+        "PyTorch's default nn.Linear init gives 1/6. `normal_(w, std=1)` on a 256-input layer gives "
+        "c = 128: a few such layers turn unit inputs into overflow. The rule computes c for every "
+        "init call whose layer width resolves (normal_(mean, std): mean^2 + std^2, uniform_(a, b): "
+        "(a^2 + ab + b^2)/3, orthogonal_(gain): c = gain^2/2, xavier_*(gain): gain^2 * 2/(fan_in+fan_out), "
         "kaiming_*: from its mode and nonlinearity, `.data.normal_()`: std 1, "
-        "`nn.Parameter(torch.randn(n, m))`: std 1) and reports c > 2 (more than twice He's "
+        "`nn.Parameter(torch.randn(n, m))`: std 1), with a constant factor that scales the layer's "
+        "output right after it (`(q @ k) * dim ** -0.5`), and reports c > 2 (more than twice He's "
         "variance; option max-gain). Where the width is unknown it reports a weight std of 0.5 "
         "or more (c > 2 for any layer with more than 16 inputs), orthogonal/xavier gains above 2, "
-        "and non-zero constant_ weights, whose units start identical. Embedding weights "
-        "(std 1 is their standard init) are not reported; scaled forms such as "
-        "`randn(n, n) / sqrt(n)`, `orthogonal_(w, sqrt(2))` and `uniform_(w, -3e-3, 3e-3)` are fine.\n\n"
+        "and non-zero constant_ weights, whose units start identical; a value it cannot resolve "
+        "keeps it silent (a constructor argument is read from the file's call sites).\n\n"
+        "Only a layer's weight is judged: Linear/Conv weights, and a Parameter the model uses as "
+        "the matrix operand of `x @ W`, `matmul`, `F.linear` or `einsum` against activations (its "
+        "fan-in is read from that use, never from its shape). Positional embeddings and cls, "
+        "register, memory or query tokens added or concatenated to activations are not weights, "
+        "nor are Embedding weights (std 1 is their standard init). NoisyNet's weight is rated as "
+        "mu + sigma * eps (the noise at unit variance): its noise scale `weight_sigma.fill_(...)` "
+        "and its per-step noise draw are never reported, and a fix never touches them. A matrix "
+        "followed by a normalisation (LayerNorm over its output) is normalised and not reported; "
+        "one that mixes attention maps next to a softmax (talking heads) is info. Scaled forms "
+        "such as `randn(n, n) / sqrt(n)`, `orthogonal_(w, sqrt(2))` and `uniform_(w, -3e-3, 3e-3)` "
+        "are fine. Init functions applied from outside a model (`model = Net(); "
+        "model.apply(weights_init)`) are judged on that model's layers.\n\n"
         "The fix changes what the model computes, so it is unsafe and needs --unsafe-fixes."
     )
     bad_example = """\
@@ -200,7 +213,7 @@ class Net(nn.Module):
     )
     references = ("He, Zhang, Ren, Sun. Delving Deep into Rectifiers. ICCV 2015 (arXiv 1502.01852).",
                   "Glorot, Bengio. Understanding the difficulty of training deep feedforward neural networks. AISTATS 2010.")
-    options = (Option("max-gain", float, 2.0, "report a layer whose c = 1/2 * fan_in * Var[w] is above this"),)
+    options = (Option("max-gain", float, 2.0, "report a layer whose c = 1/2 * fan_in * E[w^2] is above this"),)
 
     @classmethod
     def wants(cls, text: str) -> bool:

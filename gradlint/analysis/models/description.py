@@ -157,7 +157,7 @@ class Layer:
         return variance
 
     def gain(self) -> Any:
-        """He's per-layer factor c = 1/2 * fan_in * Var[w]: 1 keeps ReLU activations' variance,
+        """He's per-layer factor c = 1/2 * fan_in * E[w^2]: 1 keeps ReLU activations' variance,
         below shrinks it, above grows it by c per layer (He et al. 2015)."""
         init = self.last_weight_init()
         if init is not None and init.method in ("orthogonal", "eye"):
