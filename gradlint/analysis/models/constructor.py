@@ -369,16 +369,17 @@ class ConstructorInterpreter:
         if type(target) is ast.Attribute and type(target.value) is ast.Name and target.value.id == "self":
             attr = target.attr
             self.attribute_values[attr] = value
-            number = evaluate_with_self(value, env)
+            if attr in BOUND_NAMES or any(b in attr for b in ("max_action", "action_bound", "action_scale")):
+                self.description.bound = f"self.{attr}"
+                self.description.bound_hint = self.description.bound_hint or f"`self.{attr}`"
+            layer = self.layer_from(value, attr, env, lists, statement)
+            number = evaluate_with_self(value, env) if layer is None and (
+                type(value) is not ast.Call or last_name(value.func) in ("sqrt", "int", "float")) else UNKNOWN
             if known(number) and isinstance(number, (int, float, str, tuple)):
                 env[f"self.{attr}"] = number  # `self.in_features`, read by later init calls
                 env[SELF_VALUES] = True
             else:
                 env.pop(f"self.{attr}", None)
-            if attr in BOUND_NAMES or any(b in attr for b in ("max_action", "action_bound", "action_scale")):
-                self.description.bound = f"self.{attr}"
-                self.description.bound_hint = self.description.bound_hint or f"`self.{attr}`"
-            layer = self.layer_from(value, attr, env, lists, statement)
             if layer is not None:
                 self.description.layers[attr] = layer
                 if layer.category == "container" and layer.children is not None and layer.kind in (

@@ -149,8 +149,10 @@ SELF_VALUES = "<self>"  # the key an environment holding `self.x` values is mark
 def evaluate_with_self(node: Any, env: dict[str, Any]) -> Any:
     """`evaluate`, reading `self.in_features` from an environment that holds the constructor's
     `self.x = ...` values (under "self.x")."""
-    if env.get(SELF_VALUES) and isinstance(node, ast.expr) and any(
-            type(n) is ast.Attribute and type(n.value) is ast.Name and n.value.id == "self" for n in ast.walk(node)):
+    kind = type(node)
+    if kind is not ast.Constant and kind is not ast.Name and env.get(SELF_VALUES) and isinstance(node, ast.expr) \
+            and any(type(n) is ast.Attribute and type(n.value) is ast.Name and n.value.id == "self"  # type: ignore[attr-defined]
+                    for n in ast.walk(node)):
         node = _Attributes(env).visit(copy.deepcopy(node))
     return evaluate(node, env)
 

@@ -38,12 +38,20 @@ def find_weight_uses(analysis: "ModelAnalysis", description: ModelDescription,
                      methods: dict[str, Any]) -> dict[int, WeightUse]:
     """Scan every method but `__init__` for matrix products with a Parameter of the model;
     set the role and fan-in of those Parameters; map each such operation node's id to its use."""
-    if not any(layer.kind == "Parameter" for layer in description.all_layers()):
+    names = {name for name, layer in description.layers.items() if layer.kind == "Parameter" and layer.category == "param"}
+    names |= {name for name, layer in description.layers.items() if layer.category == "container" and layer.children
+              and all(child.kind == "Parameter" for child in layer.children)}
+    if not names:
         return {}
     scanner = _Scanner(analysis, description)
+    text = analysis.text
     for name, method in methods.items():
-        if name != "__init__" and type(method) in FUNCTIONS:
-            scanner.scan(method)
+        if name == "__init__" or type(method) not in FUNCTIONS:
+            continue
+        start, end = analysis.offsets_of(method)
+        if not any(text.find(f".{attr}", start, end) >= 0 for attr in names):
+            continue  # the method reads none of the model's Parameters
+        scanner.scan(method)
     return scanner.uses
 
 
