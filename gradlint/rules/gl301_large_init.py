@@ -256,8 +256,9 @@ class Net(nn.Module):
             return f"constant {value}"
         source = init.sources.get("val")
         if source and any(known(v) and v != 0 for v in source[1]):
-            shown = " and ".join(str(v) if known(v) else "unknown" for v in source[1])
-            return f"`{source[0]}` is {shown} where the model is built in this file"
+            values = [str(v) for v in source[1] if known(v)]  # None: the argument is not given there
+            more = " (and values it cannot resolve)" if any(v is UNKNOWN for v in source[1]) else ""
+            return f"`{source[0]}` is {' and '.join(values)}{more} where the model is built in this file"
         return None
 
     def _message(self, ctx: FileContext, init: Init, users: Users, max_gain: float) -> tuple[str, Severity] | None:

@@ -218,6 +218,15 @@ def test_noisynet_with_a_huge_noise_scale_is_reported_without_a_fix() -> None:
     assert "normal_()" in fixed and "kaiming" not in fixed
 
 
+def test_a_noise_draw_in_a_free_function_is_never_a_weight_init() -> None:
+    assert found("""
+        def reset_noise(layer):
+            layer.weight_epsilon.normal_()
+            layer.eps_out.normal_(0, 1)
+            nn.init.normal_(layer.noise, std=1.0)
+    """) == []
+
+
 def test_an_unresolved_value_keeps_the_rule_silent() -> None:
     assert found("""
         class Net(nn.Module):
@@ -571,7 +580,7 @@ def test_model_apply_from_module_code_is_judged_per_model() -> None:
 
 
 def test_a_constant_from_a_constructor_argument_says_where_its_value_comes_from() -> None:
-    code = textwrap.dedent(NET) + "\nmodel_0 = Net(constant_weight=0)\nmodel_1 = Net(constant_weight=1)\n"
+    code = textwrap.dedent(NET) + "\nmodel_0 = Net(constant_weight=0)\nmodel_1 = Net(constant_weight=1)\nplain = Net()\n"
     [diagnostic] = run(code, "GL301")
     assert diagnostic.line == marked(code)[0]
     assert "constant(val=constant_weight)" in diagnostic.message
