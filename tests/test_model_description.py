@@ -317,7 +317,9 @@ def test_tuples_resolve_kernel_sizes_loop_counts_and_parameter_shapes() -> None:
     cnn = models["CNN"]
     assert (cnn.layers["conv"].fan_in, cnn.layers["conv"].fan_out) == (27, 144)
     assert cnn.layers["conv"].args["kernel_size"] == (3, 3)
-    assert cnn.layers["W"].args["shape"] == (16, 16) and cnn.layers["W"].gain() == pytest.approx(8.0)
+    # W is never used as a weight: its shape alone gives no fan-in
+    assert cnn.layers["W"].args["shape"] == (16, 16) and cnn.layers["W"].gain() is UNKNOWN
+    assert cnn.layers["W"].role is None
     assert [layer.kind for layer in cnn.layers["mlp"].children] == ["Linear", "ReLU"] * 3
     assert path_of(cnn)[-1] == "act:relu" and len(cnn.weight_layers()) == 4
 

@@ -18,6 +18,23 @@ def is_actor(model: ModelDescription) -> bool:
     return bool(ACTOR_TOKENS & set(name_tokens(model.name)))
 
 
+ACTION_INPUTS = {"action", "actions", "act", "acts", "a", "u", "action_batch", "actions_batch", "joint_action"}
+
+
+def is_critic(model: ModelDescription) -> bool:
+    """A critic / Q network: the action is among its forward inputs and a value comes out (a
+    scalar last layer, or a value-like class name that is not an actor's). It may scale the
+    action it is given by `max_action`; it does not emit one."""
+    takes_action = any(name in ACTION_INPUTS or name.startswith("action") for name in model.inputs[1:])
+    if not takes_action:
+        return False
+    layers = model.weight_layers()
+    if layers and layers[-1].fan_out == 1:
+        return True
+    tokens = set(name_tokens(model.name))
+    return bool(VALUE_TOKENS & tokens) and not ACTOR_TOKENS & tokens
+
+
 def is_rl_head_model(model: ModelDescription) -> bool:
     """An actor, critic, Q or value network, by its class name."""
     return bool((ACTOR_TOKENS | VALUE_TOKENS) & set(name_tokens(model.name)))

@@ -9,6 +9,10 @@ from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Option, Rule
 
 
+GROWTH_ERROR = 10.0  # variance amplification c^L from which the stack is an error: clear growth
+GROWTH_WARNING = 2.0  # below it (and above 1/2) the estimate is "about constant": no growth shown
+
+
 def unbounded_runs(path: list[Op]) -> list[tuple[list[Layer], set[str]]]:
     """Runs of weight layers joined only by non-saturating activations (no norm, no skip)."""
     runs: list[tuple[list[Layer], set[str]]] = []
@@ -47,13 +51,17 @@ class DeepUnboundedStack(Rule):
     rationale = (
         "Back-propagation multiplies one Jacobian per layer. Through ReLU-family activations "
         "(ReLU, LeakyReLU, ELU, GELU, SiLU, Softplus, ...) nothing bounds that product: with "
-        "per-layer factor c = 1/2 * fan_in * Var[w] (He et al. 2015) the variance of activations "
+        "per-layer factor c = 1/2 * fan_in * E[w^2] (He et al. 2015) the variance of activations "
         "and gradients scales like c^L over L layers. With PyTorch's default nn.Linear init "
         "c = 1/6 and gradients shrink with depth; with He init c = 1; with normal_(std=1) on 256 "
         "inputs c = 128 and a few layers explode. Depth without normalization or skip connections "
         "also lets training push c above 1. The message gives the depth, the layers and, where "
-        "every layer's init and fan-in resolve, the estimated amplification c^L: an error when it "
-        "says gradients grow, a warning for the structural risk otherwise.\n\n"
+        "every layer's init and fan-in resolve, the estimated amplification c^L. The severity "
+        "follows that estimate: an error when it shows clear growth (c^L >= 10), a warning when it "
+        "shows some (2 <= c^L < 10) or when some layer's init is unknown, info when the variance "
+        "stays about constant or shrinks at initialisation (He/orthogonal init, PyTorch's default "
+        "init: `gradlint verify` measures those as not confirmed), where the risk is only "
+        "structural.\n\n"
         "Remedies: a normalization layer (LayerNorm for MLPs and RL, BatchNorm for CNNs) between "
         "layers, residual connections x + f(x), He/orthogonal init, or less depth. `gradlint "
         "verify` measures the per-layer gradient norms to confirm or refute the finding."
@@ -118,14 +126,19 @@ class Deep(nn.Module):
                 amplification *= gain
             low, high = min(gains), max(gains)
             per_layer = f"c = {low:.3g}" if abs(high - low) < 1e-9 else f"c = {low:.3g}..{high:.3g}"
-            if amplification > 1:
+            if amplification >= GROWTH_ERROR:
                 severity = Severity.ERROR
                 message += (f"; with this init ({per_layer} per layer) gradient variance grows about "
                             f"{_big(amplification)}x across the stack")
+            elif amplification >= GROWTH_WARNING:
+                message += (f"; with this init ({per_layer} per layer) gradient variance grows about "
+                            f"{_big(amplification)}x across the stack, and more if training pushes c up")
             else:
-                message += (f"; with this init ({per_layer} per layer) gradients shrink with depth "
-                            f"({_big(amplification)}x): a structural risk that grows if training or a "
-                            "larger init pushes c above 1")
+                severity = Severity.INFO
+                trend = ("stays about constant" if amplification >= 1 / GROWTH_WARNING
+                         else f"shrinks with depth ({_big(amplification)}x)")
+                message += (f"; with this init ({per_layer} per layer) gradient variance {trend} at "
+                            "initialisation: a structural risk only if training or a larger init pushes c above 1")
         else:
             message += "; the init scale of some layers is unknown"
         message += ". Add LayerNorm between layers or residual connections, or reduce depth"

@@ -7,7 +7,7 @@ from gradlint.analysis.models import SQUASHING, ModelDescription
 from gradlint.analysis.syntax import dotted, parenthesized_span
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
-from gradlint.rules._models import is_actor, spelled
+from gradlint.rules._models import is_actor, is_critic, spelled
 from gradlint.rules.base import Rule
 
 
@@ -48,7 +48,9 @@ class UnboundedActorOutput(Rule):
         "`max_action * torch.tanh(self.out(x))`. The rule fires when a class that looks like an "
         "actor (by name, or because it keeps `max_action`/`action_bound`/`action_scale`) returns "
         "a linear layer's output with no tanh/sigmoid/clamp after it, and squashes nowhere else "
-        "(SAC-style actors that squash in a separate method are not reported).\n\n"
+        "(SAC-style actors that squash in a separate method are not reported). A critic (the "
+        "action among its forward inputs, a value out) is never an actor, even when it scales "
+        "the action it is given by `max_action`.\n\n"
         "The fix changes what the model computes, so it is unsafe and needs --unsafe-fixes."
     )
     bad_example = """\
@@ -85,6 +87,8 @@ class Actor(nn.Module):
         for model in ctx.models.models:
             if model.kind != "module" or not (model.bound or (model.bound_hint and is_actor(model))):
                 continue
+            if is_critic(model):
+                continue  # the action is its input, a value its output
             if squashes_somewhere(ctx, model.node):
                 continue
             for statement, path in model.returns:

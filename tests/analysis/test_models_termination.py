@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from gradlint.analysis.values import UNKNOWN
 from gradlint.config import Settings
 from gradlint.context import FileContext
 from gradlint.engine import lint_file
@@ -137,3 +138,47 @@ class Net(nn.Module):
     assert result.exit_code == 2
     assert f"gradlint: error: {bad}: analysis budget exceeded" in result.output
     assert "forward: input:x -> seq.0:Linear -> act:relu" in result.output
+
+
+def test_nested_layer_loops_in_init_are_read_twice_only_near_the_top() -> None:
+    # a loop that builds layers is read twice (first iteration, steady state); nested ones
+    # below a small depth once: 12 nested loops stay far below the budget
+    depth = 12
+    body = "".join("    " * (2 + i) + f"for i{i} in range(2):\n" for i in range(depth))
+    body += "    " * (2 + depth) + "layers.append(nn.Linear(4, 4))\n"
+    text = (HEADER + "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        layers = []\n" + body + "        self.net = nn.Sequential(*layers)\n"
+            "    def forward(self, x):\n        return self.net(x)\n")
+    with hang_guard():
+        ctx, [net] = describe(text)
+    assert net.layers["net"].children and ctx.budget.spent < ctx.budget.limit // 10
+
+
+def test_self_referencing_helpers_and_aliases_terminate() -> None:
+    text = HEADER + """
+def hidden_init(layer):
+    return hidden_init(layer)
+
+def spread(layer):
+    a = b
+    b = a
+    return (-a, b)
+
+class Net(nn.Module):
+    W = None
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.P = nn.Parameter(torch.randn(8, 8))
+        self.fc.weight.data.uniform_(*hidden_init(self.fc))
+        self.fc.weight.data.uniform_(*spread(self.fc))
+
+    def forward(self, x):
+        w = v
+        v = w
+        return x @ w + x @ self.P
+"""
+    with hang_guard():
+        ctx, [net] = describe(text)
+    assert net.layers["fc"].inits[-1].params == {"a": UNKNOWN, "b": UNKNOWN}
+    assert net.layers["P"].role == "weight"

@@ -783,6 +783,9 @@ RISKY = {
                     nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                     nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                     nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+                for layer in self.net:  # c = 1/2 * 64 * 0.25**2 = 2 per layer: GL201 shows growth, GL301 is silent
+                    if isinstance(layer, nn.Linear):
+                        nn.init.normal_(layer.weight, std=0.25)
 
             def forward(self, x):
                 return self.net(x)

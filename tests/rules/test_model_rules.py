@@ -45,7 +45,8 @@ def test_gl201_flags_deep_unbounded_stacks(act: str) -> None:
     [diagnostic] = lint(HEADER + textwrap.dedent(code), select="GL201")
     assert (diagnostic.code, diagnostic.line) == ("GL201", marked(code)[0])
     assert "Deep: 8 weight layers (net.0 ... net.14)" in diagnostic.message
-    assert "gradients shrink with depth" in diagnostic.message and diagnostic.severity.value == "warning"
+    # PyTorch's default init: the estimate shows no growth, so the finding is only structural
+    assert "gradient variance shrinks with depth" in diagnostic.message and diagnostic.severity.value == "info"
 
 
 def test_gl201_error_when_the_init_makes_gradients_grow() -> None:
@@ -250,9 +251,9 @@ def test_gl204_sac_style_actor_and_critic_are_fine() -> None:
 
 
 @pytest.mark.parametrize("init, reason", [
-    ("nn.init.normal_(self.fc.weight, std=1.0)", "c = 1/2 * fan_in * Var[w] = 128"),
-    ("self.fc.weight.data.normal_()", "c = 1/2 * fan_in * Var[w] = 128"),
-    ("nn.init.uniform_(self.fc.weight, -1, 1)", "c = 1/2 * fan_in * Var[w] = 42.7"),
+    ("nn.init.normal_(self.fc.weight, std=1.0)", "c = 1/2 * fan_in * E[w^2] = 128"),
+    ("self.fc.weight.data.normal_()", "c = 1/2 * fan_in * E[w^2] = 128"),
+    ("nn.init.uniform_(self.fc.weight, -1, 1)", "c = 1/2 * fan_in * E[w^2] = 42.7"),
     ("nn.init.orthogonal_(self.fc.weight, gain=4)", "= 8"),
     ("nn.init.xavier_uniform_(self.fc.weight, gain=5.0)", "= 12.5"),
     ("nn.init.constant_(self.fc.weight, 0.5)", "constant weights make every unit identical"),
@@ -550,12 +551,18 @@ def test_gl301_free_init_rescaled_afterwards_is_not_flagged(rescale: str) -> Non
 
 
 def test_gl301_every_definition_of_a_function_name_is_read() -> None:
-    # marimo notebooks define each cell as `def _(...)`
+    # marimo notebooks define each cell as `def _(...)`; a model class defined in one is a
+    # model of its own (named as itself, not after the function)
     code = """
         def _(nn):
             class Noisy(nn.Module):
-                def reset(self):
+                def __init__(self):
+                    super().__init__()
+                    self.w = nn.Linear(256, 256)
                     self.w.weight.data.normal_(0, 1)  # <-
+
+                def forward(self, x):
+                    return self.w(x)
             return Noisy
 
         if True:
@@ -565,3 +572,5 @@ def test_gl301_every_definition_of_a_function_name_is_read() -> None:
                 return init
     """
     assert found(code, "GL301") == [("GL301", n) for n in marked(code)]
+    [first, _] = lint(HEADER + textwrap.dedent(code), select="GL301")
+    assert "on Noisy.w: c = 1/2 * fan_in * E[w^2] = 128" in first.message and first.subject == "Noisy"

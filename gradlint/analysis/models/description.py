@@ -22,6 +22,8 @@ NORM_LAYERS = {
 }
 RECURRENT_LAYERS = {"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"}
 IDENTITY_LAYERS = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Flatten", "Unflatten"}
+# shape-only layers of other libraries, by qualified name (einops' `Rearrange('b h i j -> b i j h')`)
+RESHAPE_LAYERS = {"einops.layers.torch.Rearrange"}
 ACTIVATION_MODULES = {
     "ReLU": "relu", "LeakyReLU": "leaky_relu", "PReLU": "prelu", "RReLU": "rrelu", "ELU": "elu",
     "SELU": "selu", "CELU": "celu", "GELU": "gelu", "SiLU": "silu", "Mish": "mish",
@@ -46,7 +48,7 @@ PASS_THROUGH = {
     "view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous",
     "float", "double", "half", "to", "dropout", "clone", "expand", "expand_as", "type_as",
     "view_as", "reshape_as", "cuda", "cpu", "squeeze_", "unsqueeze_", "alpha_dropout", "split",
-    "chunk", "unbind", "narrow",
+    "chunk", "unbind", "narrow", "rearrange",
 }
 MERGES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "mul"}
 INIT_FUNCTIONS = {
@@ -55,6 +57,9 @@ INIT_FUNCTIONS = {
     "sparse_",
 }
 TENSOR_INIT_METHODS = {"normal_", "uniform_", "fill_", "zero_", "mul_", "copy_"}
+# a tensor named like this is exploration noise drawn afresh (NoisyNet's `weight_epsilon`), never
+# a weight: an init call on it is no weight init
+NOISE_NAMES = ("epsilon", "noise", "eps")
 BOUND_NAMES = {
     "max_action", "action_bound", "action_bounds", "action_scale", "action_high", "max_act",
     "action_max", "action_lim", "action_limit", "act_limit", "max_u", "a_max", "action_range",
@@ -72,10 +77,19 @@ class Init:
     params: dict[str, Any]
     call: ast.Call | None = None
     anchor: ast.stmt | None = None  # the statement holding the call
+    # a parameter whose value is a constructor argument: {param: (argument name, values the
+    # file's call sites pass, in order)} (`constant_(m.weight, constant_weight)`)
+    sources: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    nodes: dict[str, ast.expr] = field(default_factory=dict)  # the argument bound to each parameter
 
     def describe(self) -> str:
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        shown = ", ".join(f"{k}={self._shown(k, v)}" for k, v in self.params.items())
         return f"{self.target}: {self.method}({shown})"
+
+    def _shown(self, key: str, value: Any) -> str:
+        if key in self.sources and not known(value):
+            return self.sources[key][0]
+        return _fmt(value)
 
 
 @dataclass(eq=False, repr=False)
@@ -95,13 +109,44 @@ class Layer:
     children: list["Layer"] | None = None  # containers, in order, repeats expanded
     count_known: bool = True
     normalized: bool = False  # weight_norm / spectral_norm
+    # Parameters only: "weight" once the model uses the tensor as a layer's weight (the matrix
+    # operand of `x @ W`, `F.linear`, `matmul`, `einsum` against activations); None otherwise
+    # (positional embeddings, cls/register/memory tokens added or concatenated to activations)
+    role: str | None = None
+    shape_nodes: tuple = ()  # Parameters: the expressions of the creating call's shape
+    fan_axes: tuple[int, ...] | None = None  # Parameters used as weights: the axes their fan-in spans
+    # Parameters: the factors of the creating expression (`torch.randn(n, d) * d ** -0.5`), as
+    # (expression, divides); and the scale factors applied to its output in forward, likewise
+    factor_nodes: tuple = ()
+    scale_nodes: list = field(default_factory=list)
+    # a weight computed from several tensors, `weight_mu + weight_sigma * weight_epsilon`
+    # (NoisyNet): the products of its sum, each a list of layers (a noise buffer: `noise=True`)
+    terms: list[list["Layer"]] | None = None
+    noise: bool = False  # a buffer drawn afresh as exploration noise (`weight_epsilon`)
+    # the ops right before and after this layer on the model's forward paths (`norm`, `act:softmax`,
+    # `scale`, ...): a weight followed only by a normalisation is normalised
+    before: set[str] = field(default_factory=set)
+    after: set[str] = field(default_factory=set)
+    scales: list[Any] = field(default_factory=list)  # factors multiplying its output right after it (c uses their square)
 
     @property
     def is_weight(self) -> bool:
         return self.category in ("weight", "param")
 
+    @property
+    def judged(self) -> bool:
+        """A layer whose weight the init rules judge: a weight layer's, or a Parameter the model
+        uses as a weight (not a token or embedding added to activations, not a noise buffer)."""
+        return self.category == "weight" or (self.category == "param" and self.role == "weight")
+
     def weight_variance(self) -> Any:
-        """Var[w] after default init and every init call, in order (UNKNOWN if any step is)."""
+        """E[w^2] (the variance, for zero-mean inits) after default init and every init call, in
+        order (UNKNOWN if any step is). A composite weight sums its products' second moments,
+        a noise buffer counting 1 (unit-variance noise)."""
+        if self.terms is not None:
+            return _composite_moment(self.terms)
+        if self.noise:
+            return 1.0
         variance: Any = UNKNOWN
         if self.kind in WEIGHT_LAYERS and known(self.fan_in) and self.fan_in:
             variance = 1.0 / (3.0 * self.fan_in)  # kaiming_uniform_(a=sqrt(5)), torch's default
@@ -112,7 +157,7 @@ class Layer:
         return variance
 
     def gain(self) -> Any:
-        """He's per-layer factor c = 1/2 * fan_in * Var[w]: 1 keeps ReLU activations' variance,
+        """He's per-layer factor c = 1/2 * fan_in * E[w^2]: 1 keeps ReLU activations' variance,
         below shrinks it, above grows it by c per layer (He et al. 2015)."""
         init = self.last_weight_init()
         if init is not None and init.method in ("orthogonal", "eye"):
@@ -126,6 +171,14 @@ class Layer:
         if not known(variance) or not known(self.fan_in):
             return UNKNOWN
         return 0.5 * self.fan_in * variance
+
+    def effective_gain(self) -> Any:
+        """`gain()` with the constant factors that multiply the layer's output right after it
+        (`(q @ k) * self.scale`)."""
+        gain = self.gain()
+        for factor in self.scales:
+            gain = gain * factor**2 if known(gain) and known(factor) else UNKNOWN
+        return gain
 
     def last_weight_init(self) -> Init | None:
         for init in reversed(self.inits):
@@ -144,7 +197,8 @@ class Layer:
         children and construction site."""
         return Layer(self.name, self.kind, self.category, self.activation, self.fan_in, self.fan_out,
                      dict(self.args), self.call, self.anchor, list(self.inits), self.children,
-                     self.count_known, self.normalized)
+                     self.count_known, self.normalized, role=self.role, shape_nodes=self.shape_nodes,
+                     fan_axes=self.fan_axes, terms=self.terms, noise=self.noise, factor_nodes=self.factor_nodes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,6 +208,9 @@ class Op:
     kind: str  # input | layer | act | norm | residual | recurrent | concat | scale | unknown
     layer: Layer | None = None
     name: str = ""
+    factor: Any = UNKNOWN  # a scale's value, where it resolves
+    node: ast.expr | None = None  # a scale's factor, as written
+    divides: bool = False  # a scale written `x / factor`
 
     def describe(self) -> str:
         if self.kind == "layer" and self.layer is not None:
@@ -187,6 +244,9 @@ class ModelDescription:
     bound_hint: str | None = None  # why the range is bounded (`max_action` argument)
     recurrences: list[Recurrence] = field(default_factory=list)
     tuple_output: bool = False
+    buffers: dict[str, Layer] = field(default_factory=dict)  # `self.register_buffer(name, ...)`
+    attributes: dict[str, ast.expr] = field(default_factory=dict)  # `self.x = <expr>` in `__init__`
+    derived: list[Layer] = field(default_factory=list)  # weights computed in forward (mu + sigma * eps)
 
     @property
     def line(self) -> int:
@@ -221,7 +281,7 @@ class ModelDescription:
                     "inits": [i.describe() for i in layer.inits],
                     "gain": _jsonable(layer.gain()) if layer.is_weight else None,
                 }
-                for layer in self.all_layers()
+                for layer in [*self.all_layers(), *self.derived]
                 if layer.category != "container"
             ],
             "path": None if self.path is None else [op.describe() for op in self.path],
@@ -231,14 +291,21 @@ class ModelDescription:
 
 
 def target_kind(target: str) -> str:
-    """weight | bias | param (a tensor that may be a weight: `self.W_hh`), from an init call's
-    target text."""
+    """weight | bias | param (a tensor that may be a weight: `self.W_hh`) | noise (an
+    exploration-noise buffer: `self.weight_epsilon`), from an init call's target text."""
     last = target.rsplit(".", 1)[-1]
+    if is_noise_name(last):
+        return "noise"
     if last.startswith("weight"):
         return "weight"
     if last.startswith("bias") or last == "b":
         return "bias"
     return "param"
+
+
+def is_noise_name(name: str) -> bool:
+    """`weight_epsilon`, `eps_in`, `noise`: a tensor of exploration noise, by its name."""
+    return any(part in NOISE_NAMES for part in name.lower().split("_")) or "epsilon" in name.lower()
 
 
 def activation_name(name: str) -> str:
@@ -272,22 +339,42 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _composite_moment(terms: list[list[Layer]]) -> Any:
+    """E[w^2] of a sum of products of independent tensors: the sum of the products of their
+    second moments (NoisyNet's mu + sigma * eps)."""
+    total = 0.0
+    for factors in terms:
+        product = 1.0
+        for layer in factors:
+            moment = layer.weight_variance()
+            if not known(moment):
+                return UNKNOWN
+            product *= moment
+        total += product
+    return total
+
+
 def _variance_after(init: Init, previous: Any, fan_in: Any, fan_out: Any) -> Any:
+    """E[w^2] after `init` (mean included: He's c assumes zero-mean weights, and a non-zero
+    mean only adds to the growth)."""
     p = init.params
     method = init.method
     if method == "scale":
         factor = p.get("factor", UNKNOWN)
         return previous * factor**2 if known(previous) and known(factor) else UNKNOWN
     if method in ("normal", "trunc_normal", "randn"):
-        std = p.get("std", 1.0)
-        return std**2 if known(std) else UNKNOWN
+        std, mean = p.get("std", 1.0), p.get("mean", 0.0)
+        return std**2 + mean**2 if known(std) and known(mean) and not isinstance(mean, str) else UNKNOWN
     if method == "uniform":
         low, high = p.get("a", 0.0), p.get("b", 1.0)
-        return (high - low) ** 2 / 12.0 if known(low) and known(high) else UNKNOWN
+        return (low * low + low * high + high * high) / 3.0 if known(low) and known(high) else UNKNOWN
     if method in ("zeros", "constant_zero"):
         return 0.0
-    if method in ("constant", "ones"):
-        return 0.0  # no spread at all; flagged separately as symmetric
+    if method == "ones":
+        return 1.0
+    if method == "constant":
+        value = p.get("val", UNKNOWN)  # no spread at all: flagged separately as symmetric
+        return value * value if known(value) and isinstance(value, (int, float)) else UNKNOWN
     if method in ("xavier_normal", "xavier_uniform"):
         gain = p.get("gain", 1.0)
         if known(gain) and known(fan_in) and known(fan_out) and fan_in + fan_out:

@@ -20,6 +20,7 @@ from gradlint.analysis.models.description import (
     Recurrence,
     activation_name,
 )
+from gradlint.analysis.models.weights import WeightUse, find_weight_uses
 from gradlint.analysis.symbols import names_read
 from gradlint.analysis.syntax import dotted, ordered_arguments, receiver_text, target_names
 from gradlint.analysis.values import UNKNOWN, evaluate, known
@@ -84,6 +85,7 @@ class ForwardInterpreter:
         self.attribute_values = attribute_values
         self._returns: list[tuple[ast.Return, Path | None]] = []
         self._depth = 0
+        self.uses = find_weight_uses(analysis, description, methods)
 
     def run(self) -> None:
         forward = self.methods.get("forward")
@@ -143,10 +145,14 @@ class ForwardInterpreter:
             return
         if type(value) is ast.Tuple and value.elts:
             self.description.tuple_output = True
+            for element in value.elts[1:]:
+                _mark_output(self.evaluate(element.value if type(element) is ast.Starred else element, env))
             value = value.elts[0]
             if type(value) is ast.Starred:
                 value = value.value
-        self._returns.append((statement, self.evaluate(value, env)))
+        path = self.evaluate(value, env)
+        _mark_output(path)
+        self._returns.append((statement, path))
 
     def assigned(self, statement: ast.Assign | ast.AnnAssign | ast.AugAssign, env, in_loop: bool) -> None:
         value = statement.value
@@ -172,6 +178,8 @@ class ForwardInterpreter:
     def loop(self, statement: ast.For | ast.AsyncFor, env) -> None:
         names = target_names(statement.target)
         elements = self.loop_elements(statement.iter, env)
+        if elements is None and names and self._over_layers(statement.iter):
+            elements = [_LayerRef(Layer("?", "repeat count unknown", "other"))]  # layers, not time steps
         if elements is None or not names:  # a loop over time steps, or unknown: run the body once
             carried = self.evaluate(statement.iter, env)
             for name in names:
@@ -202,6 +210,13 @@ class ForwardInterpreter:
             if known(count) and isinstance(count, int):
                 return [_Index(i) for i in range(count)]
         return None
+
+    def _over_layers(self, iterable: ast.expr) -> bool:
+        """A loop over a container of the model whose length is unknown."""
+        if type(iterable) is ast.Call and (dotted(iterable.func) or "") == "enumerate" and iterable.args:
+            iterable = iterable.args[0]
+        layer = self.layer_of(iterable)
+        return layer is not None and layer.children is not None
 
     def _numbers(self) -> dict[str, Any]:
         numbers = dict(self.description.init_params)
@@ -248,10 +263,11 @@ class ForwardInterpreter:
         left, right = self.evaluate(node.left, env), self.evaluate(node.right, env)
         operator = type(node.op)
         if operator is ast.MatMult:
+            use = self.uses.get(id(node))
+            if use is not None:
+                path = self._data_path(use, env)
+                return self._then(path, Op("layer", use.layer)) if path is not None else None
             path = left or right
-            weight = self._param_of(node.right) or self._param_of(node.left)
-            if path is not None and weight is not None:
-                return self._then(path, Op("layer", weight))
             return self._then(path, Op("unknown", name="matmul")) if path else None
         if left and right:
             if operator is ast.Add or operator is ast.Sub:
@@ -265,18 +281,48 @@ class ForwardInterpreter:
             return None
         if operator is ast.Mult or operator is ast.Div:
             other = node.right if left else node.left
-            return self._then(path, Op("scale", name=self.analysis.text_with_parentheses(other)))
+            factor = self._number(other)
+            if known(factor) and operator is ast.Div and left:
+                factor = 1 / factor if factor else UNKNOWN
+            elif operator is ast.Div and not left:
+                factor = UNKNOWN  # `k / x` is no scaling
+            return self._then(path, Op("scale", name=self.analysis.text_with_parentheses(other), factor=factor,
+                                       node=other, divides=operator is ast.Div and bool(left)))
         return path
+
+    def _number(self, node: ast.expr) -> Any:
+        """The value of a scale factor (`self.scale`, `dim ** -0.5`, `0.1`), where it resolves."""
+        numbers = self._numbers()
+        if type(node) is ast.Attribute and type(node.value) is ast.Name and node.value.id == "self":
+            value = self.attribute_values.get(node.attr)
+            return evaluate(value, numbers) if value is not None else UNKNOWN
+        value = evaluate(node, numbers)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else UNKNOWN
+
+    def _data_path(self, use: WeightUse, env) -> Path | None:
+        paths = [p for p in (self.evaluate(operand, env) for operand in use.operands) if p is not None]
+        return max(paths, key=len) if paths else None
 
     def _then(self, path: Path, *ops: Op) -> Path:
         """`path` followed by `ops`. Copying a path is charged to the budget by its length: a
-        loop over layers inside another one makes paths as long as the iterations."""
+        loop over layers inside another one makes paths as long as the iterations. Each weight
+        layer learns what comes right before and after it (scale factors looked through)."""
         self.budget.spend(len(path) >> 6)
+        previous = next((op for op in reversed(path) if op.kind != "scale"), None) if path else None
+        for op in ops:
+            if op.kind == "scale":
+                if previous is not None and previous.layer is not None and previous.kind == "layer":
+                    layer = previous.layer  # each scale once, however many paths carry it
+                    if op.node is None or all(node is not op.node for node, _ in layer.scale_nodes):
+                        layer.scales.append(op.factor)
+                        layer.scale_nodes.append((op.node, op.divides))
+                continue
+            if previous is not None and previous.kind == "layer" and previous.layer is not None:
+                previous.layer.after.add(_kind(op))
+            if op.kind == "layer" and op.layer is not None and previous is not None:
+                op.layer.before.add(_kind(previous))
+            previous = op
         return path + ops
-
-    def _param_of(self, node: ast.expr) -> Layer | None:
-        layer = self.layer_of(node)
-        return layer if layer is not None and layer.category in ("param", "other") and layer.kind == "Parameter" else None
 
     def call(self, node: ast.Call, env) -> Path | None:
         func = node.func
@@ -296,6 +342,11 @@ class ForwardInterpreter:
             if path is None:
                 return None
             return self._then(path, *layer_ops(self.analysis, layer))
+        # a Parameter used as a weight: F.linear(x, W), torch.matmul(x, W), einsum(..., x, W)
+        use = self.uses.get(id(node))
+        if use is not None:
+            path = self._data_path(use, env)
+            return self._then(path, Op("layer", use.layer)) if path is not None else None
         # activations and pass-through in any spelling
         activation = self._activation_of_call(node)
         receiver = func.value if type(func) is ast.Attribute else None
@@ -318,9 +369,8 @@ class ForwardInterpreter:
         arguments = ordered_arguments(node)
         if name == "linear" and qualified.startswith("torch") and len(arguments) >= 2:
             path = self.evaluate(arguments[0][1], env)
-            weight = self._param_of(arguments[1][1])
             if path is not None:
-                return self._then(path, Op("layer", weight) if weight is not None else Op("unknown", name="linear"))
+                return self._then(path, Op("unknown", name="linear"))
         if name in MERGES and first is not None:
             if type(first) is ast.List or type(first) is ast.Tuple:
                 path = self.evaluate(first, env)
@@ -376,6 +426,20 @@ class ForwardInterpreter:
         if last in FUNCTIONAL_ACTIVATIONS and (qualified.startswith("torch") or _is_method_on_value(func, qualified)):
             return activation_name(last)
         return None
+
+
+def _kind(op: Op) -> str:
+    """How a neighbouring op reads in a layer's `before`/`after`: `norm`, `act:softmax`, ..."""
+    return f"act:{op.name}" if op.kind == "act" else op.kind
+
+
+def _mark_output(path: Path | None) -> None:
+    """The last weight layer of a returned path feeds the output."""
+    if not path:
+        return
+    last = next((op for op in reversed(path) if op.kind != "scale"), None)
+    if last is not None and last.kind == "layer" and last.layer is not None:
+        last.layer.after.add("output")
 
 
 def _is_method_on_value(func: ast.expr, qualified: str) -> bool:
