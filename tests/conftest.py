@@ -24,7 +24,19 @@ def settings_for(select: str | None = None, **options) -> Settings:
 def lint(code: str, select: str | None = None, **options) -> list[Diagnostic]:
     """Findings for a snippet (dedented); `select` is a comma-separated selection."""
     source = SourceFile("snippet.py", textwrap.dedent(code))
-    return lint_source(source, settings_for(select, **options))
+    found = lint_source(source, settings_for(select, **options))
+    assert_declared_severities(found)
+    return found
+
+
+def assert_declared_severities(found: list[Diagnostic]) -> None:
+    """Every rule test also checks that a finding's severity is one its rule declares (the README's
+    rule table and docs/rules.md print the declared ones)."""
+    from gradlint.rules import RULES_BY_CODE
+
+    for diagnostic in found:
+        if diagnostic.code in RULES_BY_CODE:
+            assert diagnostic.severity in RULES_BY_CODE[diagnostic.code].reported_severities(), diagnostic
 
 
 def codes(code: str, select: str | None = None) -> list[tuple[str, int]]:

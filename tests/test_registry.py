@@ -77,3 +77,24 @@ def test_every_rule_module_is_discovered_with_exactly_one_rule_named_after_its_c
     for rule in ALL_RULES:
         module = rule.__module__.rsplit(".", 1)[-1]
         assert module in modules and module.startswith(rule.code.lower() + "_")
+
+
+def test_the_readme_rule_table_is_generated_from_the_rule_classes() -> None:
+    from gradlint.docs import README_TABLE_END, README_TABLE_START, readme_table
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"{README_TABLE_START}\n{readme_table()}{README_TABLE_END}" in readme, \
+        "paste `python -m gradlint.docs --readme-table` between the README's rule-table markers"
+
+
+def test_the_fixtures_report_only_severities_their_rules_declare() -> None:
+    from tests.conftest import FIXTURES, assert_declared_severities
+
+    from gradlint.engine import lint_source
+    from gradlint.source import read_source
+
+    settings = Settings(select=("ALL",))
+    found = [d for path in sorted(FIXTURES.rglob("*.py")) for d in lint_source(read_source(str(path)), settings)]
+    assert {d.severity.value for d in found} == {"error", "warning", "info"}
+    assert_declared_severities(found)

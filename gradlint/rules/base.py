@@ -36,6 +36,10 @@ class Rule:
     bad_example: ClassVar[str]
     good_example: ClassVar[str]
     severity: ClassVar[Severity] = Severity.WARNING
+    # every severity the rule can report, highest first (empty: only `severity`); the README's
+    # rule table and docs/rules.md print them, and a test checks that nothing else is reported
+    severities: ClassVar[tuple[Severity, ...]] = ()
+    finds: ClassVar[str] = ""  # the README's "what it finds" cell: the definition and what sets the severity
     fix_applicability: ClassVar[Applicability | None] = None
     fix_description: ClassVar[str] = ""
     default_enabled: ClassVar[bool] = True
@@ -45,6 +49,10 @@ class Rule:
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings = {option.name: option.default for option in self.options}
         self.settings.update(settings or {})
+
+    @classmethod
+    def reported_severities(cls) -> tuple[Severity, ...]:
+        return cls.severities or (cls.severity,)
 
     @classmethod
     def wants(cls, text: str) -> bool:

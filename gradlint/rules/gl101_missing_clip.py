@@ -19,6 +19,14 @@ class MissingGradientClipping(Rule):
     code = "GL101"
     name = "missing-gradient-clipping"
     summary = "Optimizer step after `backward()` with no gradient clipping in between"
+    finds = (
+        "an optimizer step reached after `backward()` with no gradient clipping in between (or only a clip of"
+        " the loss tensor); a warning when a risk factor is seen on the step's path (an RL objective, an "
+        "attention model trained from scratch, a deep stack or large init the model rules flag), info "
+        "otherwise and for marginal cases (an optimizer of lone tensors such as SAC's `log_alpha`, a Huber TD"
+        " loss against a target network, a one-off module-level step)"
+    )
+    severities = (Severity.WARNING, Severity.INFO)
     rationale = (
         "The update an optimizer applies is proportional to the gradient (for SGD) or follows its "
         "sign and scale history (Adam). One batch with an exploding gradient - a rare large reward, "

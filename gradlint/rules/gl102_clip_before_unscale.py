@@ -14,6 +14,10 @@ class ClipBeforeUnscale(Rule):
     code = "GL102"
     name = "clip-before-unscale"
     summary = "Gradients clipped while still multiplied by the AMP loss scale (no `scaler.unscale_` first)"
+    finds = (
+        "clipping between `scaler.scale(loss).backward()` and `scaler.step(opt)` with no "
+        "`scaler.unscale_(opt)` first"
+    )
     rationale = (
         "With `torch.amp.GradScaler`, `scaler.scale(loss).backward()` leaves every gradient "
         "multiplied by the loss scale (65536 at the start, changing during training). A clip "

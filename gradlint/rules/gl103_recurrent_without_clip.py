@@ -14,6 +14,12 @@ class RecurrentWithoutClipping(Rule):
     code = "GL103"
     name = "recurrent-model-without-clipping"
     summary = "Recurrent model (RNN/LSTM/GRU or a hand-written recurrence) trained without gradient clipping"
+    finds = (
+        "the same as GL101 when the optimizer updates an RNN/LSTM/GRU or a hand-written recurrence: an error "
+        "for a vanilla RNN or a hand-written recurrence, a warning for gated LSTM/GRU cells, info for the "
+        "marginal cases GL101 names (a one-off step, short sequences)"
+    )
+    severities = (Severity.ERROR, Severity.WARNING, Severity.INFO)
     rationale = (
         "Back-propagation through time multiplies one Jacobian per time step, "
         "W_rec^T diag(sigma'(h_t)). When the largest singular value of W_rec exceeds 1/gamma "

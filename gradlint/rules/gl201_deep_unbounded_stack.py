@@ -48,6 +48,12 @@ class DeepUnboundedStack(Rule):
     code = "GL201"
     name = "deep-unbounded-activation-stack"
     summary = "Deep stack of layers joined by non-saturating activations with no normalization or residual path"
+    finds = (
+        "a run of >= 6 weight layers joined by ReLU-family activations with no normalization or residual "
+        "path; an error when the init makes the estimated amplification c^L reach 10, info when it shows no "
+        "growth (c^L < 2)"
+    )
+    severities = (Severity.ERROR, Severity.WARNING, Severity.INFO)
     rationale = (
         "Back-propagation multiplies one Jacobian per layer. Through ReLU-family activations "
         "(ReLU, LeakyReLU, ELU, GELU, SiLU, Softplus, ...) nothing bounds that product: with "

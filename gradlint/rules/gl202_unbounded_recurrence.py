@@ -12,6 +12,7 @@ class UnboundedRecurrence(Rule):
     code = "GL202"
     name = "recurrence-with-unbounded-activation"
     summary = "Recurrent layer with an unbounded nonlinearity (ReLU RNN, hand-written h = relu(W h + U x))"
+    finds = '`nn.RNN(nonlinearity="relu")`, or a hand-written `h = relu(W h + U x)` in a loop'
     rationale = (
         "A recurrence applies the same weights at every time step, so the gradient through T "
         "steps is a product of T Jacobians W_rec^T diag(sigma'(h_t)). With tanh, sigma' <= 1 and the "

@@ -16,6 +16,7 @@ class SoftsignActivation(Rule):
     code = "GL203"
     name = "softsign-activation"
     summary = "Softsign where Tanh serves: Softsign passes more gradient once inputs leave [-1.5, 1.5]"
+    finds = "`nn.Softsign` / `F.softsign` where tanh damps large-input gradients more"
     rationale = (
         "Softsign x/(1+|x|) and tanh both have derivative 1 at 0, so near zero they behave the "
         "same (the same gamma = 1 in Pascanu et al.'s bound). They differ in the tails: "

@@ -39,6 +39,10 @@ class UnboundedActorOutput(Rule):
     code = "GL204"
     name = "unbounded-action-output"
     summary = "Actor output is unbounded although the code shows a bounded action range"
+    finds = (
+        "an actor that keeps `max_action`/`action_bound`/`action_scale` but returns a linear layer's output "
+        "unsquashed (never a critic: action in, value out)"
+    )
     rationale = (
         "An actor whose last layer is linear can output any value, while the environment only "
         "accepts actions in [-max_action, max_action]. The critic is then trained on actions the "

@@ -161,6 +161,11 @@ class LargeInitialization(Rule):
     code = "GL301"
     name = "large-weight-initialization"
     summary = "Weight initialisation larger than He's: activations and gradients grow by c per layer"
+    finds = (
+        "an init of a layer's weight whose per-layer gain c = 1/2 * fan_in * E[w^2] exceeds 2 (or, width "
+        "unknown, a weight std >= 0.5, a gain > 2, constant weights); info next to a softmax"
+    )
+    severities = (Severity.WARNING, Severity.INFO)
     rationale = (
         "For a layer y = W x followed by ReLU, the variance of activations (forward) and gradients "
         "(backward) is multiplied by c = 1/2 * fan_in * E[w^2] (He et al. 2015; E[w^2] is Var[w] for "

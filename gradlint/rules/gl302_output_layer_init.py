@@ -16,6 +16,7 @@ class OutputLayerInit(Rule):
     code = "GL302"
     name = "output-layer-without-small-init"
     summary = "Actor/critic/Q output layer without a small initialisation, in a model already at risk"
+    finds = "an actor/critic/Q head without DDPG's small U(-3e-3, 3e-3) init, in a model already at risk"
     rationale = (
         "DDPG initialises the last layer of actor and critic from U(-3e-3, 3e-3) so that initial "
         "outputs are near zero: the actor does not start saturated at the action bounds (where "

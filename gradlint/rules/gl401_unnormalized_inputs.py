@@ -52,6 +52,11 @@ class UnnormalizedInputs(Rule):
     code = "GL401"
     name = "unnormalized-model-inputs"
     summary = "Observations or features reach a model with no normalization on the way"
+    finds = (
+        "env observations or features read from disk reach a model with no normalization on the way; silent"
+        " for registered envs whose observations are already of order one (CartPole, MountainCar, Acrobot,"
+        " LunarLander, ...), and the message names the scale of those that are not (Pendulum, MuJoCo)"
+    )
     rationale = (
         "Raw observations mix scales: positions in metres, velocities in tens, angles in radians, "
         "counts in hundreds. The first layer's pre-activations, and the gradients of its weights "

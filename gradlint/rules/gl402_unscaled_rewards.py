@@ -12,6 +12,7 @@ class UnscaledRewards(Rule):
     code = "GL402"
     name = "unscaled-rewards-in-targets"
     summary = "Raw environment rewards enter returns or TD targets with no scaling, clipping or normalization"
+    finds = "raw env rewards enter a discounted return / TD target with no scaling, clipping or normalization"
     rationale = (
         "Value targets are sums of rewards: r + gamma * V(s'), or discounted returns, whose "
         "scale is about r_max / (1 - gamma), 100x the per-step reward at gamma = 0.99. The "

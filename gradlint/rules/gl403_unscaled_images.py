@@ -12,6 +12,7 @@ class UnscaledImages(Rule):
     code = "GL403"
     name = "uint8-images-without-scaling"
     summary = "uint8 image frames fed to a model without `/ 255`"
+    finds = "Atari-style uint8 frames reach a model without `/ 255`"
     rationale = (
         "Atari-style frames are uint8 in [0, 255]. Fed as floats without scaling, the first "
         "convolution sees inputs ~100x larger than unit scale, so its activations and the "
