@@ -239,11 +239,11 @@ def _run_verification(results, settings, init_args, input_shapes, device, timeou
                       sandbox=True):
     import json
 
-    from gradlint.verify import INSTALL_HINT, torch_available
-    from gradlint.verify.session import Options, verify_results
+    from gradlint.verify import INSTALL_HINT, verify_available
 
-    if not torch_available():
+    if not verify_available():
         _fail(INSTALL_HINT)
+    from gradlint.verify.session import Options, verify_results
     if sandbox:
         from gradlint.verify.sandbox import capabilities
 
@@ -470,7 +470,6 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
     """
     from gradlint.discovery import discover
     from gradlint.engine import lint_paths
-    from gradlint.verify import report as verify_report
 
     if show_sandbox:
         from gradlint.verify.sandbox import capabilities
@@ -492,6 +491,8 @@ def verify_command(paths, select, ignore, config, isolated, init_args, input_sha
                                 not no_sandbox)
     stream = open(output_file, "w", encoding="utf-8") if output_file else None  # noqa: SIM115
     colour = stream is None and sys.stdout.isatty()
+    from gradlint.verify import report as verify_report  # after the availability check: it needs libcst
+
     text = verify_report.render_json(reports) if output_format == "json" else verify_report.render_text(reports, colour)
     click.echo(text, file=stream, color=colour if stream is None else False)
     if stream:
@@ -539,7 +540,7 @@ def run_command(script, script_args, steps, time_limit, output_format, output_fi
     if not os.path.isfile(script):
         _fail(f"{script}: no such file")
     if not torch_available():
-        _fail(INSTALL_HINT.replace("verify", "run", 1))
+        _fail("gradlint run needs torch: pip install 'gradlint[verify]'")
     settings = _settings([script], config, isolated, select, (), ignore, (), ())
     thresholds = _thresholds(threshold)
     report = run_and_verify(script, list(script_args), settings, steps, time_limit,

@@ -18,7 +18,7 @@ from gradlint.config import Settings
 from gradlint.engine import lint_paths
 from gradlint.verify.loader import constructor_args, model_only_source
 from gradlint.verify.runner import scrubbed_environment
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 
 torch = pytest.importorskip("torch")
 
@@ -477,6 +477,21 @@ def test_verify_without_torch_says_how_to_install(monkeypatch, tmp_path: Path) -
     result = CliRunner().invoke(main, ["verify", str(path)])
     assert result.exit_code == 2
     assert "pip install 'gradlint[verify]'" in result.output
+
+
+def test_verify_without_libcst_says_how_to_install(tmp_path: Path) -> None:
+    # libcst is in the verify extra only (the linter reads Python's ast): a linter-only install
+    # that runs `gradlint verify` gets the install line, not an ImportError
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.py"
+    path.write_text(MODEL.replace("{body}", "pass"))
+    code = ("import sys\nsys.modules['libcst'] = None\nfrom gradlint.cli import main\n"
+            f"sys.argv = ['gradlint', 'verify', {str(path)!r}]\nmain()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "needs torch and libcst: pip install 'gradlint[verify]'" in out.stdout + out.stderr
 
 
 def test_linter_never_imports_torch_even_with_verify_available() -> None:

@@ -10,11 +10,16 @@ from typing import Any
 
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
-INSTALL_HINT = "gradlint verify needs torch: pip install 'gradlint[verify]'"
+INSTALL_HINT = "gradlint verify needs torch and libcst: pip install 'gradlint[verify]'"
 
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
+
+
+def verify_available() -> bool:
+    """torch to build and measure the models, libcst for the model-only source transform."""
+    return torch_available() and importlib.util.find_spec("libcst") is not None
 
 
 @dataclass
@@ -70,4 +75,4 @@ def verify_model(model, example_inputs, codes=("GL201", "GL301"), thresholds: di
     return {"figures": figures, "verdicts": [decide(code, figures, thresholds).to_dict() for code in sorted(codes)]}
 
 
-__all__ = ["ModelReport", "verify_model", "torch_available", "INSTALL_HINT", "NOT_VERIFIED"]
+__all__ = ["ModelReport", "verify_model", "torch_available", "verify_available", "INSTALL_HINT", "NOT_VERIFIED"]
