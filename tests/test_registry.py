@@ -98,3 +98,30 @@ def test_the_fixtures_report_only_severities_their_rules_declare() -> None:
     found = [d for path in sorted(FIXTURES.rglob("*.py")) for d in lint_source(read_source(str(path)), settings)]
     assert {d.severity.value for d in found} == {"error", "warning", "info"}
     assert_declared_severities(found)
+
+
+def test_the_per_file_prefilter_loses_no_finding(monkeypatch) -> None:
+    # each rule's `wants(text)` (and the model rules' `file_may_model`) only skips files; with every
+    # skip switched off, the fixtures and every rule's examples report exactly the same findings
+    import gradlint.context as context
+    from gradlint.engine import lint_source
+    from gradlint.source import SourceFile
+    from tests.conftest import FIXTURES
+
+    header = "import torch\nimport torch.nn as nn\nscaler = torch.amp.GradScaler()\n"
+    texts = {str(path): path.read_text(encoding="utf-8") for path in sorted(FIXTURES.rglob("*.py"))}
+    for rule in ALL_RULES:
+        texts[f"{rule.code}-bad.py"] = header + rule.bad_example
+        texts[f"{rule.code}-good.py"] = header + rule.good_example
+    settings = Settings(select=("ALL",))
+
+    def findings() -> list[tuple]:
+        return [(name, d.code, d.line, d.column, d.severity.value, d.message)
+                for name, text in texts.items() for d in lint_source(SourceFile(name, text), settings)]
+
+    with_prefilter = findings()
+    for rule in ALL_RULES:
+        monkeypatch.setattr(rule, "wants", classmethod(lambda cls, text: True))
+    monkeypatch.setattr(context, "file_may_model", lambda text: True)
+    assert len(with_prefilter) > 60
+    assert findings() == with_prefilter
