@@ -1,6 +1,6 @@
 """Score gradlint against the truth benchmark's answer keys (issue 16).
 
-    python benchmarks/truth/score.py REPOS_DIR [--half test|tune|all] [--gradlint CMD]
+    python benchmarks/truth/score.py REPOS_DIR [--half test|tune|fresh|all] [--gradlint CMD]
                                      [--json] [--show]
 
 REPOS_DIR holds one checkout per key file in key/, named `<owner>+<name>`, at the key's commit.
@@ -150,7 +150,7 @@ def fmt(value: float | None) -> str:
 
 def print_table(half: str, table: dict, repos: list[dict]) -> None:
     errors = sum(r["errors"] for r in repos)
-    name = "both halves" if half == "all" else f"{half} half"
+    name = "all halves" if half == "all" else f"{half} half"
     print(f"\n== {name}: {len(repos)} repositories, "
           f"{sum(r['reported'] for r in repos)} findings reported, {errors} files not checked")
     print(f"{'rule':<7} {'TRUE':>5} {'FALSE':>5} {'DEB':>5} {'UNLAB':>5} {'prec':>5} "
@@ -167,18 +167,18 @@ def print_table(half: str, table: dict, repos: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repos_dir", type=Path)
-    parser.add_argument("--half", choices=("test", "tune", "all"), default="all")
+    parser.add_argument("--half", choices=("test", "tune", "fresh", "all"), default="all")
     parser.add_argument("--gradlint", default=None,
                         help="command that runs gradlint (default: this Python's -m gradlint)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--show", action="store_true",
                         help="also list unlabelled findings, gone rows and uncaught misses of the tune half")
     parser.add_argument("--show-test-half", action="store_true",
-                        help="--show for the test half too: only to label new findings, never to tune a rule")
+                        help="--show for the test and fresh halves too: only to label new findings, never to tune a rule")
     args = parser.parse_args(argv)
     cmd = shlex.split(args.gradlint) if args.gradlint else [sys.executable, "-m", "gradlint"]
 
-    halves = ("test", "tune") if args.half == "all" else (args.half,)
+    halves = ("test", "tune", "fresh") if args.half == "all" else (args.half,)
     rows = {h: defaultdict(new_row) for h in (*halves, "all")}
     repos: dict[str, list[dict]] = {h: [] for h in (*halves, "all")}
     for key_file in sorted(KEY_DIR.glob("*.json")):
@@ -202,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     for h in shown:
-        print_table(h, result[h]["rules"], repos[h])
+        if repos[h]:
+            print_table(h, result[h]["rules"], repos[h])
     if args.show or args.show_test_half:
         for d in repos[shown[-1]]:
-            if d["half"] == "test" and not args.show_test_half:
+            if d["half"] in ("test", "fresh") and not args.show_test_half:
                 continue
             for kind in ("unlabelled", "gone", "misses_not_caught"):
                 for item in d[kind]:

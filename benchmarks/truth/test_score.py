@@ -74,7 +74,7 @@ def test_every_key_file_is_well_formed():
         key = json.loads(path.read_text())
         assert key["repo"].replace("/", "+", 1) == path.stem
         assert len(key["commit"]) == 40 and len(key["labelled_with"]) == 40
-        assert key["half"] in ("test", "tune") and key["kind"] in ("rl", "marl", "supervised")
+        assert key["half"] in ("test", "tune", "fresh") and key["kind"] in ("rl", "marl", "supervised")
         assert key["form"] in ("scripts", "library", "notebooks", "mixed")
         for item in key["findings"]:
             assert item["label"] in score.LABELS and item["reason"] and item["code"].startswith("GL")
