@@ -351,3 +351,18 @@ def test_verify_reports_escape_the_models_own_text() -> None:
     report = ModelReport("m\x1b[31m.py", "Net", 3, "error", evil, verdicts=[Verdict("GL201", NOT_VERIFIED, evil)])
     text = render_text([report], colour=False)
     assert "\x1b" not in text and "\x07" not in text and "\nfake line" not in text
+
+
+def test_run_reports_escape_the_scripts_own_text() -> None:
+    # the script's exception text and a finding's reason reach `gradlint run`'s text report
+    from gradlint.run.report import render_text
+
+    evil = "boom\x1b[2J\x1b]0;pwned\x07\nfake line"
+    report = {"cwd": "/tmp", "script": "/tmp/train.py", "argv": ["train.py"], "status": "exception", "steps": 3,
+              "exception": {"type": "ValueError", "message": evil, "file": "/tmp/train.py", "line": 4},
+              "optimizers": [], "models": [],
+              "findings": [{"path": "/tmp/train\x1b[31m.py", "line": 4, "code": "GL101", "verdict": "not verified",
+                            "reason": evil, "figures": {}}]}
+    text = render_text(report, colour=False)
+    assert "\x1b" not in text and "\x07" not in text and "\nfake line" not in text
+    assert "ValueError" in text and "GL101" in text

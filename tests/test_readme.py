@@ -196,3 +196,25 @@ def test_ci_recipe_installs_the_pinned_release_from_the_repository(first_command
     annotate = subprocess.run(["bash", "-c", "gradlint check --format github ."], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
     assert annotate.returncode == 1 and annotate.stdout.startswith("::warning title=gradlint (GL101)"), annotate.stdout
+
+
+def test_every_test_the_guarantees_table_names_exists() -> None:
+    # "a guarantee is a test": each row's `tests/...py::name` (and `::name` continuing the same file)
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Guarantees"):readme.index("## How it works")]
+    named = 0
+    for row in table.splitlines()[4:]:
+        if not row.startswith("| "):
+            continue
+        checked_by = row.rsplit("|", 2)[-2]
+        current = None
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", checked_by):
+            if path:
+                current = ROOT / path
+                assert current.exists(), path
+            if name:
+                assert current is not None and re.search(rf"^def {name}\(", current.read_text(), re.M), (current, name)
+                named += 1
+    assert named > 40
