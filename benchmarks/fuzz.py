@@ -29,6 +29,9 @@ from gradlint.source import SourceError, SourceFile, decode_source  # noqa: E402
 SETTINGS = Settings(select=("ALL",))
 
 
+INTERNAL_ERRORS = ("internal error", "analysis budget exceeded")
+
+
 def check(name: str, text: str, crashes: list, bad_fixes: list) -> None:
     try:
         lint_source(SourceFile(name, text), SETTINGS)
@@ -39,8 +42,9 @@ def check(name: str, text: str, crashes: list, bad_fixes: list) -> None:
                 ast.parse(fixed)
             except SyntaxError:
                 bad_fixes.append(name)
-    except SourceError:
-        pass
+    except SourceError as exc:
+        if exc.message.startswith(INTERNAL_ERRORS):  # the engine turns a rule's crash into a SourceError
+            crashes.append((name, exc.message))
     except Exception:  # noqa: BLE001 - counting crashes is the point
         crashes.append((name, traceback.format_exc(limit=3)))
 

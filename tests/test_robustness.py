@@ -25,12 +25,27 @@ FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
 
 
 def lint_text(text: str):
-    """Lint; a SourceError (a clear one-line reason) is an allowed outcome, anything else is a crash."""
+    """Lint; a SourceError about the input (a clear one-line reason) is an allowed outcome; a rule's
+    crash (which the engine reports as an "internal error" line) or a spent budget is a failure."""
     try:
         return lint_source(SourceFile("fuzz.py", text), ALL)
     except SourceError as exc:
         assert exc.message and "\n" not in exc.message
+        assert not exc.message.startswith(("internal error", "analysis budget exceeded")), exc.message
         return None
+
+
+def test_a_rule_that_raises_fails_the_robustness_checks(monkeypatch) -> None:
+    # the fuzz and mutation tests below must be able to fail: a crashing rule is not "bad input"
+    from gradlint.rules import ALL_RULES
+
+    def crash(self, ctx):
+        raise KeyError("boom")
+
+    for rule in ALL_RULES:
+        monkeypatch.setattr(rule, "check", crash)
+    with pytest.raises(AssertionError, match="internal error in GL"):
+        lint_text("import torch\nloss.backward()\noptimizer.step()\n")
 
 
 def fix_text(text: str) -> str:

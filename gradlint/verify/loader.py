@@ -144,9 +144,6 @@ def _constant_expression(node: cst.BaseExpression) -> bool:
     return False
 
 
-_IMPORT_GUARD = re.compile(r"^(\s*)((?:import|from)\s.+)$")
-
-
 def model_only_source(file: ParsedFile | str, env=None, stand_ins: dict[str, str] | None = None) -> str:
     """The file with its work removed and its imports guarded (see the module docstring); the
     module-level names the kept code reads but the removed code defined get stand-ins
