@@ -734,42 +734,6 @@ class ConstructorInterpreter:
             else:
                 items[start:] = first_pass + _repeat_group(second_pass, remaining)
 
-    def helper_statement(self, function: str, call: ast.Call, env, lists, statement: ast.stmt) -> None:
-        """An in-file function called on layers for its effect: `initialize_uniformly(self.mu_layer)`,
-        `init_weights(self.fc1, gain)`: its init calls on a parameter that holds a layer go to
-        that layer."""
-        node = self.symbols.functions[function]
-        params = [p.arg for p in [*node.args.posonlyargs, *node.args.args]]
-        layers: dict[str, Layer] = {}
-        local = dict(self.analysis.constants)
-        found = defaults(node)
-        for position, param in enumerate(params):
-            argument = argument_node(call, param, position)
-            layer = self.existing_layer(argument, lists) if argument is not None else None
-            if layer is not None:
-                layers[param] = layer
-            elif argument is not None:
-                local[param] = evaluate(argument, env)
-            elif param in found:
-                local[param] = evaluate(found[param], local)
-            else:
-                local[param] = UNKNOWN
-        if not layers:
-            return
-        self.budget.spend()
-        for inner_call, inner_statement in calls_with_statements(self.analysis, node.body):
-            bound_env = straight_line_env(node.body, local, layers, self.budget, stop=inner_statement)
-            found_init = init_from_call(self.analysis, bind_layers(inner_call, layers), bound_env, statement)
-            if found_init is None:
-                continue
-            target, init = found_init
-            root, _, rest = target.partition(".")
-            if root in layers:
-                init.call, init.anchor = inner_call, statement
-                if rest.startswith("weight") or rest.startswith("bias"):
-                    init.target = target_kind(rest.split(".")[0])
-                    layers[root].inits.append(init)
-
     # what an expression builds ------------------------------------------------------------
 
     def list_items(self, value: ast.expr, env, lists, multiplicity, statement) -> list[Layer]:
