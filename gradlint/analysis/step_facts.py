@@ -65,6 +65,9 @@ class StepFacts:
     """What is seen around one finding's step (None / empty: not seen)."""
 
     lone_tensors: list[str] = field(default_factory=list)  # `[log_alpha]`: not a module's parameters
+    # every tensor the optimizer updates is a copy of data (`content.clone().requires_grad_()`):
+    # an input optimised through a network (style transfer), no network trained
+    optimised_inputs: list[str] = field(default_factory=list)
     huber_td: str | None = None  # "`F.smooth_l1_loss` against the target network `self.dqn_target`"
     demo: bool = False  # a module-level step outside any loop
     rl_signal: str | None = None  # the first RL evidence seen, in words
@@ -96,7 +99,9 @@ class _Collector:
         facts = StepFacts()
         step = self.step
         facts.demo = step.function is self.analysis.module and not step.in_loop
-        facts.lone_tensors = self.lone_tensors()
+        facts.lone_tensors, copies = self.lone_tensors()
+        if copies:
+            facts.optimised_inputs = facts.lone_tensors
         facts.recurrent = self.analysis.recurrent_model(step)
         target = self.target_network()
         huber, squared = self.loss_kinds()
@@ -256,25 +261,29 @@ class _Collector:
 
     # what the optimizer updates ----------------------------------------------------------
 
-    def lone_tensors(self) -> list[str]:
+    def lone_tensors(self) -> tuple[list[str], bool]:
         """`Adam([log_alpha])`, `Adam([target])`: every element is a tensor built here (not a
-        module's parameters); empty when unknown or when any element is a module's."""
+        module's parameters); empty when unknown or when any element is a module's. The flag says
+        whether every one of them is a copy of data (`target = content.clone().requires_grad_()`)."""
         params = self.analysis.optimizer_params(self.step)
         if params is None:
-            return []
+            return [], False
         expr, binding = params
         if type(expr) not in (ast.List, ast.Tuple) or not expr.elts:  # type: ignore[attr-defined]
-            return self.scalar_modules()
+            return self.scalar_modules(), False
         names = []
+        copies = True
         for element in expr.elts:  # type: ignore[attr-defined]
             text = receiver_text(element) if type(element) in (ast.Name, ast.Attribute) else None
             if not text:
-                return []
+                return [], False
             bound = self.analysis.lookup(text, binding.function)
-            if not bound or not all(_is_tensor(b.value) for b in bound):
-                return []
+            kinds = [_tensor_kind(b.value) for b in bound] if bound else [None]
+            if None in kinds:
+                return [], False
+            copies = copies and all(kind == "copy" for kind in kinds)
             names.append(text)
-        return names
+        return names, copies
 
     def scalar_modules(self) -> list[str]:
         """`SharedAdam(self.log_alpha.parameters())` where `log_alpha = Alpha()` and the class of
@@ -430,31 +439,34 @@ def _one_plus_minus(node: ast.expr) -> bool:
             and type(node.left) is ast.Constant and node.left.value == 1)
 
 
-def _is_tensor(value: ast.expr) -> bool:
-    """A lone tensor that is not a layer's weight: a scalar (`torch.zeros(1, requires_grad=True)`,
-    `torch.tensor(np.log(0.2), requires_grad=True)`, `nn.Parameter(torch.zeros(1))`) or a copy
-    of data optimised directly (`content.clone().requires_grad_(True)`). A tensor made with two
-    or more sizes (`nn.Parameter(torch.randn(n, n))`) may be a hand-written layer's weight: not one."""
+def _tensor_kind(value: ast.expr) -> str | None:
+    """A lone tensor that is not a layer's weight: "scalar" for a small learnt tensor
+    (`torch.zeros(1, requires_grad=True)`, `torch.tensor(np.log(0.2), requires_grad=True)`,
+    `nn.Parameter(torch.zeros(1))`), "copy" for a copy of data optimised directly
+    (`content.clone().requires_grad_(True)`); None otherwise. A tensor made with two or more sizes
+    (`nn.Parameter(torch.randn(n, n))`) may be a hand-written layer's weight: not one."""
     if type(value) is not ast.Call:
-        return False
+        return None
     call = value
     while type(call) is ast.Call and type(call.func) is ast.Attribute and call.func.attr in _CHAIN_METHODS:
         if type(call.func.value) is not ast.Call:  # `content.clone()`: a copy of data
-            return call.func.attr in ("clone", "detach", "requires_grad_")
+            return "copy" if call.func.attr in ("clone", "detach", "requires_grad_") else None
         call = call.func.value
     if type(call) is not ast.Call:
-        return False
+        return None
     last = (dotted(call.func) or "").rsplit(".", 1)[-1]
     if last == "Parameter" and call.args:
-        return _is_tensor(call.args[0])
+        return "scalar" if _tensor_kind(call.args[0]) else None
     if last in ("tensor", "as_tensor", "FloatTensor"):
-        return bool(call.args) and type(call.args[0]) is not ast.List or _scalar_list(call.args)
+        scalar = bool(call.args) and type(call.args[0]) is not ast.List or _scalar_list(call.args)
+        return "scalar" if scalar else None
     if last in _SIZED_FACTORIES:
         sizes = [a for a in call.args if type(a) is not ast.Starred]
         if len(sizes) == 1 and type(sizes[0]) in (ast.Tuple, ast.List):
             sizes = sizes[0].elts  # type: ignore[attr-defined]
-        return len(sizes) <= 1 and all(type(a) is ast.Constant and a.value == 1 for a in sizes)
-    return False
+        small = len(sizes) <= 1 and all(type(a) is ast.Constant and a.value == 1 for a in sizes)
+        return "scalar" if small else None
+    return None
 
 
 def _scalar_list(args: list[ast.expr]) -> bool:

@@ -31,8 +31,7 @@ class Marginal:
 
 MARGINAL_CASES = (
     Marginal("lone-tensors",
-             "an optimizer of tensors that are not a module's parameters (SAC's lone scalar `log_alpha`, an "
-             "image optimised in style transfer: `Adam([target])`)",
+             "an optimizer of tensors that are not a module's parameters (SAC's lone scalar `log_alpha`)",
              "no network weights are updated through a product of layer Jacobians; no fix is offered "
              "(clipping a lone scalar only slows it)"),
     Marginal("huber-td",
@@ -71,8 +70,10 @@ def severity_policy() -> str:
     return (
         "Severity follows what the analysis sees on the step's path. Warning when a risk factor is "
         f"visible, and the message names it: {factors}. Info otherwise ({NO_FACTOR}). Info as well, "
-        f"whatever else is seen, for the marginal cases: {marginal}. A finding is never dropped: info "
-        "is the floor."
+        f"whatever else is seen, for the marginal cases: {marginal}. Info is the floor, with one "
+        "exception: a step whose optimizer updates only copies of data (style transfer's "
+        "`Adam([target])` with `target = content.clone().requires_grad_()`, an adversarial input) "
+        "trains no network and is not reported."
     )
 
 

@@ -86,6 +86,8 @@ optimizer.step()
             if recurrent_rule_on and analysis.recurrent_model(finding.event):
                 continue  # reported as GL103
             facts = step_facts(analysis, finding)
+            if facts.optimised_inputs:
+                continue  # an input optimised through a network (style transfer): no network is trained
             graded = assess(ctx, analysis, finding, facts, recurrent_rule_on)
             message = unclipped_message(ctx, finding)
             if graded.severity is not Severity.INFO:

@@ -550,15 +550,6 @@ MARGINAL = {
                 alpha_loss.backward()
                 self.alpha_optim.step()  # <-
     """, "`self.log_alpha`, not a module's parameters"),
-    "style_transfer_image": ("""
-        target = content.clone().requires_grad_(True).to(device)
-        optimizer = optim.Adam([target], lr=0.003)
-        for step in range(2000):
-            loss = style_weight * style_loss(target) + content_loss(target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()  # <-
-    """, "`target`, not a module's parameters"),
     "alpha_module_of_one_parameter": ("""
         class Alpha(nn.Module):
             def __init__(self):
@@ -1094,3 +1085,34 @@ def test_the_same_file_with_a_squared_error_step_is_a_warning() -> None:
     code = HEADER + textwrap.dedent(GAIL).replace("F.binary_cross_entropy", "F.mse_loss")
     [diagnostic] = _flagged(code)
     assert diagnostic.severity.value == "warning" and "the file runs an environment" in diagnostic.message
+
+
+# --- an input optimised through a network trains no network: not reported (tune-half labels) ----
+
+STYLE_TRANSFER = """
+    target = content.clone().requires_grad_(True).to(device)
+    optimizer = optim.Adam([target], lr=0.003)
+    for step in range(2000):
+        loss = style_weight * style_loss(target) + content_loss(target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+"""
+
+
+def test_an_optimizer_of_copies_of_data_is_not_reported() -> None:
+    assert lint(HEADER + textwrap.dedent(STYLE_TRANSFER), select="GL1") == []
+    data_copy = STYLE_TRANSFER.replace("content.clone().requires_grad_(True).to(device)", "x.data.clone().detach()")
+    assert lint(HEADER + textwrap.dedent(data_copy), select="GL1") == []
+
+
+@pytest.mark.parametrize("made", [
+    "torch.zeros(1, requires_grad=True)",  # a learnt scalar: marginal, info
+    "torch.randn(256, 256, requires_grad=True)",  # may be a hand-written layer's weight
+])
+def test_look_alikes_of_an_optimised_input_are_still_reported(made: str) -> None:
+    code = STYLE_TRANSFER.replace("content.clone().requires_grad_(True).to(device)", made)
+    assert [d.code for d in lint(HEADER + textwrap.dedent(code), select="GL1")] == ["GL101"]
+    mixed = STYLE_TRANSFER.replace("Adam([target]", "Adam([target, self_w]").replace(
+        "optimizer = ", f"self_w = {made}\n    optimizer = ")
+    assert [d.code for d in lint(HEADER + textwrap.dedent(mixed), select="GL1")] == ["GL101"]
