@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gradlint.analysis.envs import EnvScale, registered_scale
 from gradlint.analysis.project import (
@@ -405,6 +405,9 @@ class DataFlow:
     def _note_env(self, target: ast.expr, value: ast.expr) -> None:
         """`env = gym.make(...)`, `env = NormalizeObservation(env)`, `envs = SyncVectorEnv([make_env(...)])`."""
         key = (receiver_text(target) or "").rsplit(".", 1)[-1]
+        unwrapped = type(value) is ast.Attribute and value.attr == "unwrapped" and type(value.value) is ast.Call
+        if unwrapped:  # `gym.make(ENV_NAME).unwrapped`: the base env, without any wrapper's normalization
+            value = value.value  # type: ignore[attr-defined]
         if not key or type(value) is not ast.Call:
             return
         facts = self.envs.so_far(key)
@@ -455,6 +458,8 @@ class DataFlow:
                     facts.image |= summary.image
                 elif "env" in name_tokens(last) and not made and facts is None:
                     facts = EnvFacts(known=False)  # an env from code we cannot read
+        if facts is not None and unwrapped:
+            facts = replace(facts, normalizes_obs=False, normalizes_reward=False)
         if facts is not None:
             self.envs[key] = facts
 

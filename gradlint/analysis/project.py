@@ -180,15 +180,30 @@ def model_normalizes_input(model, text: str) -> bool:
     if type(node) is not ast.ClassDef:
         return False
     starts = _line_starts(text)
-    # any method: CleanRL scales Atari frames in `get_value`/`get_states`, not in `forward`
+    # any method that takes the data: CleanRL scales Atari frames in `get_value`/`get_states`,
+    # not in `forward`; a method with no argument but self, or one that trains (`train_net`
+    # standardising its advantages before `backward()`), scales no input of the model
     for statement in node.body:
-        if type(statement) in (ast.FunctionDef, ast.AsyncFunctionDef) and statement.name != "__init__":
+        if (type(statement) in (ast.FunctionDef, ast.AsyncFunctionDef) and statement.name != "__init__"
+                and _takes_data(statement) and not _trains(statement)):
             first = min([statement.lineno, *(d.lineno for d in statement.decorator_list)])
             last = statement.end_lineno or statement.lineno
             end = starts[last] if last < len(starts) else len(text)
             if normalizes_text(text[starts[first - 1] : end]):
                 return True
     return False
+
+
+def _takes_data(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    args = method.args
+    names = [a.arg for a in [*args.posonlyargs, *args.args]]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return bool(names or args.vararg or args.kwonlyargs)
+
+
+def _trains(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(type(node) is ast.Attribute and node.attr == "backward" for node in ast.walk(method))
 
 
 @functools.lru_cache(maxsize=4)

@@ -622,3 +622,61 @@ def test_gl401_reads_the_env_id_a_script_runs_with_by_default(default: str, repo
     code = ('    parser.add_argument("--env-id", type=str, default="%s")\n' % default) + RAW_LOOP.replace(
         'gym.make("Pendulum-v1")', "gym.make(args.env_id)")
     assert bool(found(code, "GL401")) is reported
+
+
+# --- a model's own training method scales no input (tune half: quantumiracle's PPO classes) ----
+
+SELF_TRAINING_MODEL = """
+    class PPO(nn.Module):
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.fc = nn.Linear(n_in, n_out)
+            self.optimizer = torch.optim.Adam(self.parameters())
+
+        def pi(self, x):
+            return torch.tanh(self.fc(x))
+
+        def {method}:
+            {body}
+
+
+    env = gym.make("Ant-v4")
+    model = PPO(27, 8)
+    for episode in range(100):
+        s, _ = env.reset()
+        for t in range(1000):
+            a = model.pi(torch.from_numpy(s).float())  # <-
+            s, r, term, trunc, _ = env.step(a.detach().numpy())
+"""
+
+TRAINING_METHOD = ("train_net(self)", "adv = (self.adv - self.adv.mean()) / (self.adv.std() + 1e-8); "
+                   "loss = -(adv * self.logp).mean(); self.optimizer.zero_grad(); loss.backward(); self.optimizer.step()")
+
+
+@pytest.mark.parametrize("method, body", [
+    TRAINING_METHOD,  # standardises its advantages, then trains: not the model's input
+    ("reset_stats(self)", "self.mean = (self.total - self.total.mean()) / self.total.std()"),  # takes no data
+])
+def test_gl401_a_standardisation_in_a_method_that_takes_no_input_is_not_the_models(method: str, body: str) -> None:
+    code = SELF_TRAINING_MODEL.format(method=method, body=body)
+    assert found(code, "GL401") == [("GL401", marked(code)[0])]
+
+
+def test_gl401_scaling_in_a_method_that_takes_the_data_still_counts() -> None:
+    code = SELF_TRAINING_MODEL.format(method="get_value(self, x)", body="return self.fc((x - x.mean()) / (x.std() + 1e-8))")
+    assert found(code, "GL401") == []
+
+
+@pytest.mark.parametrize("made", [
+    'gym.make("Pendulum-v1").unwrapped',
+    'gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1")).unwrapped',  # unwrapped drops the wrapper
+])
+def test_gl401_an_unwrapped_env_is_still_the_env(made: str) -> None:
+    code = RAW_LOOP.replace('gym.make("Pendulum-v1")', made)
+    assert found(code, "GL401") == [("GL401", marked(code)[0])]
+
+
+@pytest.mark.parametrize("made", ['gym.make("CartPole-v1").unwrapped',
+                                  'gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))'])
+def test_gl401_unwrapped_look_alikes(made: str) -> None:
+    assert found(RAW_LOOP.replace('gym.make("Pendulum-v1")', made), "GL401") == []
