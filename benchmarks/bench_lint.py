@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 JOB = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 files = json.load(open(sys.argv[1])); kind = sys.argv[2]
 texts = [open(f, encoding="utf-8", errors="replace").read() for f in files]
 start = time.perf_counter()
@@ -162,7 +162,10 @@ else:
     results = lint_paths(files, Settings(), jobs=int(kind))
     print("findings", sum(len(r.diagnostics) for r in results), file=sys.stderr)
 elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+cpu = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                             resource.getrusage(resource.RUSAGE_CHILDREN)))
+print(json.dumps({"seconds": elapsed, "cpu": cpu, "load": os.getloadavg()[0],
+                  "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 # What users run: bytecode compiled (as pip does at install time) and used.
@@ -270,6 +273,9 @@ def main() -> None:
     row("gradlint, 1 worker", one, "target: <= 0.35x libcst parse on a real mix, <= 0.45x on training scripts")
     row(f"gradlint, {os.cpu_count()} workers", workers,
         f"target: >= 1.8x faster than 1 worker on runs over 10 s (measured {one['seconds'] / workers['seconds']:.2f}x)")
+    print(f"{'  CPU, 1 vs all workers':<28} {one['cpu']:8.2f} s vs {workers['cpu']:.2f} s  (the pool's own cost: "
+          f"{100 * (workers['cpu'] / one['cpu'] - 1):+.0f} %); load average {workers['load']:.1f} on "
+          f"{os.cpu_count()} cores when it ran: the wall ratio can reach at most the cores left free")
 
     both = measure(files, "alternated", 1)["alternated"]
     print(f"{'gradlint / libcst parse':<28} {both['lint'] / both['bare']:8.2f}x  in one process, parse and lint passes "
