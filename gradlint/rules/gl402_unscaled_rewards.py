@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
 from gradlint.rules.gl401_unnormalized_inputs import describe_sources
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class UnscaledRewards(Rule):
@@ -46,6 +51,19 @@ target = reward * reward_scale + gamma * next_value * (1 - terminated)
         "Henderson et al. Deep Reinforcement Learning that Matters. AAAI 2018 (reward scale).",
         "van Hasselt et al. Learning values across many orders of magnitude (PopArt). NeurIPS 2016.",
     )
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NO_PROBE, NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, f"{NO_PROBE} yet", {})
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, "the run does not see rewards (only what reaches models and "
+                       "optimizers)", {})
 
     @classmethod
     def wants(cls, text: str) -> bool:
