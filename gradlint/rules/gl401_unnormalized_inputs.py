@@ -78,7 +78,9 @@ class UnnormalizedInputs(Rule):
         "normalizer or scaler call, `/ 255`, a normalizing wrapper on the env (also inside an "
         "env factory, in the file or a sibling module), or a LayerNorm/BatchNorm as the model's "
         "first operation. Envs built by code it cannot read make it stay silent. "
-        "`gradlint verify` confirms it by running the model on inputs at raw scale (x10, x100)."
+        "`gradlint verify` judges it where the file names a registered env with known observation "
+        "bounds (each feature's scale over those bounds; otherwise not verified), `gradlint run` on "
+        "what really reaches the model's first layer."
     )
     bad_example = """\
 import gymnasium as gym

@@ -25,8 +25,10 @@ class UnscaledImages(Rule):
         "255 (CleanRL in the Q-network's forward: `self.network(x / 255.0)`). The rule follows "
         "frames from envs built with Atari ids or wrappers (ALE/..., NoFrameskip, "
         "AtariPreprocessing, WarpFrame, FrameStack) to a model call, and is satisfied by `/ 255` "
-        "on the way or in the model's forward, or a normalizer. `gradlint verify` confirms it by "
-        "comparing the model's gradients on inputs in [0, 255] with unit-scale inputs."
+        "on the way or in the model's forward, or a normalizer. `gradlint verify` confirms it where "
+        "the file names a registered env whose observations are uint8 frames (and reports the "
+        "model's gradients on inputs in [0, 255] against unit-scale ones), `gradlint run` when the "
+        "first layer really receives raw frames."
     )
     bad_example = """\
 import gymnasium as gym
