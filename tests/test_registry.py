@@ -148,3 +148,55 @@ def test_a_rules_findings_do_not_depend_on_which_other_rules_are_selected() -> N
     together = {f[:2] for code in ("GL101", "GL103") for f in findings(("GL101", "GL103"), code)}
     assert alone == together and len(together) == len(findings(("GL101", "GL103"), "GL101")) + len(
         findings(("GL101", "GL103"), "GL103"))
+
+
+# --- each rule's verdicts live in its own class ---------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["gradlint/verify/verdict.py", "gradlint/run/matching.py"])
+def test_the_verdict_modules_decide_nothing_by_rule_code(module: str) -> None:
+    # what a rule's figures mean is its class's `probe_verdict`/`run_verdict`; these modules hold
+    # the shared families and the dispatch, so no rule code appears in their code (docstrings may
+    # name the rules a family serves)
+    import ast
+
+    from tests.conftest import ROOT
+
+    tree = ast.parse((ROOT / module).read_text())
+    codes = [node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"GL\d{3}", node.value)]
+    assert codes == [], f"{module} decides by rule code: {codes}"
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.code)
+def test_a_rules_verdicts_are_its_own_and_none_without_figures(rule) -> None:
+    from gradlint.diagnostics import Diagnostic
+    from gradlint.rules.base import Rule
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import NOT_VERIFIED, THRESHOLDS, Verdict
+
+    for method in ("probe_verdict", "run_verdict"):  # its own class or the honest default, never another rule's
+        assert method in vars(rule) or getattr(rule, method).__func__ is getattr(Rule, method).__func__
+    probe = rule.probe_verdict({}, dict(THRESHOLDS))
+    finding = Diagnostic("/p/train.py", 3, 1, 3, 10, rule.code, "message", subject="Net")
+    ran = rule.run_verdict(finding, RunMeasurements.from_data({}), dict(THRESHOLDS))
+    for verdict in (probe, ran):
+        assert isinstance(verdict, Verdict) and verdict.code == rule.code
+        assert verdict.verdict == NOT_VERIFIED and verdict.reason, verdict
+
+
+def test_verify_and_run_ask_the_rules_class_and_unknown_codes_are_not_verified(monkeypatch) -> None:
+    from gradlint.diagnostics import Diagnostic
+    from gradlint.run.matching import verdicts
+    from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
+
+    rule = RULES_BY_CODE["GL201"]
+    monkeypatch.setattr(rule, "probe_verdict", classmethod(lambda cls, figures, t: Verdict(cls.code, "probed", "", figures)))
+    monkeypatch.setattr(rule, "run_verdict", classmethod(lambda cls, d, run, t: Verdict(cls.code, "ran", str(run.steps))))
+    assert decide("GL201", {"x": 1}).verdict == "probed" and decide("GL201", {"x": 1}).figures == {"x": 1}
+    finding = Diagnostic("/p/train.py", 3, 1, 3, 10, "GL201", "message")
+    [found] = verdicts([finding], {"steps": 7})
+    assert (found.verdict.verdict, found.verdict.reason) == ("ran", "7")
+    assert decide("GL999", {}).verdict == NOT_VERIFIED
+    [unknown] = verdicts([Diagnostic("/p/train.py", 3, 1, 3, 10, "GL999", "message")], {})
+    assert unknown.verdict.verdict == NOT_VERIFIED and unknown.code == "GL999"

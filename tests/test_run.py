@@ -165,9 +165,9 @@ def test_amp_clip_before_unscale_and_skipped_steps_are_measured() -> None:
     assert record["steps"] == 3 and record["amp"]["skipped"] == 1 and record["amp"]["skipped_at"] == [2]
     # every clip ran on scaled gradients, the skipped step's too; the last scale, halved by the overflow
     assert record["clip"]["on_scaled_gradients"] == 4 and record["clip"]["loss_scale"] == 512.0
-    from gradlint.verify.verdict import THRESHOLDS, loop_verdict
+    from gradlint.verify.verdict import clip_verdict
 
-    verdict = loop_verdict("GL102", record, THRESHOLDS)
+    verdict = clip_verdict("GL102", record)
     assert verdict.verdict == "confirmed" and verdict.figures["effective_max_norm"] == pytest.approx(1 / 512)
 
 

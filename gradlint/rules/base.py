@@ -1,13 +1,18 @@
-"""What a rule is: a small class with its code, its documentation, its examples and `check`."""
+"""What a rule is: a small class with its code, its documentation, its examples, `check`, and
+its verdicts on measured figures."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gradlint.context import FileContext
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
+
+if TYPE_CHECKING:  # `gradlint check` never imports the verifier or the run: only their verdicts do
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,9 @@ class Rule:
     Subclasses set the class attributes below and implement `check`, which reads the shared
     analyses from the `FileContext` (never walks the tree itself) and yields Diagnostics.
     `bad_example` must be flagged and `good_example` must not: the test suite checks both, and
-    `gradlint rule CODE` prints them.
+    `gradlint rule CODE` prints them. `probe_verdict` and `run_verdict` say what measured figures
+    mean for the rule's findings (with the families of `gradlint.verify.verdict`); by default a
+    finding is not verified.
     """
 
     code: ClassVar[str]
@@ -61,3 +68,19 @@ class Rule:
 
     def check(self, ctx: FileContext) -> Iterator[Diagnostic]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """The verdict of `gradlint verify`'s synthetic probes of the model (`figures` from
+        `gradlint.verify.probes`, `thresholds` complete)."""
+        from gradlint.verify.verdict import NO_PROBE, NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, NO_PROBE, {})
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """The verdict of `gradlint run`: what the user's own training run measured for this
+        finding (`run` matches it to the optimizers and models that ran)."""
+        from gradlint.verify.verdict import NO_RUN_MEASUREMENT, NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, NO_RUN_MEASUREMENT, {})

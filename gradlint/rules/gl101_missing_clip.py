@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
 from gradlint.analysis.step_facts import step_facts
 from gradlint.rules._clipping import DEFAULT_MAX_NORMS, assess, severity_policy, step_diagnostic, unclipped_message
 from gradlint.rules.base import Option, Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 MAX_NORM = Option(
     "max-norm", float, None,
@@ -74,6 +79,20 @@ optimizer.step()
         "https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html",
     )
     options = (MAX_NORM,)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import loop_probe_verdict
+
+        return loop_probe_verdict(cls.code)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """The optimizer stepped at the finding's line: non-finite gradients, norm spikes, a
+        diverging loss or an AMP scale below 1 confirm it."""
+        from gradlint.verify.verdict import step_run_verdict
+
+        return step_run_verdict(cls.code, diagnostic, run, thresholds)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.training import Event, Finding, TrainingAnalysis, has_arguments
 from gradlint.context import FileContext, file_may_train
@@ -8,6 +9,10 @@ from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.edits import delete, insert_before
 from gradlint.rules._clipping import describe_call, events_in_order
 from gradlint.rules.base import Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class ClipBeforeUnscale(Rule):
@@ -47,6 +52,24 @@ scaler.update()
         "optimizer before that step is removed (calling it twice raises)."
     )
     references = ("https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-clipping",)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import loop_probe_verdict
+
+        return loop_probe_verdict(cls.code)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """The optimizer whose clip ran at the finding's line: confirmed when it clipped
+        gradients still multiplied by the AMP loss scale."""
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict, clip_verdict
+
+        clipped = run.clipped_at(diagnostic)
+        if not clipped:
+            return Verdict(cls.code, NOT_VERIFIED, f"this clip never ran in the {run.steps} steps of the run",
+                           {"steps_seen": 0})
+        return clip_verdict(cls.code, clipped[0])
 
     @classmethod
     def wants(cls, text: str) -> bool:

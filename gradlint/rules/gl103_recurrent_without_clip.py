@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_train
 from gradlint.diagnostics import Applicability, Diagnostic, Severity
@@ -8,6 +9,10 @@ from gradlint.analysis.step_facts import step_facts
 from gradlint.rules._clipping import MARGINAL, describe_call, step_diagnostic, where
 from gradlint.rules.base import Rule
 from gradlint.rules.gl101_missing_clip import MAX_NORM
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class RecurrentWithoutClipping(Rule):
@@ -60,6 +65,25 @@ optimizer.step()
         "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
     )
     options = (MAX_NORM,)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """The model part only: gradients growing with the sequence length confirm it; a model
+        that does not grow at initialisation leaves the training loop to `gradlint run`."""
+        from gradlint.verify.verdict import NEEDS_RUN, NOT_CONFIRMED, NOT_VERIFIED, Verdict, recurrence_verdict
+
+        verdict = recurrence_verdict(cls.code, figures, thresholds)
+        if verdict.verdict == NOT_CONFIRMED:
+            return Verdict(cls.code, NOT_VERIFIED, f"at initialisation {verdict.reason}; whether training makes it "
+                           f"grow {NEEDS_RUN}", verdict.figures)
+        return verdict
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """As GL101: the optimizer stepped at the finding's line."""
+        from gradlint.verify.verdict import step_run_verdict
+
+        return step_run_verdict(cls.code, diagnostic, run, thresholds)
 
     @classmethod
     def wants(cls, text: str) -> bool:

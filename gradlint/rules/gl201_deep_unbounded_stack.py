@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.models import UNBOUNDED_ACTIVATIONS, Layer, ModelDescription, Op
 from gradlint.analysis.values import known
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Option, Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 GROWTH_ERROR = 10.0  # variance amplification c^L from which the stack is an error: clear growth
@@ -103,6 +108,20 @@ class Deep(nn.Module):
         "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.",
     )
     options = (Option("min-depth", int, 6, "the number of weight layers in a run that is reported"),)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """Per-layer gradients and activations at unit-scale inputs."""
+        from gradlint.verify.verdict import model_verdict
+
+        return model_verdict(cls.code, figures, thresholds)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """The same depth rule on the model's per-layer profile under the real inputs and loss."""
+        from gradlint.verify.verdict import model_run_verdict
+
+        return model_run_verdict(cls.code, diagnostic, run, thresholds)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.models import UNBOUNDED_ACTIVATIONS
 from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class UnboundedRecurrence(Rule):
@@ -40,6 +45,30 @@ class Net(nn.Module):
         "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
         "Le, Jaitly, Hinton. A Simple Way to Initialize Recurrent Networks of Rectified Linear Units. 2015.",
     )
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """The gradient w.r.t. the first input, unrolled over growing sequence lengths."""
+        from gradlint.verify.verdict import recurrence_verdict
+
+        return recurrence_verdict(cls.code, figures, thresholds)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """Through training: the loop rule on the optimizer that updates the model (the growth
+        with sequence length itself is `gradlint verify`'s)."""
+        from gradlint.verify.verdict import CONFIRMED, NOT_VERIFIED, Verdict, loop_verdict
+
+        updated = run.optimizers_of(run.models_for(diagnostic))
+        if not updated:
+            return Verdict(cls.code, NOT_VERIFIED, f"no optimizer stepped {run.subject(diagnostic)} in the "
+                           f"{run.steps} steps of the run", {})
+        verdict = loop_verdict(cls.code, updated[0], thresholds)
+        reason = f"through training: {verdict.reason}"
+        if verdict.verdict == CONFIRMED:
+            return Verdict(cls.code, CONFIRMED, reason, verdict.figures)
+        return Verdict(cls.code, verdict.verdict, reason + " (the growth with sequence length itself: `gradlint "
+                       "verify`)", verdict.figures)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.syntax import last_name
 from gradlint.context import FileContext
@@ -9,7 +10,12 @@ from gradlint.edits import replace
 from gradlint.rules._models import spelled
 from gradlint.rules.base import Rule
 
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
+
 SOFTSIGN = frozenset({"Softsign", "softsign"})
+NOTHING_TO_MEASURE = "a design preference (gradient damping in saturation), not an explosion to measure"
 
 
 class SoftsignActivation(Rule):
@@ -40,6 +46,18 @@ policy = nn.Sequential(nn.Linear(10, 64), nn.Tanh(), nn.Linear(64, 2))
     references = (
         "Pascanu, Mikolov, Bengio. On the difficulty of training recurrent neural networks. ICML 2013.",
     )
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, NOTHING_TO_MEASURE, {})
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, NOTHING_TO_MEASURE, {})
 
     @classmethod
     def wants(cls, text: str) -> bool:

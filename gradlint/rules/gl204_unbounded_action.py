@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.models import SQUASHING, ModelDescription
 from gradlint.analysis.syntax import dotted, parenthesized_span
@@ -9,6 +10,10 @@ from gradlint.context import FileContext, file_may_model
 from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.rules._models import is_actor, is_critic, spelled
 from gradlint.rules.base import Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 def output_tail(path) -> list:
@@ -82,6 +87,20 @@ class Actor(nn.Module):
     fix_description = "Wraps the returned value: `torch.tanh(<value>) * self.max_action` (the attribute the class keeps)."
     references = ("Lillicrap et al. Continuous control with deep reinforcement learning (DDPG). ICLR 2016.",
                   "Fujimoto, van Hoof, Meger. Addressing Function Approximation Error in Actor-Critic Methods (TD3). ICML 2018.")
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """The model's outputs against its action bound, at unit-scale inputs or the env's bounds."""
+        from gradlint.verify.verdict import action_bound_verdict
+
+        return action_bound_verdict(cls.code, figures)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, "the run does not compare the actor's outputs with its action bound "
+                       "yet; `gradlint verify` measures them at initialisation", {})
 
     @classmethod
     def wants(cls, text: str) -> bool:

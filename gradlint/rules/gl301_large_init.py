@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.models import Init, Layer, ModelDescription
 from gradlint.analysis.models.constructor import first_argument, init_from_call, is_init_function
@@ -13,6 +14,10 @@ from gradlint.diagnostics import Applicability, Diagnostic, Fix, Severity
 from gradlint.edits import replace
 from gradlint.rules._models import spelled
 from gradlint.rules.base import Option, Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 STD_CEILING = 0.5  # where fan-in is unknown: c > 2 for any layer with more than 16 inputs
 EXEMPT_KINDS = {"Embedding", "EmbeddingBag"}
@@ -219,6 +224,21 @@ class Net(nn.Module):
     references = ("He, Zhang, Ren, Sun. Delving Deep into Rectifiers. ICCV 2015 (arXiv 1502.01852).",
                   "Glorot, Bengio. Understanding the difficulty of training deep feedforward neural networks. AISTATS 2010.")
     options = (Option("max-gain", float, 2.0, "report a layer whose c = 1/2 * fan_in * E[w^2] is above this"),)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """GL201's depth rule, and the gradients against those of the same model with He init."""
+        from gradlint.verify.verdict import model_verdict
+
+        return model_verdict(cls.code, figures, thresholds, against_he_init=True)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """GL201's depth rule on the real run's per-layer profile (a run measures no He-init copy
+        to compare with)."""
+        from gradlint.verify.verdict import model_run_verdict
+
+        return model_run_verdict(cls.code, diagnostic, run, thresholds, against_he_init=True)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.analysis.models import Layer, ModelDescription
 from gradlint.context import FileContext, file_may_model
@@ -10,6 +11,10 @@ from gradlint.rules._models import is_rl_head_model, small_init, spelled
 from gradlint.rules.base import Option, Rule
 from gradlint.rules.gl201_deep_unbounded_stack import unbounded_runs
 from gradlint.rules.gl301_large_init import large_layers
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class OutputLayerInit(Rule):
@@ -70,6 +75,18 @@ critic_optimizer.step()
     fix_description = "Inserts `nn.init.uniform_(self.<out>.weight, -3e-3, 3e-3)` after the output layer is built."
     references = ("Lillicrap et al. Continuous control with deep reinforcement learning (DDPG). ICLR 2016, section 7.",)
     options = (Option("bound", float, 3e-3, "the weight bound the fix uses: U(-bound, bound)"),)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NO_PROBE, NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, f"{NO_PROBE} yet", {})
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, "an initialisation choice with no measurement of its own yet", {})
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 # Observations of a registered env documented as already of order one (CartPole, MountainCar,
@@ -78,7 +83,9 @@ class UnnormalizedInputs(Rule):
         "normalizer or scaler call, `/ 255`, a normalizing wrapper on the env (also inside an "
         "env factory, in the file or a sibling module), or a LayerNorm/BatchNorm as the model's "
         "first operation. Envs built by code it cannot read make it stay silent. "
-        "`gradlint verify` confirms it by running the model on inputs at raw scale (x10, x100)."
+        "`gradlint verify` judges it where the file names a registered env with known observation "
+        "bounds (each feature's scale over those bounds; otherwise not verified), `gradlint run` on "
+        "what really reaches the model's first layer."
     )
     bad_example = """\
 import gymnasium as gym
@@ -117,6 +124,20 @@ action = policy(torch.as_tensor(obs))
         "LeCun, Bottou, Orr, Mueller. Efficient BackProp. 1998 (input normalization).",
         "https://gymnasium.farama.org/api/wrappers/observation_wrappers/#gymnasium.wrappers.NormalizeObservation",
     )
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """Feature scales over the observation bounds of a registered env the file names."""
+        from gradlint.verify.verdict import data_probe_verdict
+
+        return data_probe_verdict(cls.code, figures, thresholds)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """Feature scales of what really reached the model's first layer."""
+        from gradlint.verify.verdict import data_run_verdict
+
+        return data_run_verdict(cls.code, diagnostic, run, thresholds)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
 from gradlint.rules.gl401_unnormalized_inputs import describe_sources
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class UnscaledRewards(Rule):
@@ -22,9 +27,8 @@ class UnscaledRewards(Rule):
         "reward scale (SAC, DDPG), clipping (DQN's sign(r), np.clip), gymnasium NormalizeReward / "
         "SB3 VecNormalize, or normalizing advantages (PPO). The rule follows rewards from "
         "`env.step()` into an addition with a discount (`gamma`, `discount`, `lam`) and stays "
-        "silent when any of those remedies is visible. `gradlint verify` has no probe for the "
-        "reward path itself (it reports it as not verified); its training-run probe on the model, "
-        "with targets at an uneven, realistic scale, shows what such targets do to the gradients.\n\n"
+        "silent when any of those remedies is visible. Neither `gradlint verify` nor `gradlint "
+        "run` measures rewards yet: its findings are reported as not verified.\n\n"
         "Lower confidence than the other rules (many envs already have unit-scale rewards, e.g. "
         "CartPole's 1 per step), so it is off by default: enable it with "
         "`extend-select = [\"GL402\"]`."
@@ -47,6 +51,19 @@ target = reward * reward_scale + gamma * next_value * (1 - terminated)
         "Henderson et al. Deep Reinforcement Learning that Matters. AAAI 2018 (reward scale).",
         "van Hasselt et al. Learning values across many orders of magnitude (PopArt). NeurIPS 2016.",
     )
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NO_PROBE, NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, f"{NO_PROBE} yet", {})
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        from gradlint.verify.verdict import NOT_VERIFIED, Verdict
+
+        return Verdict(cls.code, NOT_VERIFIED, "the run does not see rewards (only what reaches models and "
+                       "optimizers)", {})
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gradlint.context import FileContext, file_may_feed
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.rules.base import Rule
 from gradlint.rules.gl401_unnormalized_inputs import describe_route, describe_sources, first_per_source
+
+if TYPE_CHECKING:
+    from gradlint.run.matching import RunMeasurements
+    from gradlint.verify.verdict import Verdict
 
 
 class UnscaledImages(Rule):
@@ -21,8 +26,10 @@ class UnscaledImages(Rule):
         "255 (CleanRL in the Q-network's forward: `self.network(x / 255.0)`). The rule follows "
         "frames from envs built with Atari ids or wrappers (ALE/..., NoFrameskip, "
         "AtariPreprocessing, WarpFrame, FrameStack) to a model call, and is satisfied by `/ 255` "
-        "on the way or in the model's forward, or a normalizer. `gradlint verify` confirms it by "
-        "comparing the model's gradients on inputs in [0, 255] with unit-scale inputs."
+        "on the way or in the model's forward, or a normalizer. `gradlint verify` confirms it where "
+        "the file names a registered env whose observations are uint8 frames (and reports the "
+        "model's gradients on inputs in [0, 255] against unit-scale ones), `gradlint run` when the "
+        "first layer really receives raw frames."
     )
     bad_example = """\
 import gymnasium as gym
@@ -58,6 +65,20 @@ q = q_net(torch.as_tensor(obs).float())
 """
     severity = Severity.WARNING
     references = ("Mnih et al. Human-level control through deep reinforcement learning. Nature 2015.",)
+
+    @classmethod
+    def probe_verdict(cls, figures: dict, thresholds: dict[str, float]) -> Verdict:
+        """GL401's data rule for raw frames: a registered env whose observations are uint8."""
+        from gradlint.verify.verdict import data_probe_verdict
+
+        return data_probe_verdict(cls.code, figures, thresholds, raw_frames=True)
+
+    @classmethod
+    def run_verdict(cls, diagnostic: Diagnostic, run: RunMeasurements, thresholds: dict[str, float]) -> Verdict:
+        """Raw uint8 frames (integer values in [0, 255] beyond 1) reaching the first layer."""
+        from gradlint.verify.verdict import data_run_verdict
+
+        return data_run_verdict(cls.code, diagnostic, run, thresholds, raw_frames=True)
 
     @classmethod
     def wants(cls, text: str) -> bool:

@@ -1,24 +1,21 @@
 """From a run's measurements to a verdict per static finding (no torch here: the parent process).
 
 A finding is matched to what measured it through its public fields only (`Diagnostic`'s code,
-path, line and subject): an optimizer step finding (GL101, GL103) to the optimizer stepped from
-that line; a clip finding (GL102) to the optimizer whose clip ran on that line; a model or data
-finding to the models of that class (or called on that line). The verdict rules themselves live
-in `gradlint.verify.verdict`, one place per rule family, with their thresholds and sources.
+path, line and subject): `RunMeasurements` offers the lookups (the optimizer stepped from that
+line, the optimizer whose clip ran on that line, the models of that class or called on that
+line), and each rule's class decides what they mean (`Rule.run_verdict`, in the rule's own file),
+with the verdict families and thresholds of `gradlint.verify.verdict`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradlint.diagnostics import Diagnostic
-from gradlint.verify.verdict import (
-    CONFIRMED, NOT_VERIFIED, THRESHOLDS, Verdict, data_verdict, depth_figures, loop_verdict, model_verdict,
-    norm_figures,
-)
+from gradlint.verify.verdict import NO_RUN_MEASUREMENT, NOT_VERIFIED, THRESHOLDS, Verdict, depth_figures, norm_figures
 
 # The measured max_norm: AutoClip's percentile rule (Seetharaman, Wichern, Pardo, Le Roux, "AutoClip:
 # Adaptive Gradient Clipping for Source Separation Networks", MLSP 2020: clip at a percentile of the
@@ -188,65 +185,64 @@ def _round_up(value: float) -> float:
     return float(f"{math.ceil(value / step - 1e-9) * step:.3g}")
 
 
+@dataclass
+class RunMeasurements:
+    """What a run measured (its optimizers and models, the steps it took), with the lookups that
+    match it to a finding."""
+
+    optimizers: list[dict]
+    models: list[dict]
+    steps: int
+    by_name: dict[str, dict] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = {o["name"]: o for o in self.optimizers}
+
+    @classmethod
+    def from_data(cls, data: dict) -> RunMeasurements:
+        """From the measurements the run's child wrote (after `merge_ranks`)."""
+        return cls(data.get("optimizers", []), data.get("models", []), data.get("steps", 0))
+
+    def stepped_at(self, diagnostic: Diagnostic) -> list[dict]:
+        """The optimizers stepped from the finding's lines."""
+        return [o for o in self.optimizers if _at(o.get("step_sites", []), diagnostic)]
+
+    def clipped_at(self, diagnostic: Diagnostic) -> list[dict]:
+        """The optimizers whose gradients a clip on the finding's lines ran on."""
+        return [o for o in self.optimizers if _at(o.get("clip", {}).get("sites", []), diagnostic)]
+
+    def models_for(self, diagnostic: Diagnostic) -> list[dict]:
+        return models_for(diagnostic, self.models)
+
+    def optimizers_of(self, models: list[dict]) -> list[dict]:
+        """The optimizers that stepped these models' parameters."""
+        return [self.by_name[n] for m in models for n in m.get("optimizers", []) if n in self.by_name]
+
+    @staticmethod
+    def subject(diagnostic: Diagnostic) -> str:
+        """The finding's model class, for a reason: its short name, or "the model"."""
+        return _short(diagnostic.subject) or "the model"
+
+    @staticmethod
+    def feature_data(models: list[dict]) -> dict:
+        return feature_data(models)
+
+    def depth_data(self, models: list[dict]) -> dict | None:
+        return depth_data(models, self.by_name)
+
+
 def verdicts(diagnostics: list[Diagnostic], data: dict, thresholds: dict[str, float] | None = None) -> list[RunVerdict]:
+    """Each finding's verdict from the run's measurements `data`."""
     t = {**THRESHOLDS, **(thresholds or {})}
-    optimizers = data.get("optimizers", [])
-    by_name = {o["name"]: o for o in optimizers}
-    models = data.get("models", [])
-    steps = data.get("steps", 0)
-    out = []
-    for diagnostic in diagnostics:
-        out.append(RunVerdict(diagnostic.path, diagnostic.line, diagnostic.code, diagnostic.subject, diagnostic.message,
-                              _verdict(diagnostic, optimizers, by_name, models, steps, t)))
-    return out
+    run = RunMeasurements.from_data(data)
+    return [RunVerdict(d.path, d.line, d.code, d.subject, d.message, run_verdict(d, run, t)) for d in diagnostics]
 
 
-def _verdict(diagnostic: Diagnostic, optimizers: list[dict], by_name: dict, models: list[dict], steps: int,
-             t: dict[str, float]) -> Verdict:
-    code = diagnostic.code
-    if code in ("GL101", "GL103"):
-        stepped = [o for o in optimizers if _at(o.get("step_sites", []), diagnostic)]
-        if not stepped:
-            return loop_verdict(code, None, t, steps)
-        verdict = loop_verdict(code, stepped[0], t)
-        verdict.figures["optimizer"] = stepped[0]["name"]
-        return verdict
-    if code == "GL102":
-        clipped = [o for o in optimizers if _at(o.get("clip", {}).get("sites", []), diagnostic)]
-        if not clipped:
-            return Verdict(code, NOT_VERIFIED, f"this clip never ran in the {steps} steps of the run", {"steps_seen": 0})
-        return loop_verdict(code, clipped[0], t)
-    matched = models_for(diagnostic, models)
-    subject = _short(diagnostic.subject) or "the model"
-    if code in ("GL401", "GL403"):
-        if not matched:
-            return Verdict(code, NOT_VERIFIED, f"{subject} was never called on data in the {steps} steps of the run", {})
-        return data_verdict(code, feature_data(matched), t)
-    if code in ("GL201", "GL301"):
-        if not matched:
-            return Verdict(code, NOT_VERIFIED, f"{subject} was never called on data in the {steps} steps of the run", {})
-        figures = depth_data(matched, by_name)
-        if figures is None:
-            return Verdict(code, NOT_VERIFIED, f"no per-layer profile of {subject}: it took no optimizer step, or "
-                           "fewer than two of its weight layers were measured", {})
-        return model_verdict(code, figures, t)
-    if code == "GL202":
-        updated = [by_name[n] for m in matched for n in m.get("optimizers", []) if n in by_name]
-        if not updated:
-            return Verdict(code, NOT_VERIFIED, f"no optimizer stepped {subject} in the {steps} steps of the run", {})
-        verdict = loop_verdict(code, updated[0], t)
-        reason = f"through training: {verdict.reason}"
-        if verdict.verdict == CONFIRMED:
-            return Verdict(code, CONFIRMED, reason, verdict.figures)
-        return Verdict(code, verdict.verdict, reason + " (the growth with sequence length itself: `gradlint verify`)",
-                       verdict.figures)
-    if code == "GL204":
-        return Verdict(code, NOT_VERIFIED, "the run does not compare the actor's outputs with its action bound yet; "
-                       "`gradlint verify` measures them at initialisation", {})
-    if code == "GL402":
-        return Verdict(code, NOT_VERIFIED, "the run does not see rewards (only what reaches models and optimizers)", {})
-    if code == "GL203":
-        return Verdict(code, NOT_VERIFIED, "a design preference (gradient damping in saturation), not an explosion to measure", {})
-    if code == "GL302":
-        return Verdict(code, NOT_VERIFIED, "an initialisation choice with no measurement of its own yet", {})
-    return Verdict(code, NOT_VERIFIED, "no run measurement for this rule", {})
+def run_verdict(diagnostic: Diagnostic, run: RunMeasurements, t: dict[str, float]) -> Verdict:
+    """The rule's own `run_verdict` (an unknown code is not verified)."""
+    from gradlint.rules import RULES_BY_CODE
+
+    rule = RULES_BY_CODE.get(diagnostic.code)
+    if rule is None:
+        return Verdict(diagnostic.code, NOT_VERIFIED, NO_RUN_MEASUREMENT, {})
+    return rule.run_verdict(diagnostic, run, t)

@@ -1,9 +1,10 @@
 """Measurements on a built model (torch is imported here, and only here and in the worker).
 
 Every probe returns plain numbers (Python floats, copied off the device, which synchronises
-it); `gradlint.verify.verdict` decides what they mean. Probes run on the device of the model
-and its inputs; the random numbers they draw (inputs, targets, re-initialised weights) are
-drawn on the CPU and moved there, so a model gets the same numbers on any device.
+it); each rule's `probe_verdict`, with the families of `gradlint.verify.verdict`, decides what
+they mean. Probes run on the device of the model and its inputs; the random numbers they draw
+(inputs, targets, re-initialised weights) are drawn on the CPU and moved there, so a model gets
+the same numbers on any device.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The verdict rules, in one place per rule family, with their thresholds and sources: what the
-measured figures must show for a finding to be *confirmed*.
+"""The verdict families, with their thresholds and sources: what the measured figures must show
+for a finding to be *confirmed*. Each rule's class picks its family and says what its figures are
+(`Rule.probe_verdict`, `Rule.run_verdict`, in the rule's own file); this module decides nothing
+by rule code.
 
 Two sources of figures feed them:
 - `gradlint run`: the user's own training script, run for N optimizer steps (figures measured
@@ -17,14 +19,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlint.monitor import SpikeDetector
+
+if TYPE_CHECKING:
+    from gradlint.diagnostics import Diagnostic
+    from gradlint.run.matching import RunMeasurements
 
 CONFIRMED = "confirmed"
 NOT_CONFIRMED = "not confirmed"
 NOT_VERIFIED = "not verified"
 NEEDS_RUN = "needs the real training loop (`gradlint run`)"
+NO_PROBE = "no probe for this rule"
+NO_RUN_MEASUREMENT = "no run measurement for this rule"
 
 THRESHOLDS: dict[str, float] = {
     # -- model family (GL2xx, GL3xx) --
@@ -77,37 +85,24 @@ def _thresholds(overrides: dict[str, float] | None) -> dict[str, float]:
     return {**THRESHOLDS, **(overrides or {})}
 
 
+def _never_called(code: str, diagnostic: Diagnostic, run: RunMeasurements) -> Verdict:
+    """A model or data finding whose models the run never called."""
+    return Verdict(code, NOT_VERIFIED, f"{run.subject(diagnostic)} was never called on data in the {run.steps} steps "
+                   "of the run", {})
+
+
 # --- the synthetic probes of `gradlint verify` ---------------------------------------------------
 
 
 def decide(code: str, figures: dict, thresholds: dict[str, float] | None = None) -> Verdict:
-    """A verdict from `gradlint verify`'s probes of the model alone."""
-    t = _thresholds(thresholds)
-    if code in ("GL201", "GL301"):
-        return model_verdict(code, figures, t)
-    if code == "GL202":
-        return recurrence_verdict(code, figures, t)
-    if code == "GL103":  # the model part (growth through time) only; the loop part needs a run
-        verdict = recurrence_verdict(code, figures, t)
-        if verdict.verdict == NOT_CONFIRMED:
-            return Verdict(code, NOT_VERIFIED, f"at initialisation {verdict.reason}; whether training makes it "
-                           f"grow {NEEDS_RUN}", verdict.figures)
-        return verdict
-    if code in ("GL401", "GL403"):
-        env = figures.get("env")
-        if not env:
-            return Verdict(code, NOT_VERIFIED, f"what reaches the model {NEEDS_RUN}, or a registered env with "
-                           "known observation bounds", {})
-        return data_verdict(code, env, t)
-    if code == "GL204":
-        return action_bound_verdict(code, figures)
-    if code in ("GL101", "GL102"):
-        return Verdict(code, NOT_VERIFIED, f"a property of the training loop: {NEEDS_RUN}", {})
-    if code == "GL203":
-        return Verdict(code, NOT_VERIFIED, "a design preference (gradient damping in saturation), not an explosion to measure", {})
-    if code in ("GL402", "GL302"):
-        return Verdict(code, NOT_VERIFIED, "no probe for this rule yet", {})
-    return Verdict(code, NOT_VERIFIED, "no probe for this rule", {})
+    """A verdict from `gradlint verify`'s probes of the model alone: the rule's own
+    `probe_verdict` (an unknown code is not verified)."""
+    from gradlint.rules import RULES_BY_CODE  # not at import: the probe worker imports this module
+
+    rule = RULES_BY_CODE.get(code)
+    if rule is None:
+        return Verdict(code, NOT_VERIFIED, NO_PROBE, {})
+    return rule.probe_verdict(figures, _thresholds(thresholds))
 
 
 # --- model family: GL201, GL301 (depth and init), GL202/GL103's recurrence, GL204 ------------------
@@ -140,10 +135,11 @@ def _slope(values: list[float]) -> float:
     return num / den
 
 
-def model_verdict(code: str, figures: dict, t: dict[str, float]) -> Verdict:
+def model_verdict(code: str, figures: dict, t: dict[str, float], *, against_he_init: bool = False) -> Verdict:
     """GL201/GL301: gradients that grow from the output back to the input, activations whose
-    variance grows per layer, non-finite values, or (GL301) gradients far above He init's.
-    `figures["gradients"]` comes from a synthetic probe (verify) or from the real run (run)."""
+    variance grows per layer, non-finite values, or (`against_he_init`, GL301) gradients far above
+    those of the same model with He init. `figures["gradients"]` comes from a synthetic probe
+    (verify) or from the real run (run)."""
     gradients = figures.get("gradients", {})
     numbers = {k: gradients.get(k) for k in ("first_last_ratio", "activation_growth_per_layer",
                                               "activation_variance_ratio", "grad_growth_per_layer", "max_he_c", "nonfinite")}
@@ -165,7 +161,7 @@ def model_verdict(code: str, figures: dict, t: dict[str, float]) -> Verdict:
         reasons.append(f"activation variance grows {_fmt(growth)}x per layer > {t['activation_growth_per_layer']:g}")
     he_total = remedies.get("he_init", {}).get("grad_norm_total")
     total = gradients.get("grad_norm_total")
-    if code == "GL301" and total and he_total:
+    if against_he_init and total and he_total:
         numbers["grad_norm_vs_he_init"] = total / he_total
         if total / he_total > t["init_vs_he_ratio"]:
             reasons.append(f"gradients {_fmt(total / he_total)}x those of the same model with He init > {t['init_vs_he_ratio']:g}")
@@ -174,7 +170,7 @@ def model_verdict(code: str, figures: dict, t: dict[str, float]) -> Verdict:
         return Verdict(code, CONFIRMED, "; ".join(reasons) + where, numbers)
     if ratio is None and growth is None and not numbers.get("grad_norm_vs_he_init"):
         if figures.get("recurrent", {}).get("grad_first_input"):  # weights applied in a recurrence
-            recurrent = recurrence_verdict("GL202", figures, t)
+            recurrent = recurrence_verdict(code, figures, t)
             return Verdict(code, recurrent.verdict, f"through the recurrence: {recurrent.reason}",
                            {**numbers, **recurrent.figures})
         return Verdict(code, NOT_VERIFIED, "fewer than two weight layers were measured", numbers)
@@ -184,6 +180,20 @@ def model_verdict(code: str, figures: dict, t: dict[str, float]) -> Verdict:
     if numbers.get("grad_norm_vs_he_init") is not None:
         measured.append(f"gradients {_fmt(numbers['grad_norm_vs_he_init'])}x those with He init")
     return Verdict(code, NOT_CONFIRMED, "; ".join(measured) + ": gradients do not grow here" + where, numbers)
+
+
+def model_run_verdict(code: str, diagnostic: Diagnostic, run: RunMeasurements, t: dict[str, float], *,
+                      against_he_init: bool = False) -> Verdict:
+    """GL201/GL301 from a real run: `model_verdict` on the worst per-layer profile of the
+    finding's models under the real inputs and loss."""
+    models = run.models_for(diagnostic)
+    if not models:
+        return _never_called(code, diagnostic, run)
+    figures = run.depth_data(models)
+    if figures is None:
+        return Verdict(code, NOT_VERIFIED, f"no per-layer profile of {run.subject(diagnostic)}: it took no optimizer "
+                       "step, or fewer than two of its weight layers were measured", {})
+    return model_verdict(code, figures, t, against_he_init=against_he_init)
 
 
 def recurrence_verdict(code: str, figures: dict, t: dict[str, float]) -> Verdict:
@@ -282,28 +292,12 @@ def loss_figures(losses: list[float | None], t: dict[str, float]) -> dict:
 
 
 def loop_verdict(code: str, optimizer: dict | None, t: dict[str, float], steps_run: int | None = None) -> Verdict:
-    """GL101/GL103 from a real run: confirmed on non-finite gradients, a norm spike above
-    `spike_ratio` x the running median, a diverging loss, or an AMP loss scale driven below 1
-    (the gradients overflow even unscaled); not confirmed otherwise. GL102: confirmed when
-    `clip_grad_norm_` ran on gradients still multiplied by the AMP loss scale."""
+    """GL101/GL103 (and GL202 through training) from a real run: confirmed on non-finite
+    gradients, a norm spike above `spike_ratio` x the running median, a diverging loss, or an AMP
+    loss scale driven below 1 (the gradients overflow even unscaled); not confirmed otherwise."""
     if optimizer is None:
         ran = f" in the {steps_run} steps of the run" if steps_run is not None else ""
         return Verdict(code, NOT_VERIFIED, f"this optimizer step never ran{ran}", {"steps_seen": 0})
-    if code == "GL102":
-        clip = optimizer.get("clip") or {}
-        scaled = clip.get("on_scaled_gradients", 0)
-        numbers = {"steps_seen": optimizer["steps"], "clips_on_scaled_gradients": scaled,
-                   "loss_scale": clip.get("loss_scale"), "max_norm": clip.get("max_norm")}
-        if scaled:
-            effective = (clip.get("max_norm") or 0) / (clip.get("loss_scale") or 1)
-            numbers["effective_max_norm"] = effective
-            return Verdict(code, CONFIRMED, f"clip_grad_norm_ ran {scaled} time(s) on gradients still multiplied by the "
-                           f"loss scale {_fmt(clip.get('loss_scale'))}: max_norm {_fmt(clip.get('max_norm'))} acted as "
-                           f"{_fmt(effective)} on the real gradients", numbers)
-        if clip.get("calls"):
-            return Verdict(code, NOT_CONFIRMED, f"in {optimizer['steps']} steps every clip ran on unscaled gradients",
-                           numbers)
-        return Verdict(code, NOT_VERIFIED, "no clip_grad_norm_ call was seen for this optimizer", numbers)
     norms = optimizer.get("pre_clip") if any(v is not None for v in optimizer.get("pre_clip") or []) else None
     norms = [p if p is not None else n for p, n in zip(norms, optimizer["norms"])] if norms else optimizer["norms"]
     figures = norm_figures(norms, t)
@@ -342,13 +336,47 @@ def loop_verdict(code: str, optimizer: dict | None, t: dict[str, float], steps_r
     return Verdict(code, NOT_CONFIRMED, f"stable{seen}: {detail}", numbers)
 
 
+def step_run_verdict(code: str, diagnostic: Diagnostic, run: RunMeasurements, t: dict[str, float]) -> Verdict:
+    """GL101/GL103 from a real run: `loop_verdict` on the optimizer stepped at the finding's line."""
+    stepped = run.stepped_at(diagnostic)
+    if not stepped:
+        return loop_verdict(code, None, t, run.steps)
+    verdict = loop_verdict(code, stepped[0], t)
+    verdict.figures["optimizer"] = stepped[0]["name"]
+    return verdict
+
+
+def clip_verdict(code: str, optimizer: dict) -> Verdict:
+    """GL102 from a real run: confirmed when `clip_grad_norm_` ran on gradients still multiplied
+    by the AMP loss scale, not confirmed when every clip ran on unscaled ones."""
+    clip = optimizer.get("clip") or {}
+    scaled = clip.get("on_scaled_gradients", 0)
+    numbers = {"steps_seen": optimizer["steps"], "clips_on_scaled_gradients": scaled,
+               "loss_scale": clip.get("loss_scale"), "max_norm": clip.get("max_norm")}
+    if scaled:
+        effective = (clip.get("max_norm") or 0) / (clip.get("loss_scale") or 1)
+        numbers["effective_max_norm"] = effective
+        return Verdict(code, CONFIRMED, f"clip_grad_norm_ ran {scaled} time(s) on gradients still multiplied by the "
+                       f"loss scale {_fmt(clip.get('loss_scale'))}: max_norm {_fmt(clip.get('max_norm'))} acted as "
+                       f"{_fmt(effective)} on the real gradients", numbers)
+    if clip.get("calls"):
+        return Verdict(code, NOT_CONFIRMED, f"in {optimizer['steps']} steps every clip ran on unscaled gradients",
+                       numbers)
+    return Verdict(code, NOT_VERIFIED, "no clip_grad_norm_ call was seen for this optimizer", numbers)
+
+
+def loop_probe_verdict(code: str) -> Verdict:
+    """A training-loop finding without a run: only `gradlint run` can measure it."""
+    return Verdict(code, NOT_VERIFIED, f"a property of the training loop: {NEEDS_RUN}", {})
+
+
 # --- data family: GL401, GL403 ---------------------------------------------------------------------
 
 
-def data_verdict(code: str, data: dict, t: dict[str, float]) -> Verdict:
+def data_verdict(code: str, data: dict, t: dict[str, float], *, raw_frames: bool = False) -> Verdict:
     """What reaches the model's first layer, per feature: measured in the run, or spread over a
     registered env's observation bounds. GL401: a feature of scale sqrt(mean^2 + std^2) above
-    `feature_scale`; GL403: raw uint8 frames (integer values in [0, 255] beyond 1)."""
+    `feature_scale`; `raw_frames` (GL403): raw uint8 frames (integer values in [0, 255] beyond 1)."""
     features = data.get("features") or []
     source = data.get("source", "")
     numbers: dict[str, Any] = {"measured_on": source, "dtype": data.get("dtype"), "min": data.get("min"),
@@ -360,7 +388,7 @@ def data_verdict(code: str, data: dict, t: dict[str, float]) -> Verdict:
         return Verdict(code, NOT_VERIFIED, f"{data['why_not']}: the bounds do not describe its input", numbers)
     if data.get("nonfinite"):
         return Verdict(code, CONFIRMED, f"non-finite values in the model at these inputs ({source})", numbers)
-    if code == "GL403":
+    if raw_frames:
         low, high = data.get("min"), data.get("max")
         if low is None or high is None:
             return Verdict(code, NOT_VERIFIED, f"no values were seen ({source})", numbers)
@@ -390,3 +418,23 @@ def data_verdict(code: str, data: dict, t: dict[str, float]) -> Verdict:
                        f"({source}): their scale {NEEDS_RUN}", numbers)
     return Verdict(code, NOT_CONFIRMED, f"all {len(features)} features within {t['feature_scale']:g}x unit scale "
                    f"(largest: feature {index}, scale {_fmt(largest)}) ({source})", numbers)
+
+
+def data_probe_verdict(code: str, figures: dict, t: dict[str, float], *, raw_frames: bool = False) -> Verdict:
+    """GL401/GL403 without a run: the data rule on a registered env's observation bounds, or not
+    verified where the file names no such env."""
+    env = figures.get("env")
+    if not env:
+        return Verdict(code, NOT_VERIFIED, f"what reaches the model {NEEDS_RUN}, or a registered env with "
+                       "known observation bounds", {})
+    return data_verdict(code, env, t, raw_frames=raw_frames)
+
+
+def data_run_verdict(code: str, diagnostic: Diagnostic, run: RunMeasurements, t: dict[str, float], *,
+                     raw_frames: bool = False) -> Verdict:
+    """GL401/GL403 from a real run: the data rule on what reached the first layer of the
+    finding's models."""
+    models = run.models_for(diagnostic)
+    if not models:
+        return _never_called(code, diagnostic, run)
+    return data_verdict(code, run.feature_data(models), t, raw_frames=raw_frames)
