@@ -59,7 +59,8 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
         if report.figures.get("input_shapes"):
             built += f"; inputs {_fmt(report.figures['input_shapes'])}"
         # names, errors and reasons can carry the model's own text (an exception message): escaped
-        header = printable(f"{report.file}:{report.line}: {report.model}")
+        cell = f"cell {report.cell}:" if report.cell else ""  # notebooks: placed as the linter places findings
+        header = printable(f"{report.file}:{cell}{report.line}: {report.model}")
         lines.append(click.style(header, bold=True) if colour else header)
         if built:
             lines.append(printable(f"  {built}"))

@@ -21,7 +21,6 @@ import click
 from gradlint.config import Settings
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
-from gradlint.source import read_source
 from gradlint.verify import ModelReport
 from gradlint.analysis.envs import env_ids_in, env_spec
 from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names, resolvable_call_site
@@ -75,18 +74,25 @@ def verify_results(results: list[FileResult], settings: Settings, options: Optio
 
 def _analysis_facts(path: str, settings: Settings) -> tuple[ParsedFile, dict[str, dict], Callable[[str], str | None]]:
     """The adapter to the lint analysis (the only code here that reads its internals): the file
-    parsed once (its ast tree and symbol layer, shared with the loader), its nn.Module classes as
-    `gradlint explain-model --format json` describes them (plus "line"), and a lookup of the
-    sibling module that defines an imported model class."""
-    from gradlint.context import FileContext
+    as the linter reads it, parsed once (its ast tree and symbol layer, shared with the loader),
+    its nn.Module classes as `gradlint explain-model --format json` describes them (plus "line"
+    and, in a notebook, "cell", placed as the linter places findings), and a lookup of the
+    sibling module that defines an imported model class.
 
-    source = read_source(path)
-    ctx = FileContext.parse(source, settings)
+    The text is the linter's view: a notebook's code cells joined, its IPython magics turned into
+    inert placeholders (never run); a marimo notebook's cells at top level, so a class a cell
+    defines is a module class and the imports every cell makes are the module's."""
+    from gradlint.context import FileContext
+    from gradlint.inputs import read_for_analysis
+
+    analysed = read_for_analysis(path)
+    ctx = FileContext.parse(analysed.source, settings)
     models = {}
     for model in ctx.models.models:
         if model.kind == "module":
-            models[model.name] = {**model.to_dict(), "line": model.line}
-    return ParsedFile(source.text, ctx.tree, ctx.symbols), models, ctx.project_model_file
+            cell, line = analysed.place(model.line)
+            models[model.name] = {**model.to_dict(), "line": line, "cell": cell}
+    return ParsedFile(analysed.source.text, ctx.tree, ctx.symbols), models, ctx.project_model_file
 
 
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
@@ -111,10 +117,11 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                                            options, worker))
             continue
         if subject is None or subject not in models:
-            reports.append(ModelReport(
-                path, subject or "(no model class)", found[0].line, "error",
-                "no nn.Module class of this file to build for these findings",
-                verdicts=[_unbuilt_verdict(c) for c in codes]))
+            why = ("the finding names no model class to build (the linter tied it to none)" if subject is None else
+                   f"{subject} is not an nn.Module class defined in this file or in a module of the project: "
+                   "nothing to build it from")
+            reports.append(ModelReport(path, subject or "(no model class)", found[0].line, "error", why,
+                                       verdicts=[_unbuilt_verdict(c, why) for c in codes], cell=found[0].cell))
             continue
         model = models[subject]
         construction = constructor_args(file, subject, options.init_args.get(subject), spec)
@@ -123,7 +130,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
             if call is not None:
                 construction.args, construction.kwargs = call
                 construction.source, construction.guessed, construction.missing = "call site", {}, []
-        report = ModelReport(path, subject, model["line"], "ok", construction={
+        report = ModelReport(path, subject, model["line"], "ok", cell=model["cell"], construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
             "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
             **({"env": env["id"]} if env is not None else {})})
@@ -132,7 +139,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
             names = ", ".join(construction.missing)
             report.error = (f"cannot build {subject}: no value for {names}; pass "
                             f"--init-args '{subject}={{\"{construction.missing[0]}\": ...}}'")
-            report.verdicts = [Verdict(c, NOT_VERIFIED, report.error) for c in codes]
+            report.verdicts = [_unbuilt_verdict(c, report.error, spec) for c in codes]
             reports.append(report)
             continue
         if progress:
@@ -159,7 +166,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         if reply.get("status") != "ok":
             report.status = "error"
             report.error = reply.get("error", "unknown error")
-            report.verdicts = [_unbuilt_verdict(c, f"the model could not be run: {report.error}") for c in codes]
+            report.verdicts = [_unbuilt_verdict(c, f"the model could not be run: {report.error}", spec) for c in codes]
             reports.append(report)
             continue
         figures = reply["figures"]
@@ -177,10 +184,15 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
     return reports
 
 
-def _unbuilt_verdict(code: str, reason: str = "the finding names no model class this file defines") -> Verdict:
-    """A finding whose model was not built: loop and data findings need the real run anyway."""
+_DATA_CODES = ("GL401", "GL403")  # probed at a registered env's observation bounds when the file names one
+
+
+def _unbuilt_verdict(code: str, reason: str, env=None) -> Verdict:
+    """A finding whose model was not built, with `reason`, unless building it could not have
+    verified it: loop findings, and data findings of a file that names no registered env, need
+    the real run anyway, and say so."""
     verdict = decide(code, {})
-    if "gradlint run" in verdict.reason:
+    if "gradlint run" in verdict.reason and not (env is not None and code in _DATA_CODES):
         return verdict
     return Verdict(code, NOT_VERIFIED, reason)
 
