@@ -9,6 +9,7 @@ imported model class.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import re
@@ -23,7 +24,7 @@ from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.verify import ModelReport
 from gradlint.analysis.envs import env_ids_in, env_spec
-from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names, resolvable_call_site
+from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
@@ -124,12 +125,8 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                                        verdicts=[_unbuilt_verdict(c, why) for c in codes], cell=found[0].cell))
             continue
         model = models[subject]
-        construction = constructor_args(file, subject, options.init_args.get(subject), spec)
-        if call_site is not None and construction.source != "user":  # the importing file's call
-            call = resolvable_call_site(call_site, subject)
-            if call is not None:
-                construction.args, construction.kwargs = call
-                construction.source, construction.guessed, construction.missing = "call site", {}, []
+        construction = constructor_args(file, subject, options.init_args.get(subject), spec, options.device,
+                                        caller=call_site)  # the importing file's call first
         report = ModelReport(path, subject, model["line"], "ok", cell=model["cell"], construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
             "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
@@ -197,10 +194,17 @@ def _unbuilt_verdict(code: str, reason: str, env=None) -> Verdict:
     return Verdict(code, NOT_VERIFIED, reason)
 
 
+_ENV_ID = re.compile(r"^(?:[\w.-]+/)?[A-Z][\w-]*-v\d+$")  # `CartPole-v1`, `ALE/Pong-v5`, `HalfCheetah-v2`
+
+
 def _registered_env(file: ParsedFile) -> dict | None:
-    """The one registered env with known observation bounds the file names, if exactly one."""
+    """The env the file names, when it names exactly one env id and that one is registered with
+    known observation bounds: a script that can train `HalfCheetah-v2` or `Pendulum-v0` has no
+    one env whose bounds describe what its model sees."""
     ids = env_ids_in(file.tree)
-    if len(ids) != 1:
+    named = {node.value for node in ast.walk(file.tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _ENV_ID.match(node.value)}
+    if len(ids) != 1 or named - set(ids):
         return None
     spec = env_spec(ids[0])
     return {"id": spec.env_id, "low": list(spec.low), "high": list(spec.high), "dtype": spec.dtype,

@@ -83,7 +83,7 @@ def _materialise(value):
     from gradlint.verify.loader import SYNTHETIC
 
     if isinstance(value, dict) and SYNTHETIC in value:
-        env = SyntheticEnv()
+        env = SyntheticEnv(value.get("env"))
         return {"env": env, "observation_space": env.observation_space,
                 "action_space": env.action_space}[value[SYNTHETIC]]
     return value
@@ -105,13 +105,24 @@ class _Space:
 
 class SyntheticEnv:
     """Stands in for a gym env or vector env passed to a model's constructor: Box observations of
-    8 features; an action space that is both Discrete(4) (`.n`) and a 2-d Box in [-1, 1]."""
+    8 features; an action space that is both Discrete(4) (`.n`) and a 2-d Box in [-1, 1]. With
+    `env_id`, a registered env of gradlint.analysis.envs: that env's observation bounds and its
+    Discrete(n) or Box(k,) actions."""
 
     num_envs = 1
 
-    def __init__(self) -> None:
-        self.observation_space = self.single_observation_space = _Space((8,), -float("inf"), float("inf"))
-        self.action_space = self.single_action_space = _Space((2,), -1.0, 1.0, n=4)
+    def __init__(self, env_id: str | None = None) -> None:
+        from gradlint.analysis.envs import env_spec
+
+        spec = env_spec(env_id) if env_id else None
+        if spec is None:
+            observations, actions = _Space((8,), -float("inf"), float("inf")), _Space((2,), -1.0, 1.0, n=4)
+        else:
+            observations = _Space((spec.observation_dim,), spec.low, spec.high)
+            actions = (_Space((), 0, spec.actions - 1, n=spec.actions) if spec.actions else
+                       _Space((spec.action_dim,), -spec.action_high, spec.action_high))
+        self.observation_space = self.single_observation_space = observations
+        self.action_space = self.single_action_space = actions
 
 
 def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
