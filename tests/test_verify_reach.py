@@ -214,3 +214,117 @@ def test_find_inputs_reads_the_env_stand_in_sizes() -> None:
     model, _, request = _build(ENV_IN_CLASS_BODY, "DQN", "CartPole-v0", hints={"inputs": ["x"]})
     [x] = find_inputs(model, request)
     assert x.shape == (8, 4)
+
+
+GAIL = textwrap.dedent("""\
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import gym_that_is_not_installed as gym
+
+    env = gym.make("Pendulum-v0")
+    num_inputs = env.observation_space.shape[0]
+    num_outputs = env.action_space.shape[0]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    try:
+        expert_traj = np.load("expert_traj.npy")
+    except:
+        assert False
+
+    class Discriminator(nn.Module):
+        def __init__(self, num_inputs, hidden_size):
+            super().__init__()
+            self.linear1 = nn.Linear(num_inputs, hidden_size)
+            self.linear2 = nn.Linear(hidden_size, 1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.linear2(torch.tanh(self.linear1(x.to(device)))))
+
+    discriminator = Discriminator(num_inputs + num_outputs, 128)
+""")
+
+
+def test_sizes_the_script_reads_off_its_env_resolve_its_call_site() -> None:
+    # RL-Adventure-2's GAIL notebook: a discriminator of (state, action) pairs
+    model, construction, _ = _build(GAIL, "Discriminator", "Pendulum-v0")
+    assert (construction.source, construction.args, construction.kwargs) == ("call site", [4, 128], {})
+    assert construction.env_sizes == {"num_inputs": 3, "num_outputs": 1} and not construction.guessed
+    assert model.linear1.in_features == 4
+    # the removed device is verify's own; a top-level `try: data = np.load(...)` is work, not kept
+    source = model_only_source(GAIL, env_spec("Pendulum-v0"))
+    assert "np.load" not in source and "device = 'cpu'" in source
+    # without a registered env nothing is read off it: the sizes are guesses, and say so
+    unknown = constructor_args(ParsedFile.of(GAIL.replace("Pendulum-v0", "MyRobot-v0")), "Discriminator")
+    assert unknown.guessed == {"num_inputs": 8} and unknown.env_sizes == {}
+    # a name bound to a size and to something else is not a size of the env
+    twice = GAIL.replace("discriminator =", "num_inputs = compute()\ndiscriminator =")
+    assert "num_inputs" not in constructor_args(ParsedFile.of(twice), "Discriminator", None,
+                                                env_spec("Pendulum-v0")).env_sizes
+
+
+def test_a_recurrent_policy_taking_a_hidden_state_is_run_on_sequences() -> None:
+    # quantumiracle's DPG_PolicyNetworkLSTM2: cat(state, last_action) -> Linear -> LSTM(hidden_in)
+    text = textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+        class Policy(nn.Module):
+            def __init__(self, state_space, action_space, hidden_dim=32):
+                super().__init__()
+                self.linear1 = nn.Linear(state_space.shape[0] + action_space.shape[0], hidden_dim)
+                self.lstm1 = nn.LSTM(hidden_dim, hidden_dim)
+                self.linear2 = nn.Linear(hidden_dim, action_space.shape[0])
+
+            def forward(self, state, last_action, hidden_in):
+                x = torch.cat([state.permute(1, 0, 2), last_action.permute(1, 0, 2)], -1)
+                x, hidden = self.lstm1(torch.relu(self.linear1(x)), hidden_in)
+                return torch.tanh(self.linear2(x)).permute(1, 0, 2), hidden
+    """)
+    model, _, request = _build(text, "Policy", "Pendulum-v0", hints={"inputs": ["state", "last_action", "hidden_in"]})
+    state, last_action, (h, c) = find_inputs(model, request)
+    assert (state.shape, last_action.shape, h.shape) == ((8, 16, 3), (8, 16, 1), (1, 8, 32))
+    # minimalRL's PPO: no forward; `pi(x, hidden)` with a batch of one sequence
+    ppo = textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+        class PPO(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.Linear(4, 64)
+                self.lstm = nn.LSTM(64, 32)
+                self.fc_pi = nn.Linear(32, 2)
+
+            def pi(self, x, hidden):
+                x = torch.relu(self.fc1(x)).view(-1, 1, 64)
+                x, lstm_hidden = self.lstm(x, hidden)
+                return torch.softmax(self.fc_pi(x), dim=2), lstm_hidden
+    """)
+    figures = measure({"file": "ppo.py", "module_name": "gradlint_test_ppo_lstm", "class": "PPO",
+                       "source": model_only_source(ppo), "codes": ["GL201"], "hints": {"inputs": ["x"]}})
+    assert figures["forward"] == "pi" and figures["input_shapes"][0] == [8, 4]
+
+
+def test_a_model_class_from_a_star_import_of_the_project_is_found_in_its_module(tmp_path) -> None:
+    from gradlint.config import Settings
+    from gradlint.verify.session import _analysis_facts
+
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "__init__.py").write_text("")
+    (tmp_path / "common" / "policy_networks.py").write_text(textwrap.dedent("""\
+        import torch.nn as nn
+
+        class Policy(nn.Module):
+            def __init__(self, state_dim):
+                super().__init__()
+                self.fc = nn.Linear(state_dim, 2)
+
+        class Helper:
+            pass
+    """))
+    (tmp_path / "train.py").write_text("from common.policy_networks import *\nfrom os.path import *\n"
+                                       "policy = Policy(3)\n")
+    _, _, lookup = _analysis_facts(str(tmp_path / "train.py"), Settings(root=str(tmp_path)))
+    assert lookup("Policy") == str(tmp_path / "common" / "policy_networks.py")
+    assert lookup("Helper") is None and lookup("Missing") is None  # not a model; defined nowhere

@@ -107,6 +107,7 @@ ENV_PARAMETERS = ("env", "envs", "environment", "venv", "vec_env", "train_env")
 SPACE_PARAMETERS = {
     "observation_space": {SYNTHETIC: "observation_space"},
     "obs_space": {SYNTHETIC: "observation_space"},
+    "state_space": {SYNTHETIC: "observation_space"},
     "action_space": {SYNTHETIC: "action_space"},
     "act_space": {SYNTHETIC: "action_space"},
 }
@@ -150,6 +151,7 @@ class ConstructorArgs:
     guessed: dict = field(default_factory=dict)  # name -> value, printed with the verdict
     missing: list = field(default_factory=list)  # required parameters nothing resolved
     source: str = "defaults"  # user | call site | defaults | guesses
+    env_sizes: dict = field(default_factory=dict)  # name -> size read off the registered env, at the call site
 
 
 def _keep(statement: cst.BaseStatement) -> bool:
@@ -157,8 +159,9 @@ def _keep(statement: cst.BaseStatement) -> bool:
         return True
     if isinstance(statement, cst.SimpleStatementLine):
         return all(_keep_small(small) for small in statement.body)
-    if isinstance(statement, cst.Try):  # `try: import x / except ImportError: ...`
-        return all(isinstance(s, cst.SimpleStatementLine) and all(isinstance(x, (cst.Import, cst.ImportFrom, cst.Pass, cst.Assign)) for x in s.body)
+    if isinstance(statement, cst.Try):  # `try: import x; HAS_X = True / except ImportError: ...`
+        # (not `try: data = np.load(...) / except: assert False`: that is work)
+        return all(isinstance(s, cst.SimpleStatementLine) and all(_keep_small(x) for x in s.body)
                    for s in statement.body.body)
     return False
 
@@ -221,12 +224,13 @@ def _assigned_name(statement: cst.BaseStatement) -> str | None:
 _PARSE_CALLS = {"parse_args", "parse_known_args", "cli", "parse"}  # argparse, tyro.cli(Args), simple_parsing
 
 
-def removed_names(file: ParsedFile, env=None) -> dict[str, str]:
+def removed_names(file: ParsedFile, env=None, device: str = "cpu") -> dict[str, str]:
     """Stand-ins (name -> Python expression) for module-level names the kept code reads but only
     removed statements define: `args = parser.parse_args()` becomes a namespace of the parser's
     own defaults (`capacity=args.capacity` in a kept default argument); `args = tyro.cli(Args)`
     becomes `Args()`; `NUM_STATES = env.observation_space.shape[0]` the size of the registered env
-    the file names; other names a documented guess, else a placeholder that fails when used."""
+    the file names; `device = torch.device(...)` the device verify measures on; other names a
+    documented guess, else a placeholder that fails when used."""
     tree = file.tree
     try:
         module = file.module
@@ -275,6 +279,9 @@ def removed_names(file: ParsedFile, env=None) -> dict[str, str]:
             items = ", ".join(f"{attr}={_literal(v, f'{name}.{attr}')}" for attr, v in fields.items())
             out[name] = f"__import__('types').SimpleNamespace({items})"
             continue
+        if name == "device" or called == "device":  # `torch.device("cuda" if ... else "cpu")`
+            out[name] = repr(device)
+            continue
         if attributes & ENV_ATTRIBUTES or (name.lower() in ENV_PARAMETERS and not attributes - ENV_ATTRIBUTES):
             out[name] = synthetic_code(synthetic("env", env))  # an env the removed code made
             continue
@@ -288,6 +295,26 @@ def _literal(value, name: str) -> str:
     if value is UNKNOWN or isinstance(value, dict):
         return f"_GradlintMissing({name!r}, 'removed with the training code; pass --init-args')"
     return repr(value)
+
+
+def env_read_sizes(file: ParsedFile, env) -> dict[str, int]:
+    """Names the file binds, in any scope, to a size read off its registered env `env` and to
+    nothing else: `state_dim = env.observation_space.shape[0]` -> {"state_dim": 3} for Pendulum.
+    What the script itself computes, so a call `Actor(state_dim, action_dim, 256)` resolves."""
+    if env is None or env.dtype == "uint8":
+        return {}
+    values: dict[str, set] = {}
+    for node in ast.walk(file.tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    values.setdefault(target.id, set()).add(_env_read(ast.unparse(node.value), env, {}))
+                elif isinstance(target, (ast.Tuple, ast.List)):
+                    for element in ast.walk(target):
+                        if isinstance(element, ast.Name):
+                            values.setdefault(element.id, set()).add(None)
+    return {name: next(iter(found)) for name, found in values.items() if len(found) == 1 and None not in found}
 
 
 def _env_read(code: str, env, sizes: dict) -> int | None:
@@ -358,16 +385,17 @@ def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None
         if not required:
             return result
     else:
-        for site in (caller, file):
-            call = resolvable_call_site(site, class_name) if site is not None else None
+        sites = [(site, env_read_sizes(site, env)) for site in (caller, file) if site is not None]
+        for site, read in sites:
+            call = resolvable_call_site(site, class_name, read)
             if call is not None:
                 result.args, result.kwargs = call
-                result.source = "call site"
+                result.source, result.env_sizes = "call site", _used(read, site, class_name)
                 return result
-        for site in (caller, file):
-            given = call_site_constants(site, tree, class_name) if site is not None else {}
+        for site, read in sites:
+            given = call_site_constants(site, tree, class_name, read)
             if given:
-                result.kwargs, result.source = given, "call site"
+                result.kwargs, result.source, result.env_sizes = given, "call site", _used(read, site, class_name)
                 break
     sizes = env_sizes(env)
     for name, has_default in params:
@@ -386,13 +414,14 @@ def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None
     return result
 
 
-def call_site_constants(site: ParsedFile, tree: ast.Module, class_name: str) -> dict[str, Any]:
-    """The arguments of the first call `ClassName(...)` in `site` that resolve to constants, by
-    the name of the parameter they bind in the constructor (defined in `tree`)."""
+def call_site_constants(site: ParsedFile, tree: ast.Module, class_name: str, sizes: dict | None = None) -> dict[str, Any]:
+    """The arguments of the first call `ClassName(...)` in `site` that resolve to constants (or
+    env sizes, as `resolvable_call_site`), by the name of the parameter they bind in the
+    constructor (defined in `tree`)."""
     positional, keyword_only = _init_signature(tree, class_name)
     if positional is None:
         return {}
-    constants = site.symbols.constants
+    constants = {**site.symbols.constants, **(sizes or {})}
     for call, _ in site.symbols.calls(site.tree):
         if last_name(call.func) != class_name:
             continue
@@ -405,6 +434,15 @@ def call_site_constants(site: ParsedFile, tree: ast.Module, class_name: str) -> 
         values = {name: evaluate(node, constants) for name, node in bound.items()}
         return {name: value for name, value in values.items()
                 if known(value) and isinstance(value, (int, float, str, bool, tuple, list))}
+    return {}
+
+
+def _used(sizes: dict, site: ParsedFile, class_name: str) -> dict:
+    """The env sizes the first call of `class_name` in `site` reads."""
+    for call, _ in site.symbols.calls(site.tree):
+        if last_name(call.func) == class_name:
+            names = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+            return {name: value for name, value in sizes.items() if name in names}
     return {}
 
 
@@ -460,9 +498,10 @@ def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
     return []
 
 
-def resolvable_call_site(file: ParsedFile, class_name: str) -> tuple[list, dict] | None:
-    """Arguments of the first call `ClassName(...)` in the file whose arguments are all constants."""
-    constants = file.symbols.constants
+def resolvable_call_site(file: ParsedFile, class_name: str, sizes: dict | None = None) -> tuple[list, dict] | None:
+    """Arguments of the first call `ClassName(...)` in the file whose arguments are all constants
+    (or `sizes` the script read off its env, `env_read_sizes`)."""
+    constants = {**file.symbols.constants, **(sizes or {})}
     for call, _ in file.symbols.calls(file.tree):
         if last_name(call.func) != class_name:
             continue

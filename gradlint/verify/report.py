@@ -54,6 +54,9 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
                 built = f"built from {construction.get('source')} ({shown})"
                 if guessed:
                     built += f"; guessed: {guesses}"
+        if construction.get("env_sizes"):
+            built += f"; sizes read off {construction.get('env', 'the env')}: " + ", ".join(
+                f"{k}={_fmt(v)}" for k, v in construction["env_sizes"].items())
         if construction.get("stand_ins"):
             built += "; removed names stood in: " + ", ".join(
                 f"{k}={_stand_in(v)}" for k, v in construction["stand_ins"].items())

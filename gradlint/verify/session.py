@@ -93,7 +93,26 @@ def _analysis_facts(path: str, settings: Settings) -> tuple[ParsedFile, dict[str
         if model.kind == "module":
             cell, line = analysed.place(model.line)
             models[model.name] = {**model.to_dict(), "line": line, "cell": cell}
-    return ParsedFile(analysed.source.text, ctx.tree, ctx.symbols), models, ctx.project_model_file
+    return ParsedFile(analysed.source.text, ctx.tree, ctx.symbols), models, _sibling_lookup(ctx, path, settings)
+
+
+def _sibling_lookup(ctx, path: str, settings: Settings) -> Callable[[str], str | None]:
+    """The project module that defines a model class the file imports: by name, else through
+    the file's `from common.policy_networks import *` (the last star import that defines it,
+    as Python binds it)."""
+    from gradlint.analysis.project import imported_summary
+
+    def lookup(name: str) -> str | None:
+        found = ctx.project_model_file(name)
+        if found is not None or "." in name:
+            return found
+        for module in reversed(ctx.symbols.imports.star_modules):
+            summary = imported_summary(path, f"{module}.{name}", settings.root)
+            if summary is not None and name in summary[0].classes:
+                return summary[0].path if summary[0].classes[name].is_model else None
+        return None
+
+    return lookup
 
 
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
@@ -106,7 +125,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         file, models, project_model_file = _analysis_facts(path, settings)
         env = _registered_env(call_site or file)
         spec = env_spec(env["id"]) if env is not None else None
-        stand_ins = removed_names(file, spec)
+        stand_ins = removed_names(file, spec, options.device)
         text_only = model_only_source(file, spec, stand_ins)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
@@ -129,7 +148,8 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
                                         caller=call_site)  # the importing file's call first
         report = ModelReport(path, subject, model["line"], "ok", cell=model["cell"], construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
-            "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
+            "guessed": construction.guessed, **({"env_sizes": construction.env_sizes} if construction.env_sizes else {}),
+            **({"stand_ins": stand_ins} if stand_ins else {}),
             **({"env": env["id"]} if env is not None else {})})
         if construction.missing:
             report.status = "error"
