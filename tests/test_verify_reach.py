@@ -328,3 +328,55 @@ def test_a_model_class_from_a_star_import_of_the_project_is_found_in_its_module(
     _, _, lookup = _analysis_facts(str(tmp_path / "train.py"), Settings(root=str(tmp_path)))
     assert lookup("Policy") == str(tmp_path / "common" / "policy_networks.py")
     assert lookup("Helper") is None and lookup("Missing") is None  # not a model; defined nowhere
+
+
+def test_a_notebook_section_is_probed_with_the_env_its_model_is_built_under() -> None:
+    # RL-Adventure: a CartPole DQN section, then a Pong CnnDQN section, in one notebook
+    text = textwrap.dedent("""\
+        import torch
+        import torch.autograd as autograd
+        import torch.nn as nn
+
+        USE_CUDA = torch.cuda.is_available()
+        Variable = lambda *args, **kwargs: autograd.Variable(*args, **kwargs).cuda() if USE_CUDA else autograd.Variable(*args, **kwargs)
+
+        env_id = "CartPole-v0"
+        env = gym.make(env_id)
+
+        class DQN(nn.Module):
+            def __init__(self, num_inputs, num_actions):
+                super().__init__()
+                self.fc = nn.Linear(num_inputs, num_actions)
+
+            def forward(self, x):
+                return self.fc(Variable(x))
+
+        model = DQN(env.observation_space.shape[0], env.action_space.n)
+
+        env_id = "PongNoFrameskip-v4"
+        env = make_atari(env_id)
+
+        class CnnDQN(nn.Module):
+            def __init__(self, input_shape, num_actions):
+                super().__init__()
+                self.conv = nn.Conv2d(input_shape[0], 32, 8, 4)
+
+        model = CnnDQN(env.observation_space.shape, env.action_space.n)
+
+        class Unbuilt(nn.Module):
+            pass
+    """)
+    file = ParsedFile.of(text)
+    assert _registered_env(file) is None  # the file as a whole names two envs
+    assert _registered_env(file, "DQN")["id"] == "CartPole-v0"
+    assert _registered_env(file, "CnnDQN")["id"] == "PongNoFrameskip-v4"
+    assert _registered_env(file, "Unbuilt") is None  # never built at top level: no section to read
+    # the lambda is a definition and stays; USE_CUDA is whether verify measures on a GPU
+    source = model_only_source(file, env_spec("CartPole-v0"), removed_names(file, env_spec("CartPole-v0")))
+    assert "Variable = lambda" in source and "USE_CUDA = False" in source
+    namespace: dict = {}
+    exec(compile(source, "1.dqn.ipynb", "exec"), namespace)
+    assert namespace["DQN"](4, 2)(torch.randn(3, 4)).shape == (3, 2)
+    # a statement naming two envs before the construction decides nothing
+    either = text.replace('env_id = "CartPole-v0"', 'env_id = ["CartPole-v0", "Acrobot-v1"][0]')
+    assert _registered_env(ParsedFile.of(either), "DQN") is None

@@ -170,8 +170,8 @@ def _keep_small(small: cst.BaseSmallStatement) -> bool:
     if isinstance(small, (cst.Import, cst.ImportFrom, cst.Pass)):
         return True
     if isinstance(small, (cst.Assign, cst.AnnAssign)):
-        value = small.value
-        return value is not None and _constant_expression(value)
+        value = small.value  # a lambda is a definition, as a def is: `Variable = lambda *a: ...`
+        return value is not None and (_constant_expression(value) or isinstance(value, cst.Lambda))
     return False
 
 
@@ -281,6 +281,9 @@ def removed_names(file: ParsedFile, env=None, device: str = "cpu") -> dict[str, 
             continue
         if name == "device" or called == "device":  # `torch.device("cuda" if ... else "cpu")`
             out[name] = repr(device)
+            continue
+        if code in ("torch.cuda.is_available()", "cuda.is_available()"):  # USE_CUDA: whether verify measures on one
+            out[name] = repr(device.startswith("cuda"))
             continue
         if attributes & ENV_ATTRIBUTES or (name.lower() in ENV_PARAMETERS and not attributes - ENV_ATTRIBUTES):
             out[name] = synthetic_code(synthetic("env", env))  # an env the removed code made

@@ -23,7 +23,7 @@ from gradlint.config import Settings
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
 from gradlint.verify import ModelReport
-from gradlint.analysis.envs import env_ids_in, env_spec
+from gradlint.analysis.envs import env_spec
 from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
@@ -129,8 +129,20 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         text_only = model_only_source(file, spec, stand_ins)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
+    file_env = env
+    prepared = {None if env is None else env["id"]: (env, spec, stand_ins, text_only)}
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
+        key = None if file_env is None else file_env["id"]
+        if file_env is None and subject is not None:  # a notebook section's env, where the file names several
+            own = _registered_env(call_site or file, subject.rsplit(".", 1)[-1])
+            if own is not None and own["id"] not in prepared:
+                own_spec = env_spec(own["id"])
+                own_stand_ins = removed_names(file, own_spec, options.device)
+                prepared[own["id"]] = (own, own_spec, own_stand_ins, model_only_source(file, own_spec, own_stand_ins))
+            key = own["id"] if own is not None else None
+        env, spec, stand_ins, text_only = prepared[key]
+
         sibling = project_model_file(subject) if subject and subject not in models else None
         if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
             reports.extend(_verify_sibling(path, file, sibling, subject.rsplit(".", 1)[-1], codes, settings,
@@ -217,18 +229,47 @@ def _unbuilt_verdict(code: str, reason: str, env=None) -> Verdict:
 _ENV_ID = re.compile(r"^(?:[\w.-]+/)?[A-Z][\w-]*-v\d+$")  # `CartPole-v1`, `ALE/Pong-v5`, `HalfCheetah-v2`
 
 
-def _registered_env(file: ParsedFile) -> dict | None:
-    """The env the file names, when it names exactly one env id and that one is registered with
-    known observation bounds: a script that can train `HalfCheetah-v2` or `Pendulum-v0` has no
-    one env whose bounds describe what its model sees."""
-    ids = env_ids_in(file.tree)
-    named = {node.value for node in ast.walk(file.tree)
-             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _ENV_ID.match(node.value)}
-    if len(ids) != 1 or named - set(ids):
+def _registered_env(file: ParsedFile, class_name: str | None = None) -> dict | None:
+    """The env whose observations reach the model: the one env id the file names, when it names
+    exactly one and that one is registered with known observation bounds (a script that can train
+    `HalfCheetah-v2` or `Pendulum-v0` has no one env whose bounds describe what its model sees);
+    else, for `class_name` built by top-level code (a notebook's sections, each with its env), the
+    env of the statement nearest before that construction that names an env id, when it names one."""
+    ids = _env_ids(file.tree)
+    if len(ids) != 1 and class_name is not None:
+        ids = _env_at_construction(file.tree, class_name)
+    spec = env_spec(ids[0]) if len(ids) == 1 else None
+    if spec is None:
         return None
-    spec = env_spec(ids[0])
     return {"id": spec.env_id, "low": list(spec.low), "high": list(spec.high), "dtype": spec.dtype,
             "source": spec.source}
+
+
+def _env_ids(node: ast.AST) -> list[str]:
+    """Every env id (registered or not) named as a string constant in `node`."""
+    found: list[str] = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and _ENV_ID.match(sub.value):
+            if sub.value not in found:
+                found.append(sub.value)
+    return found
+
+
+def _env_at_construction(tree: ast.Module, class_name: str) -> list[str]:
+    """The env ids of the top-level statement nearest before (or at) the first top-level one that
+    builds `class_name`, read in order as a notebook runs: `env_id = "CartPole-v0"` (cell 8) before
+    `model = DQN(...)` (cell 14), though a later section trains `PongNoFrameskip-v4`."""
+    from gradlint.analysis.syntax import last_name
+
+    body = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    for index, node in enumerate(body):
+        if any(isinstance(call, ast.Call) and last_name(call.func) == class_name for call in ast.walk(node)):
+            for statement in reversed(body[: index + 1]):
+                ids = _env_ids(statement)
+                if ids:
+                    return ids
+            return []
+    return []
 
 
 def _verify_sibling(path: str, file: ParsedFile, sibling: str, subject: str, codes: list[str], settings: Settings,
