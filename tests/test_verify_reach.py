@@ -380,3 +380,27 @@ def test_a_notebook_section_is_probed_with_the_env_its_model_is_built_under() ->
     # a statement naming two envs before the construction decides nothing
     either = text.replace('env_id = "CartPole-v0"', 'env_id = ["CartPole-v0", "Acrobot-v1"][0]')
     assert _registered_env(ParsedFile.of(either), "DQN") is None
+
+
+def test_no_section_env_is_read_where_the_order_of_the_code_does_not_say_it() -> None:
+    base = textwrap.dedent("""\
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self, n=4):
+                super().__init__()
+                self.fc = nn.Linear(n, 2)
+
+        {before}
+        {build}
+    """)
+    cases = {  # (statements before the construction, the construction): an env only for the first
+        ('env = gym.make("CartPole-v1")\nother = "Acrobot-v1"\nenv = gym.make("Pendulum-v1")', "net = Net()"): "Pendulum-v1",
+        ('env = gym.make("CartPole-v1")\nif fast:\n    env = gym.make("Acrobot-v1")', "net = Net()"): None,
+        ('env = gym.make("CartPole-v1")\nx = "Acrobot-v1"', 'if __name__ == "__main__":\n    net = Net()'): None,
+        ('def make(env_id="Acrobot-v1"):\n    return gym.make(env_id)\nenv_id = "CartPole-v1"', "net = Net()"): None,
+    }
+    for (before, build), expected in cases.items():
+        text = base.format(before=before, build=build)
+        env = _registered_env(ParsedFile.of(text), "Net")
+        assert (env["id"] if env else None) == expected, text

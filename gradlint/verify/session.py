@@ -261,13 +261,17 @@ def _env_at_construction(tree: ast.Module, class_name: str) -> list[str]:
     `model = DQN(...)` (cell 14), though a later section trains `PongNoFrameskip-v4`."""
     from gradlint.analysis.syntax import last_name
 
-    body = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if any(_env_ids(node) for node in tree.body if isinstance(node, definitions)):
+        return []  # a function may make its own env (`def make_env(env_id="HalfCheetah-v2")`): no order to read
+    simple = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)
+    body = [node for node in tree.body if not isinstance(node, definitions)]
     for index, node in enumerate(body):
         if any(isinstance(call, ast.Call) and last_name(call.func) == class_name for call in ast.walk(node)):
             for statement in reversed(body[: index + 1]):
                 ids = _env_ids(statement)
-                if ids:
-                    return ids
+                if ids:  # straight-line code only: a branch or loop may name an env it does not make
+                    return ids if isinstance(statement, simple) and isinstance(node, simple) else []
             return []
     return []
 
