@@ -35,6 +35,7 @@ class EnvSpec:
     action_dim: int | None  # Box(k,), else None
     source: str
     image_shape: tuple[int, ...] | None = None  # uint8 frames: (H, W, C) as the env returns them
+    action_high: float | None = None  # Box actions: the symmetric bound, from the same source
 
     @property
     def observation_dim(self) -> int:
@@ -52,14 +53,20 @@ KNOWN_ENVS: dict[str, EnvSpec] = {spec.env_id: spec for spec in (
     EnvSpec("CartPole-v0", tuple(-h for h in _CARTPOLE_HIGH), _CARTPOLE_HIGH, "float32", 2, None, _CLASSIC.format("cartpole")),
     EnvSpec("MountainCar-v0", (-1.2, -0.07), (0.6, 0.07), "float32", 3, None, _CLASSIC.format("mountain_car")),
     EnvSpec("MountainCarContinuous-v0", (-1.2, -0.07), (0.6, 0.07), "float32", None, 1,
-            _CLASSIC.format("continuous_mountain_car")),
+            _CLASSIC.format("continuous_mountain_car"), action_high=1.0),
     EnvSpec("Acrobot-v1", (-1.0, -1.0, -1.0, -1.0, -4 * PI, -9 * PI), (1.0, 1.0, 1.0, 1.0, 4 * PI, 9 * PI), "float32", 3,
             None, _CLASSIC.format("acrobot")),
-    EnvSpec("Pendulum-v1", (-1.0, -1.0, -8.0), (1.0, 1.0, 8.0), "float32", None, 1, _CLASSIC.format("pendulum")),
+    EnvSpec("Pendulum-v1", (-1.0, -1.0, -8.0), (1.0, 1.0, 8.0), "float32", None, 1, _CLASSIC.format("pendulum"),
+            action_high=2.0),
+    # gym < 0.22 (the id of many RL tutorials): the same observation_space, max_speed = 8
+    EnvSpec("Pendulum-v0", (-1.0, -1.0, -8.0), (1.0, 1.0, 8.0), "float32", None, 1,
+            "gym 0.21 gym/envs/classic_control/pendulum.py (observation_space in __init__)", action_high=2.0),
     EnvSpec("LunarLander-v3", _LUNAR_LOW, _LUNAR_HIGH, "float32", 4, None, _BOX2D.format("lunar_lander")),
     EnvSpec("LunarLander-v2", _LUNAR_LOW, _LUNAR_HIGH, "float32", 4, None, _BOX2D.format("lunar_lander")),
-    EnvSpec("LunarLanderContinuous-v3", _LUNAR_LOW, _LUNAR_HIGH, "float32", None, 2, _BOX2D.format("lunar_lander")),
-    EnvSpec("LunarLanderContinuous-v2", _LUNAR_LOW, _LUNAR_HIGH, "float32", None, 2, _BOX2D.format("lunar_lander")),
+    EnvSpec("LunarLanderContinuous-v3", _LUNAR_LOW, _LUNAR_HIGH, "float32", None, 2, _BOX2D.format("lunar_lander"),
+            action_high=1.0),
+    EnvSpec("LunarLanderContinuous-v2", _LUNAR_LOW, _LUNAR_HIGH, "float32", None, 2, _BOX2D.format("lunar_lander"),
+            action_high=1.0),
 )}
 
 # Atari (ALE): RGB frames Box(0, 255, (210, 160, 3), uint8) (ale-py's documented observation space;

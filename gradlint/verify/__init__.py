@@ -32,10 +32,12 @@ class ModelReport:
     construction: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
+    cell: int | None = None  # notebooks: the code cell, and `line` is the line in that cell (as the linter's)
 
     def to_dict(self) -> dict:
         return {
-            "file": self.file, "model": self.model, "line": self.line, "status": self.status, "error": self.error,
+            "file": self.file, "model": self.model, **({"cell": self.cell} if self.cell else {}), "line": self.line,
+            "status": self.status, "error": self.error,
             "construction": self.construction,
             "findings": [v.to_dict() for v in self.verdicts],
             "figures": {k: v for k, v in self.figures.items() if k not in ("layers", "remedy_layers")},

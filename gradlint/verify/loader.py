@@ -55,8 +55,15 @@ class _GradlintMissing:
         return _GradlintMissing(self._name + "." + attr, self._error)
     def __call__(self, *args, **kwargs):
         raise ImportError(f"{self._name} is not available here ({self._error})")
-    def __mro_entries__(self, bases):
-        raise ImportError(f"{self._name} is not available here ({self._error})")
+    def __mro_entries__(self, bases):  # `class Wrapper(gym.ActionWrapper)`: defined, fails only when built
+        name, error = self._name, self._error
+
+        class _Base:
+            def __init__(self, *args, **kwargs):
+                raise ImportError(f"{name} is not available here ({error})")
+
+        _Base.__name__ = _Base.__qualname__ = name.rsplit(".", 1)[-1]
+        return (_Base,)
     def __instancecheck__(self, instance):  # `isinstance(space, Box)` with gym absent: nothing is one
         return False
     def __subclasscheck__(self, cls):
@@ -77,13 +84,16 @@ GUESSES: dict[str, Any] = {
     "max_action": 1.0, "action_bound": 1.0, "action_scale": 1.0, "max_act": 1.0,
     "vocab_size": 100, "ntoken": 100, "n_tokens": 100, "in_channels": 3, "channels": 3,
     "n_agents": 2, "num_agents": 2, "seq_len": 16, "upscale_factor": 2,
+    # a seed only picks the random draw (the worker seeds torch with 0 before building anyway)
+    "seed": 0, "random_seed": 0,
 }
 
 # A model that reads its sizes off the environment (`QNetwork(envs)` in CleanRL) gets a synthetic
 # one, built in the worker: 8 observation features, and an action space that is both Discrete(4)
-# and a 2-d Box in [-1, 1]. Only these exact parameter names: `num_envs` is a number.
-# A JSON request can only name these stand-ins: {SYNTHETIC: kind}; the worker builds them, the
-# report prints their label.
+# and a 2-d Box in [-1, 1]; where the file names one registered env (gradlint.analysis.envs), its
+# spaces instead. Only these exact parameter names: `num_envs` is a number.
+# A JSON request can only name these stand-ins: {SYNTHETIC: kind} (plus "env": an env id); the
+# worker builds them, the report prints their label.
 SYNTHETIC = "__gradlint_synthetic__"
 SYNTHETIC_LABELS = {
     "env": "<synthetic env: 8 observation features, Discrete(4) or Box(2,) actions>",
@@ -97,9 +107,41 @@ ENV_PARAMETERS = ("env", "envs", "environment", "venv", "vec_env", "train_env")
 SPACE_PARAMETERS = {
     "observation_space": {SYNTHETIC: "observation_space"},
     "obs_space": {SYNTHETIC: "observation_space"},
+    "state_space": {SYNTHETIC: "observation_space"},
     "action_space": {SYNTHETIC: "action_space"},
     "act_space": {SYNTHETIC: "action_space"},
 }
+# a module-level name the kept code reads these attributes of (`nn.Linear(env.observation_space.shape[0], 128)`
+# in a class body, the env itself made by removed code) is an env: the synthetic one stands in
+ENV_ATTRIBUTES = {"observation_space", "action_space", "single_observation_space", "single_action_space"}
+
+
+def synthetic(kind: str, env=None) -> dict:
+    """The marker of a synthetic stand-in (`kind`: env, observation_space, action_space), with
+    the spaces of `env` (an EnvSpec) when it is a registered env of float observations."""
+    marker = {SYNTHETIC: kind}
+    if env is not None and env.dtype == "float32" and (env.actions or (env.action_dim and env.action_high)):
+        marker["env"] = env.env_id
+    return marker
+
+
+def synthetic_label(marker: dict) -> str:
+    from gradlint.analysis.envs import env_spec
+
+    spec = env_spec(marker.get("env") or "")
+    kind = marker.get(SYNTHETIC)
+    if spec is None:
+        return SYNTHETIC_LABELS.get(kind, "?")
+    observations = f"Box({spec.observation_dim},)"
+    actions = f"Discrete({spec.actions})" if spec.actions else f"Box({spec.action_dim},) in [-{spec.action_high:g}, {spec.action_high:g}]"
+    return {"env": f"<stand-in env with {spec.env_id}'s spaces: {observations} observations, {actions} actions>",
+            "observation_space": f"<{spec.env_id}'s {observations}>",
+            "action_space": f"<{spec.env_id}'s {actions}>"}.get(kind, "?")
+
+
+def synthetic_code(marker: dict) -> str:
+    """A stand-in in the model-only source: built by the worker's own code when the source runs."""
+    return f"__import__('gradlint.verify.worker', fromlist=['_materialise'])._materialise({marker!r})"
 
 
 @dataclass
@@ -109,6 +151,7 @@ class ConstructorArgs:
     guessed: dict = field(default_factory=dict)  # name -> value, printed with the verdict
     missing: list = field(default_factory=list)  # required parameters nothing resolved
     source: str = "defaults"  # user | call site | defaults | guesses
+    env_sizes: dict = field(default_factory=dict)  # name -> size read off the registered env, at the call site
 
 
 def _keep(statement: cst.BaseStatement) -> bool:
@@ -116,8 +159,9 @@ def _keep(statement: cst.BaseStatement) -> bool:
         return True
     if isinstance(statement, cst.SimpleStatementLine):
         return all(_keep_small(small) for small in statement.body)
-    if isinstance(statement, cst.Try):  # `try: import x / except ImportError: ...`
-        return all(isinstance(s, cst.SimpleStatementLine) and all(isinstance(x, (cst.Import, cst.ImportFrom, cst.Pass, cst.Assign)) for x in s.body)
+    if isinstance(statement, cst.Try):  # `try: import x; HAS_X = True / except ImportError: ...`
+        # (not `try: data = np.load(...) / except: assert False`: that is work)
+        return all(isinstance(s, cst.SimpleStatementLine) and all(_keep_small(x) for x in s.body)
                    for s in statement.body.body)
     return False
 
@@ -126,8 +170,8 @@ def _keep_small(small: cst.BaseSmallStatement) -> bool:
     if isinstance(small, (cst.Import, cst.ImportFrom, cst.Pass)):
         return True
     if isinstance(small, (cst.Assign, cst.AnnAssign)):
-        value = small.value
-        return value is not None and _constant_expression(value)
+        value = small.value  # a lambda is a definition, as a def is: `Variable = lambda *a: ...`
+        return value is not None and (_constant_expression(value) or isinstance(value, cst.Lambda))
     return False
 
 
@@ -180,12 +224,13 @@ def _assigned_name(statement: cst.BaseStatement) -> str | None:
 _PARSE_CALLS = {"parse_args", "parse_known_args", "cli", "parse"}  # argparse, tyro.cli(Args), simple_parsing
 
 
-def removed_names(file: ParsedFile, env=None) -> dict[str, str]:
+def removed_names(file: ParsedFile, env=None, device: str = "cpu") -> dict[str, str]:
     """Stand-ins (name -> Python expression) for module-level names the kept code reads but only
     removed statements define: `args = parser.parse_args()` becomes a namespace of the parser's
     own defaults (`capacity=args.capacity` in a kept default argument); `args = tyro.cli(Args)`
     becomes `Args()`; `NUM_STATES = env.observation_space.shape[0]` the size of the registered env
-    the file names; other names a documented guess, else a placeholder that fails when used."""
+    the file names; `device = torch.device(...)` the device verify measures on; other names a
+    documented guess, else a placeholder that fails when used."""
     tree = file.tree
     try:
         module = file.module
@@ -234,8 +279,17 @@ def removed_names(file: ParsedFile, env=None) -> dict[str, str]:
             items = ", ".join(f"{attr}={_literal(v, f'{name}.{attr}')}" for attr, v in fields.items())
             out[name] = f"__import__('types').SimpleNamespace({items})"
             continue
+        if name == "device" or called == "device":  # `torch.device("cuda" if ... else "cpu")`
+            out[name] = repr(device)
+            continue
+        if code in ("torch.cuda.is_available()", "cuda.is_available()"):  # USE_CUDA: whether verify measures on one
+            out[name] = repr(device.startswith("cuda"))
+            continue
+        if attributes & ENV_ATTRIBUTES or (name.lower() in ENV_PARAMETERS and not attributes - ENV_ATTRIBUTES):
+            out[name] = synthetic_code(synthetic("env", env))  # an env the removed code made
+            continue
         env_value = _env_read(code, env, sizes)
-        guess = env_value if env_value is not None else sizes.get(name.lower(), _guess(name.lower()))
+        guess = env_value if env_value is not None else sizes.get(name.lower(), _guess(name.lower(), env))
         out[name] = _literal(guess, name)
     return out
 
@@ -244,6 +298,26 @@ def _literal(value, name: str) -> str:
     if value is UNKNOWN or isinstance(value, dict):
         return f"_GradlintMissing({name!r}, 'removed with the training code; pass --init-args')"
     return repr(value)
+
+
+def env_read_sizes(file: ParsedFile, env) -> dict[str, int]:
+    """Names the file binds, in any scope, to a size read off its registered env `env` and to
+    nothing else: `state_dim = env.observation_space.shape[0]` -> {"state_dim": 3} for Pendulum.
+    What the script itself computes, so a call `Actor(state_dim, action_dim, 256)` resolves."""
+    if env is None or env.dtype == "uint8":
+        return {}
+    values: dict[str, set] = {}
+    for node in ast.walk(file.tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    values.setdefault(target.id, set()).add(_env_read(ast.unparse(node.value), env, {}))
+                elif isinstance(target, (ast.Tuple, ast.List)):
+                    for element in ast.walk(target):
+                        if isinstance(element, ast.Name):
+                            values.setdefault(element.id, set()).add(None)
+    return {name: next(iter(found)) for name, found in values.items() if len(found) == 1 and None not in found}
 
 
 def _env_read(code: str, env, sizes: dict) -> int | None:
@@ -296,10 +370,14 @@ def env_sizes(env) -> dict[str, int]:
     return sizes
 
 
-def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None, env=None) -> ConstructorArgs:
-    """Arguments to build `class_name`: the user's, else a call site of the file whose arguments
-    resolve to constants, else the constructor's defaults, else sizes of the registered env the
-    file names (`env`, an EnvSpec), else documented guesses by name."""
+def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None, env=None,
+                     device: str = "cpu", caller: ParsedFile | None = None) -> ConstructorArgs:
+    """Arguments to build `class_name`: the user's, else a call site (of `caller`, the file that
+    imports the class, first, then of the defining file) whose arguments all resolve to
+    constants; else the constants such a call passes (`Actor(state_dim, action_dim, 256)`: the
+    hidden size the script builds) with the constructor's defaults for the rest, sizes of the
+    registered env the file names (`env`, an EnvSpec), then documented guesses by name (a
+    `device` parameter: the device verify measures on)."""
     tree = file.tree
     result = ConstructorArgs()
     params = _init_params(tree, class_name)
@@ -310,33 +388,91 @@ def constructor_args(file: ParsedFile, class_name: str, user: dict | None = None
         if not required:
             return result
     else:
-        call = resolvable_call_site(file, class_name)
-        if call is not None:
-            result.args, result.kwargs = call
-            result.source = "call site"
-            return result
+        sites = [(site, env_read_sizes(site, env)) for site in (caller, file) if site is not None]
+        for site, read in sites:
+            call = resolvable_call_site(site, class_name, read)
+            if call is not None:
+                result.args, result.kwargs = call
+                result.source, result.env_sizes = "call site", _used(read, site, class_name)
+                return result
+        for site, read in sites:
+            given = call_site_constants(site, tree, class_name, read)
+            if given:
+                result.kwargs, result.source, result.env_sizes = given, "call site", _used(read, site, class_name)
+                break
     sizes = env_sizes(env)
     for name, has_default in params:
         if has_default or name in result.kwargs:
             continue
         guess = sizes.get(name.lower(), UNKNOWN)
         if guess is UNKNOWN:
-            guess = _guess(name)
+            guess = device if name == "device" else _guess(name, env)
         if guess is UNKNOWN:
             result.missing.append(name)
         else:
             result.kwargs[name] = guess
             result.guessed[name] = guess
-    if result.guessed and result.source != "user":
+    if result.guessed and result.source not in ("user", "call site"):
         result.source = "guesses"
     return result
 
 
-def _guess(name: str) -> Any:
+def call_site_constants(site: ParsedFile, tree: ast.Module, class_name: str, sizes: dict | None = None) -> dict[str, Any]:
+    """The arguments of the first call `ClassName(...)` in `site` that resolve to constants (or
+    env sizes, as `resolvable_call_site`), by the name of the parameter they bind in the
+    constructor (defined in `tree`)."""
+    positional, keyword_only = _init_signature(tree, class_name)
+    if positional is None:
+        return {}
+    constants = {**site.symbols.constants, **(sizes or {})}
+    for call, _ in site.symbols.calls(site.tree):
+        if last_name(call.func) != class_name:
+            continue
+        if any(type(a) is ast.Starred for a in call.args) or any(k.arg is None for k in call.keywords):
+            return {}
+        if len(call.args) > len(positional):
+            return {}
+        bound = {**dict(zip(positional, call.args)),
+                 **{k.arg: k.value for k in call.keywords if k.arg in positional or k.arg in keyword_only}}
+        values = {name: evaluate(node, constants) for name, node in bound.items()}
+        return {name: value for name, value in values.items()
+                if known(value) and isinstance(value, (int, float, str, bool, tuple, list))}
+    return {}
+
+
+def _used(sizes: dict, site: ParsedFile, class_name: str) -> dict:
+    """The env sizes the first call of `class_name` in `site` reads."""
+    for call, _ in site.symbols.calls(site.tree):
+        if last_name(call.func) == class_name:
+            names = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+            return {name: value for name, value in sizes.items() if name in names}
+    return {}
+
+
+def _init_signature(tree: ast.Module, class_name: str) -> tuple[list[str] | None, list[str]]:
+    """(positional parameters after self, keyword-only ones) of the class's constructor in
+    `tree`, or (None, []) when it takes *args or is not found there."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef) and member.name == "__init__":
+                    args = member.args
+                    if args.vararg is not None:
+                        return None, []
+                    return [a.arg for a in args.posonlyargs + args.args][1:], [a.arg for a in args.kwonlyargs]
+            for base in node.bases:
+                if isinstance(base, ast.Name):
+                    found = _init_signature(tree, base.id)
+                    if found[0] is not None:
+                        return found
+    return None, []
+
+
+def _guess(name: str, env=None) -> Any:
     if name in ENV_PARAMETERS:
-        return SYNTHETIC_ENV
+        return synthetic("env", env)
     if name in SPACE_PARAMETERS:
-        return SPACE_PARAMETERS[name]
+        return synthetic(SPACE_PARAMETERS[name][SYNTHETIC], env)
     if name in GUESSES:
         return GUESSES[name]
     lowered = name.lower()
@@ -365,9 +501,10 @@ def _init_params(tree: ast.Module, class_name: str) -> list[tuple[str, bool]]:
     return []
 
 
-def resolvable_call_site(file: ParsedFile, class_name: str) -> tuple[list, dict] | None:
-    """Arguments of the first call `ClassName(...)` in the file whose arguments are all constants."""
-    constants = file.symbols.constants
+def resolvable_call_site(file: ParsedFile, class_name: str, sizes: dict | None = None) -> tuple[list, dict] | None:
+    """Arguments of the first call `ClassName(...)` in the file whose arguments are all constants
+    (or `sizes` the script read off its env, `env_read_sizes`)."""
+    constants = {**file.symbols.constants, **(sizes or {})}
     for call, _ in file.symbols.calls(file.tree):
         if last_name(call.func) != class_name:
             continue

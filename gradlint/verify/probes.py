@@ -51,13 +51,28 @@ def _initialise(param: torch.Tensor, init) -> None:
 
 
 def tensors_of(output: Any) -> list[torch.Tensor]:
+    """The tensors a forward pass returns; of a torch.distributions object (an RL policy's
+    `Normal(mu, std)`), the parameters the network computed (a sample carries no gradient)."""
     if isinstance(output, torch.Tensor):
         return [output]
     if isinstance(output, (tuple, list)):
         return [t for item in output for t in tensors_of(item)]
     if isinstance(output, dict):
         return [t for item in output.values() for t in tensors_of(item)]
+    if isinstance(output, torch.distributions.Distribution):
+        return distribution_parameters(output)
     return []
+
+
+def distribution_parameters(dist: "torch.distributions.Distribution") -> list[torch.Tensor]:
+    """The parameters a distribution was built from (`loc`, `scale`; `logits` or `probs`, as
+    given, not the one derived from it), through Independent/TransformedDistribution wrappers."""
+    base = getattr(dist, "base_dist", None)
+    if isinstance(base, torch.distributions.Distribution):
+        return distribution_parameters(base)
+    given = vars(dist)
+    return [given[name] for name in getattr(dist, "arg_constraints", {})
+            if isinstance(given.get(name), torch.Tensor)]
 
 
 def scalar_loss(output: Any) -> torch.Tensor:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 
 import click
 
 from gradlint.output.escape import printable
 from gradlint.verify import ModelReport
-from gradlint.verify.loader import SYNTHETIC, SYNTHETIC_LABELS
+from gradlint.verify.loader import SYNTHETIC, synthetic_label
 from gradlint.verify.verdict import CONFIRMED, NOT_CONFIRMED
 
 _COLOURS = {CONFIRMED: "red", NOT_CONFIRMED: "green"}
@@ -18,7 +20,7 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, dict) and SYNTHETIC in value:
-        return SYNTHETIC_LABELS.get(value[SYNTHETIC], "?")
+        return synthetic_label(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
@@ -29,6 +31,9 @@ def _fmt(value) -> str:
 def _stand_in(code: str) -> str:
     if "_GradlintMissing" in code:
         return "<missing>"
+    marker = re.search(r"_materialise\((\{.*\})\)$", code)
+    if marker:
+        return synthetic_label(ast.literal_eval(marker.group(1)))
     return code.replace("__import__('types').SimpleNamespace", "Namespace")
 
 
@@ -49,6 +54,9 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
                 built = f"built from {construction.get('source')} ({shown})"
                 if guessed:
                     built += f"; guessed: {guesses}"
+        if construction.get("env_sizes"):
+            built += f"; sizes read off {construction.get('env', 'the env')}: " + ", ".join(
+                f"{k}={_fmt(v)}" for k, v in construction["env_sizes"].items())
         if construction.get("stand_ins"):
             built += "; removed names stood in: " + ", ".join(
                 f"{k}={_stand_in(v)}" for k, v in construction["stand_ins"].items())
@@ -59,7 +67,8 @@ def render_text(reports: list[ModelReport], colour: bool) -> str:
         if report.figures.get("input_shapes"):
             built += f"; inputs {_fmt(report.figures['input_shapes'])}"
         # names, errors and reasons can carry the model's own text (an exception message): escaped
-        header = printable(f"{report.file}:{report.line}: {report.model}")
+        cell = f"cell {report.cell}:" if report.cell else ""  # notebooks: placed as the linter places findings
+        header = printable(f"{report.file}:{cell}{report.line}: {report.model}")
         lines.append(click.style(header, bold=True) if colour else header)
         if built:
             lines.append(printable(f"  {built}"))

@@ -9,6 +9,7 @@ imported model class.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import re
@@ -21,10 +22,9 @@ import click
 from gradlint.config import Settings
 from gradlint.diagnostics import Diagnostic, Severity
 from gradlint.engine import FileResult
-from gradlint.source import read_source
 from gradlint.verify import ModelReport
-from gradlint.analysis.envs import env_ids_in, env_spec
-from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names, resolvable_call_site
+from gradlint.analysis.envs import env_spec
+from gradlint.verify.loader import ParsedFile, constructor_args, model_only_source, removed_names
 from gradlint.verify.runner import DeviceUnavailableError, Worker, WorkerStartError, uses_cuda
 from gradlint.verify.verdict import NOT_VERIFIED, Verdict, decide
 
@@ -75,18 +75,44 @@ def verify_results(results: list[FileResult], settings: Settings, options: Optio
 
 def _analysis_facts(path: str, settings: Settings) -> tuple[ParsedFile, dict[str, dict], Callable[[str], str | None]]:
     """The adapter to the lint analysis (the only code here that reads its internals): the file
-    parsed once (its ast tree and symbol layer, shared with the loader), its nn.Module classes as
-    `gradlint explain-model --format json` describes them (plus "line"), and a lookup of the
-    sibling module that defines an imported model class."""
-    from gradlint.context import FileContext
+    as the linter reads it, parsed once (its ast tree and symbol layer, shared with the loader),
+    its nn.Module classes as `gradlint explain-model --format json` describes them (plus "line"
+    and, in a notebook, "cell", placed as the linter places findings), and a lookup of the
+    sibling module that defines an imported model class.
 
-    source = read_source(path)
-    ctx = FileContext.parse(source, settings)
+    The text is the linter's view: a notebook's code cells joined, its IPython magics turned into
+    inert placeholders (never run); a marimo notebook's cells at top level, so a class a cell
+    defines is a module class and the imports every cell makes are the module's."""
+    from gradlint.context import FileContext
+    from gradlint.inputs import read_for_analysis
+
+    analysed = read_for_analysis(path)
+    ctx = FileContext.parse(analysed.source, settings)
     models = {}
     for model in ctx.models.models:
         if model.kind == "module":
-            models[model.name] = {**model.to_dict(), "line": model.line}
-    return ParsedFile(source.text, ctx.tree, ctx.symbols), models, ctx.project_model_file
+            cell, line = analysed.place(model.line)
+            models[model.name] = {**model.to_dict(), "line": line, "cell": cell}
+    return ParsedFile(analysed.source.text, ctx.tree, ctx.symbols), models, _sibling_lookup(ctx, path, settings)
+
+
+def _sibling_lookup(ctx, path: str, settings: Settings) -> Callable[[str], str | None]:
+    """The project module that defines a model class the file imports: by name, else through
+    the file's `from common.policy_networks import *` (the last star import that defines it,
+    as Python binds it)."""
+    from gradlint.analysis.project import imported_summary
+
+    def lookup(name: str) -> str | None:
+        found = ctx.project_model_file(name)
+        if found is not None or "." in name:
+            return found
+        for module in reversed(ctx.symbols.imports.star_modules):
+            summary = imported_summary(path, f"{module}.{name}", settings.root)
+            if summary is not None and name in summary[0].classes:
+                return summary[0].path if summary[0].classes[name].is_model else None
+        return None
+
+    return lookup
 
 
 def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, options: Options, worker: Worker,
@@ -99,40 +125,50 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         file, models, project_model_file = _analysis_facts(path, settings)
         env = _registered_env(call_site or file)
         spec = env_spec(env["id"]) if env is not None else None
-        stand_ins = removed_names(file, spec)
+        stand_ins = removed_names(file, spec, options.device)
         text_only = model_only_source(file, spec, stand_ins)
     except Exception as exc:  # noqa: BLE001 - bad input or a libcst failure: reported, never raised
         return [ModelReport(path, "?", 0, "error", f"cannot prepare the file: {exc}")]
+    file_env = env
+    prepared = {None if env is None else env["id"]: (env, spec, stand_ins, text_only)}
     for subject, found in groups.items():
         codes = sorted({d.code for d in found})
+        key = None if file_env is None else file_env["id"]
+        if file_env is None and subject is not None:  # a notebook section's env, where the file names several
+            own = _registered_env(call_site or file, subject.rsplit(".", 1)[-1])
+            if own is not None and own["id"] not in prepared:
+                own_spec = env_spec(own["id"])
+                own_stand_ins = removed_names(file, own_spec, options.device)
+                prepared[own["id"]] = (own, own_spec, own_stand_ins, model_only_source(file, own_spec, own_stand_ins))
+            key = own["id"] if own is not None else None
+        env, spec, stand_ins, text_only = prepared[key]
+
         sibling = project_model_file(subject) if subject and subject not in models else None
         if sibling is not None:  # `from networks import MLPNetwork`: build it from its own file
             reports.extend(_verify_sibling(path, file, sibling, subject.rsplit(".", 1)[-1], codes, settings,
                                            options, worker))
             continue
         if subject is None or subject not in models:
-            reports.append(ModelReport(
-                path, subject or "(no model class)", found[0].line, "error",
-                "no nn.Module class of this file to build for these findings",
-                verdicts=[_unbuilt_verdict(c) for c in codes]))
+            why = ("the finding names no model class to build (the linter tied it to none)" if subject is None else
+                   f"{subject} is not an nn.Module class defined in this file or in a module of the project: "
+                   "nothing to build it from")
+            reports.append(ModelReport(path, subject or "(no model class)", found[0].line, "error", why,
+                                       verdicts=[_unbuilt_verdict(c, why) for c in codes], cell=found[0].cell))
             continue
         model = models[subject]
-        construction = constructor_args(file, subject, options.init_args.get(subject), spec)
-        if call_site is not None and construction.source != "user":  # the importing file's call
-            call = resolvable_call_site(call_site, subject)
-            if call is not None:
-                construction.args, construction.kwargs = call
-                construction.source, construction.guessed, construction.missing = "call site", {}, []
-        report = ModelReport(path, subject, model["line"], "ok", construction={
+        construction = constructor_args(file, subject, options.init_args.get(subject), spec, options.device,
+                                        caller=call_site)  # the importing file's call first
+        report = ModelReport(path, subject, model["line"], "ok", cell=model["cell"], construction={
             "source": construction.source, "args": construction.args, "kwargs": construction.kwargs,
-            "guessed": construction.guessed, **({"stand_ins": stand_ins} if stand_ins else {}),
+            "guessed": construction.guessed, **({"env_sizes": construction.env_sizes} if construction.env_sizes else {}),
+            **({"stand_ins": stand_ins} if stand_ins else {}),
             **({"env": env["id"]} if env is not None else {})})
         if construction.missing:
             report.status = "error"
             names = ", ".join(construction.missing)
             report.error = (f"cannot build {subject}: no value for {names}; pass "
                             f"--init-args '{subject}={{\"{construction.missing[0]}\": ...}}'")
-            report.verdicts = [Verdict(c, NOT_VERIFIED, report.error) for c in codes]
+            report.verdicts = [_unbuilt_verdict(c, report.error, spec) for c in codes]
             reports.append(report)
             continue
         if progress:
@@ -159,7 +195,7 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
         if reply.get("status") != "ok":
             report.status = "error"
             report.error = reply.get("error", "unknown error")
-            report.verdicts = [_unbuilt_verdict(c, f"the model could not be run: {report.error}") for c in codes]
+            report.verdicts = [_unbuilt_verdict(c, f"the model could not be run: {report.error}", spec) for c in codes]
             reports.append(report)
             continue
         figures = reply["figures"]
@@ -177,22 +213,67 @@ def _verify_file(path: str, diagnostics: list[Diagnostic], settings: Settings, o
     return reports
 
 
-def _unbuilt_verdict(code: str, reason: str = "the finding names no model class this file defines") -> Verdict:
-    """A finding whose model was not built: loop and data findings need the real run anyway."""
+_DATA_CODES = ("GL401", "GL403")  # probed at a registered env's observation bounds when the file names one
+
+
+def _unbuilt_verdict(code: str, reason: str, env=None) -> Verdict:
+    """A finding whose model was not built, with `reason`, unless building it could not have
+    verified it: loop findings, and data findings of a file that names no registered env, need
+    the real run anyway, and say so."""
     verdict = decide(code, {})
-    if "gradlint run" in verdict.reason:
+    if "gradlint run" in verdict.reason and not (env is not None and code in _DATA_CODES):
         return verdict
     return Verdict(code, NOT_VERIFIED, reason)
 
 
-def _registered_env(file: ParsedFile) -> dict | None:
-    """The one registered env with known observation bounds the file names, if exactly one."""
-    ids = env_ids_in(file.tree)
-    if len(ids) != 1:
+_ENV_ID = re.compile(r"^(?:[\w.-]+/)?[A-Z][\w-]*-v\d+$")  # `CartPole-v1`, `ALE/Pong-v5`, `HalfCheetah-v2`
+
+
+def _registered_env(file: ParsedFile, class_name: str | None = None) -> dict | None:
+    """The env whose observations reach the model: the one env id the file names, when it names
+    exactly one and that one is registered with known observation bounds (a script that can train
+    `HalfCheetah-v2` or `Pendulum-v0` has no one env whose bounds describe what its model sees);
+    else, for `class_name` built by top-level code (a notebook's sections, each with its env), the
+    env of the statement nearest before that construction that names an env id, when it names one."""
+    ids = _env_ids(file.tree)
+    if len(ids) != 1 and class_name is not None:
+        ids = _env_at_construction(file.tree, class_name)
+    spec = env_spec(ids[0]) if len(ids) == 1 else None
+    if spec is None:
         return None
-    spec = env_spec(ids[0])
     return {"id": spec.env_id, "low": list(spec.low), "high": list(spec.high), "dtype": spec.dtype,
             "source": spec.source}
+
+
+def _env_ids(node: ast.AST) -> list[str]:
+    """Every env id (registered or not) named as a string constant in `node`."""
+    found: list[str] = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and _ENV_ID.match(sub.value):
+            if sub.value not in found:
+                found.append(sub.value)
+    return found
+
+
+def _env_at_construction(tree: ast.Module, class_name: str) -> list[str]:
+    """The env ids of the top-level statement nearest before (or at) the first top-level one that
+    builds `class_name`, read in order as a notebook runs: `env_id = "CartPole-v0"` (cell 8) before
+    `model = DQN(...)` (cell 14), though a later section trains `PongNoFrameskip-v4`."""
+    from gradlint.analysis.syntax import last_name
+
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if any(_env_ids(node) for node in tree.body if isinstance(node, definitions)):
+        return []  # a function may make its own env (`def make_env(env_id="HalfCheetah-v2")`): no order to read
+    simple = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)
+    body = [node for node in tree.body if not isinstance(node, definitions)]
+    for index, node in enumerate(body):
+        if any(isinstance(call, ast.Call) and last_name(call.func) == class_name for call in ast.walk(node)):
+            for statement in reversed(body[: index + 1]):
+                ids = _env_ids(statement)
+                if ids:  # straight-line code only: a branch or loop may name an env it does not make
+                    return ids if isinstance(statement, simple) and isinstance(node, simple) else []
+            return []
+    return []
 
 
 def _verify_sibling(path: str, file: ParsedFile, sibling: str, subject: str, codes: list[str], settings: Settings,

@@ -83,7 +83,7 @@ def _materialise(value):
     from gradlint.verify.loader import SYNTHETIC
 
     if isinstance(value, dict) and SYNTHETIC in value:
-        env = SyntheticEnv()
+        env = SyntheticEnv(value.get("env"))
         return {"env": env, "observation_space": env.observation_space,
                 "action_space": env.action_space}[value[SYNTHETIC]]
     return value
@@ -105,13 +105,24 @@ class _Space:
 
 class SyntheticEnv:
     """Stands in for a gym env or vector env passed to a model's constructor: Box observations of
-    8 features; an action space that is both Discrete(4) (`.n`) and a 2-d Box in [-1, 1]."""
+    8 features; an action space that is both Discrete(4) (`.n`) and a 2-d Box in [-1, 1]. With
+    `env_id`, a registered env of gradlint.analysis.envs: that env's observation bounds and its
+    Discrete(n) or Box(k,) actions."""
 
     num_envs = 1
 
-    def __init__(self) -> None:
-        self.observation_space = self.single_observation_space = _Space((8,), -float("inf"), float("inf"))
-        self.action_space = self.single_action_space = _Space((2,), -1.0, 1.0, n=4)
+    def __init__(self, env_id: str | None = None) -> None:
+        from gradlint.analysis.envs import env_spec
+
+        spec = env_spec(env_id) if env_id else None
+        if spec is None:
+            observations, actions = _Space((8,), -float("inf"), float("inf")), _Space((2,), -1.0, 1.0, n=4)
+        else:
+            observations = _Space((spec.observation_dim,), spec.low, spec.high)
+            actions = (_Space((), 0, spec.actions - 1, n=spec.actions) if spec.actions else
+                       _Space((spec.action_dim,), -spec.action_high, spec.action_high))
+        self.observation_space = self.single_observation_space = observations
+        self.action_space = self.single_action_space = actions
 
 
 def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
@@ -139,6 +150,9 @@ def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
                     break
                 except Exception:  # noqa: BLE001 - trying signatures
                     continue
+    recurrent = next((m for m in modules if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU))), None)
+    if recurrent is not None and len(inputs) >= 2 and _is_hidden(inputs[-1]) and isinstance(first, nn.Linear):
+        candidates += _sequence_policy_inputs(first, recurrent, len(inputs) - 2, batch)
     if len(inputs) >= 2 and isinstance(first, nn.Linear):
         total = first.in_features
         dims = [_dim_for(name, numbers) for name in inputs]
@@ -171,6 +185,47 @@ def candidate_inputs(model, request: dict, device="cpu") -> list[list]:
                 candidates.append([torch.randn(batch, size)])
     for size in (8, 4, 3, 17, 24, 32, 64, 128, 784):
         candidates.append([torch.randn(batch, size)])
+    return candidates
+
+
+def _required_parameters(method) -> list[str]:
+    import inspect
+
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return ["x"]
+    return [p.name for p in parameters if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)] or ["x"]
+
+
+def _is_hidden(name: str) -> bool:
+    return name in ("h", "hx", "h0", "hc", "hidden") or name.startswith("hidden") or name.endswith("hidden")
+
+
+def _sequence_policy_inputs(first, recurrent, middle: int, batch: int) -> list[list]:
+    """`forward(state, [last_action, ...], hidden_in)` of a recurrent policy: sequences of T = 16
+    steps (batch-first and time-first) whose first input feeds the first Linear, the middle ones
+    of 1-8 features (a last action joins later, or is concatenated to the state before the first
+    layer), and a zero initial state of the recurrent layer."""
+    import torch
+    from torch import nn
+
+    steps = 16
+    layers = recurrent.num_layers * (2 if recurrent.bidirectional else 1)
+    zeros = torch.zeros(layers, batch, recurrent.hidden_size)
+    hidden = (zeros, zeros.clone()) if isinstance(recurrent, nn.LSTM) else zeros
+    total = first.in_features
+    candidates = []
+    if not middle:  # `pi(x, hidden)` that reshapes x itself (minimalRL: `x.view(-1, 1, 64)`, a batch of one)
+        ones = torch.zeros(layers, 1, recurrent.hidden_size)
+        candidates += [[torch.randn(batch, total), (ones, ones.clone()) if isinstance(recurrent, nn.LSTM) else ones],
+                       [torch.randn(batch, total), hidden]]
+    for layout in ((batch, steps), (steps, batch)):
+        for extra in range(1, 9) if middle else (0,):
+            candidates.append([torch.randn(*layout, total), *[torch.randn(*layout, extra) for _ in range(middle)], hidden])
+        for split in range(1, min(total, 9)) if middle == 1 else ():  # the first layer takes cat(state, last_action)
+            candidates.append([torch.randn(*layout, total - split), torch.randn(*layout, split), hidden])
     return candidates
 
 
@@ -302,6 +357,8 @@ def measure(request: dict) -> dict:
     model = build(request).to(device)  # built on the CPU, so its weights do not depend on the device
     nn.Module.train(model, True)  # not `model.train()`: RL classes often name their update step `train`
     stand_in = use_method_as_forward(model)
+    if stand_in:  # the inputs the stand-in method takes, not those of the missing forward
+        request = {**request, "hints": {**request.get("hints", {}), "inputs": _required_parameters(model.forward)}}
     inputs = find_inputs(model, request, device)
     codes = set(request.get("codes", []))
     figures: dict[str, Any] = {"input_shapes": [_shape(x) for x in inputs]}
