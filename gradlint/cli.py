@@ -128,7 +128,7 @@ def check(paths, fix, unsafe_fixes, diff, select, extend_select, ignore, exclude
     results = lint_paths(found.files, settings, mode, jobs, cache, progress)
     if run_verify:
         reports = _run_verification(results, settings, (), (), "cpu", None, None)  # verify's own defaults
-        verdicts = {(r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}
+        verdicts = {(r.findings_of or r.file, v.code, r.model): v.verdict for r in reports for v in r.verdicts}
         for result in results:
             for diagnostic in result.diagnostics:
                 diagnostic.verdict = verdicts.get((diagnostic.path, diagnostic.code, diagnostic.subject or "(no model class)"))

@@ -7,6 +7,7 @@ import ast
 
 import json
 import os
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -550,3 +551,13 @@ def test_a_cnn_gets_the_image_size_its_linear_layer_fixes_and_a_bad_input_shape_
     assert list(x.shape) == [8, 3, 47, 47]
     with pytest.raises(ValueError, match=r"--input-shape Net=2,3,31 does not fit the model: RuntimeError"):
         find_inputs(Net(), {"class": "Net", "input_shapes": [[2, 3, 31]]})
+
+
+def test_check_verify_marks_findings_about_a_model_of_a_sibling_module(tmp_path: Path, monkeypatch) -> None:
+    # train.py trains MLPNetwork from networks.py: verify's report is "train.py -> networks.py";
+    # the finding of train.py must still get its verdict
+    shutil.copytree(FIXTURES / "models" / "split", tmp_path / "split")
+    monkeypatch.chdir(tmp_path / "split")
+    checked = CliRunner().invoke(main, ["check", "--no-cache", "--verify", "--select", "GL101", "train.py"])
+    [line] = [line for line in checked.output.splitlines() if "GL101" in line]
+    assert "[not verified]" in line, checked.output

@@ -33,6 +33,7 @@ class ModelReport:
     figures: dict = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     cell: int | None = None  # notebooks: the code cell, and `line` is the line in that cell (as the linter's)
+    findings_of: str | None = None  # the file whose findings this answers, when the model is defined in another
 
     def to_dict(self) -> dict:
         return {

@@ -284,6 +284,7 @@ def _verify_sibling(path: str, file: ParsedFile, sibling: str, subject: str, cod
     for report in reports:
         report.construction.setdefault("defined_in", sibling)
         report.file = f"{path} -> {sibling}"
+        report.findings_of = path
     return reports
 
 
