@@ -561,3 +561,14 @@ def test_check_verify_marks_findings_about_a_model_of_a_sibling_module(tmp_path:
     checked = CliRunner().invoke(main, ["check", "--no-cache", "--verify", "--select", "GL101", "train.py"])
     [line] = [line for line in checked.output.splitlines() if "GL101" in line]
     assert "[not verified]" in line, checked.output
+
+
+def test_gl403_on_an_env_with_unbounded_float_features_says_so() -> None:
+    # CartPole's bounds are infinite: "values in [-inf, inf]" read as if the frames were measured
+    from gradlint.verify.verdict import NOT_CONFIRMED, THRESHOLDS, data_verdict
+
+    unbounded = {"min": float("-inf"), "max": float("inf"), "dtype": "float32", "source": "CartPole-v1's bounds"}
+    verdict = data_verdict("GL403", unbounded, THRESHOLDS, raw_frames=True)
+    assert verdict.verdict == NOT_CONFIRMED and "inf" not in verdict.reason and "unbounded" in verdict.reason
+    frames = {"min": 0.0, "max": 255.0, "dtype": "uint8", "source": "ALE bounds"}
+    assert data_verdict("GL403", frames, THRESHOLDS, raw_frames=True).verdict != NOT_CONFIRMED

@@ -397,6 +397,9 @@ def data_verdict(code: str, data: dict, t: dict[str, float], *, raw_frames: bool
         if raw:
             return Verdict(code, CONFIRMED, f"the first layer receives raw frames: values in [{_fmt(low)}, {_fmt(high)}]"
                            f" ({data.get('dtype')}, {source})", numbers)
+        if not (math.isfinite(low) and math.isfinite(high)):  # an env's unbounded float features (CartPole)
+            return Verdict(code, NOT_CONFIRMED, f"the first layer receives {data.get('dtype') or 'float'} values with "
+                           f"unbounded features, not raw uint8 frames ({source})", numbers)
         return Verdict(code, NOT_CONFIRMED, f"the first layer receives values in [{_fmt(low)}, {_fmt(high)}], not raw "
                        f"uint8 frames ({source})", numbers)
     if not features:
