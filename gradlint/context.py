@@ -179,12 +179,14 @@ class FileContext:
 
         names = self.symbols.imported_names()
         head = name.split(".", 1)[0]
-        if head not in names:
-            return None
-        target = names[head] + name[len(head):]
-        found = imported_summary(self.source.path, target, self.settings.root)
-        if found is not None and found[1] in found[0].classes and found[0].classes[found[1]].is_model:
-            return found[0].path
+        if head in names:
+            targets = [names[head] + name[len(head):]]
+        else:  # `from common.value_networks import *`
+            targets = [f"{module}.{name}" for module in self.symbols.imports.star_modules]
+        for target in targets:
+            found = imported_summary(self.source.path, target, self.settings.root)
+            if found is not None and found[1] in found[0].classes and found[0].classes[found[1]].is_model:
+                return found[0].path
         return None
 
     @cached_property

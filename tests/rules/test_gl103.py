@@ -284,11 +284,12 @@ def test_a_recurrent_class_of_a_star_imported_sibling_module(tmp_path: Path) -> 
     [diagnostic] = _star_project(tmp_path, "QNetworkLSTM")
     assert (diagnostic.code, diagnostic.line, diagnostic.severity.value) == ("GL103", 14, "warning")
     assert "nn.LSTM in QNetworkLSTM (common/value_networks.py)" in diagnostic.message
+    assert diagnostic.subject == "QNetworkLSTM"  # the model `check --verify` matches the verifier's report on
 
 
 def test_a_plain_class_of_a_star_imported_sibling_module_stays_gl101(tmp_path: Path) -> None:
     [diagnostic] = _star_project(tmp_path, "QNetwork")
-    assert diagnostic.code == "GL101"
+    assert diagnostic.code == "GL101" and diagnostic.subject == "QNetwork"
 
 
 SIBLING_DECODER = """\
