@@ -177,6 +177,7 @@ class DataFlow:
         self.normalizes_advantages = advantage_normalization(source_text)
         # memo tables of what depends on the file alone, the same in every pass: not tracked
         self._function_summaries: dict[str, FunctionSummary | None] = {}
+        self._normalizing_classes: dict[str, bool | None] = {}  # class of the file -> normalises its input
         self._project_classes = ProjectClasses()
         self._entered: set[str] = set()
         self._seen_entries: set[tuple] = set()  # (function, argument taints) analysed this pass
@@ -532,10 +533,10 @@ class DataFlow:
             return self._inline_normalizes(self._inline_models.get(model) or self._inline_models.get(model.rsplit(".", 1)[-1]))
         if cls in self._project_classes:
             return self._project_classes[cls].normalizes_input
-        for model in self.models.models:
-            if model.kind == "module" and model.name == cls:
-                return model_normalizes_input(model, self.text)
-        return None
+        if cls not in self._normalizing_classes:  # the same answer for every call of the class's models
+            self._normalizing_classes[cls] = next((model_normalizes_input(model, self.text) for model in self.models.models
+                                                   if model.kind == "module" and model.name == cls), None)
+        return self._normalizing_classes[cls]
 
     def _inline_normalizes(self, call: ast.Call | None) -> bool:
         """An inline `nn.Sequential(first, ...)` whose first module normalises or scales its input:

@@ -13,6 +13,8 @@ import functools
 import os
 from dataclasses import dataclass, field
 
+from gradlint.analysis.syntax import parameter_names
+
 OBS_NORMALIZERS = ("NormalizeObservation", "VecNormalize", "ObservationNormalization", "normalize_obs", "RunningMeanStd", "ObsNorm")
 REWARD_NORMALIZERS = ("NormalizeReward", "VecNormalize", "ClipRewardEnv", "TransformReward", "ScaleReward", "RewardScal", "clip_reward")
 IMAGE_MARKERS = ("AtariPreprocessing", "WarpFrame", "NoFrameskip", "ALE/", "make_atari", "AtariWrapper", "FrameStack", "GrayScaleObservation", "ResizeObservation")
@@ -195,11 +197,10 @@ def model_normalizes_input(model, text: str) -> bool:
 
 
 def _takes_data(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    args = method.args
-    names = [a.arg for a in [*args.posonlyargs, *args.args]]
+    names = parameter_names(method)
     if names and names[0] in ("self", "cls"):
         names = names[1:]
-    return bool(names or args.vararg or args.kwonlyargs)
+    return bool(names or method.args.vararg)
 
 
 def _trains(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
