@@ -323,14 +323,16 @@ def rules_command(output_format: str, show_all: bool) -> None:
     if output_format == "json":
         click.echo(json.dumps([
             {"code": r.code, "name": r.name, "summary": r.summary, "severity": r.severity.value,
-             "default": r.default_enabled, "fix": r.fix_applicability.value if r.fix_applicability else None}
+             "severities": [severity.value for severity in r.reported_severities()], "default": r.default_enabled, "fix": r.fix_applicability.value if r.fix_applicability else None}
             for r in ALL_RULES
         ], indent=2))
         return
+    from gradlint.docs import severities
+
     for rule in ALL_RULES:
         fix = f"{rule.fix_applicability.value} fix" if rule.fix_applicability else "no fix"
         default = "on" if rule.default_enabled else "off"
-        click.echo(f"{rule.code}  {rule.name:<34} {rule.severity.value:<8} {default:<4} {fix:<11} {rule.summary}")
+        click.echo(f"{rule.code}  {rule.name:<34} {severities(rule):<22} {default:<4} {fix:<11} {rule.summary}")
 
 
 @main.command("rule")
@@ -346,12 +348,14 @@ def rule_command(code: str) -> None:
 
 
 def render_rule(rule) -> str:
+    from gradlint.docs import severities
+
     fix = (f"{rule.fix_applicability.value} fix: {rule.fix_description}" if rule.fix_applicability else "no automatic fix")
     options = "".join(f"\n  {o.name} ({o.type.__name__}, default {o.default!r}): {o.help}" for o in rule.options)
     parts = [
         f"{rule.code} {rule.name}",
         f"{rule.summary}.",
-        f"Severity: {rule.severity.value}. Enabled by default: {'yes' if rule.default_enabled else 'no'}.",
+        f"Severity: {severities(rule)}. Enabled by default: {'yes' if rule.default_enabled else 'no'}.",
         "",
         "Why is this bad?",
         rule.rationale,

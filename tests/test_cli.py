@@ -239,8 +239,10 @@ def test_empty_input_exits_zero(tmp_path: Path) -> None:
 def test_rules_and_rule_commands() -> None:
     listing = run("rules").output
     assert [line.split()[0] for line in listing.splitlines()] == [r.code for r in ALL_RULES]
+    assert "GL201  deep-unbounded-activation-stack" in listing and "error / warning / info" in listing
     doc = run("rule", "gl101").output
     assert doc.startswith("GL101 missing-gradient-clipping\n")
+    assert "Severity: warning / info." in doc  # every severity it reports, as the README's table
     for heading in ("Why is this bad?", "Example:", "Use instead:", "Fix: safe fix", "Options ([tool.gradlint.options.GL101])", "Pascanu"):
         assert heading in doc
     assert run("rule", "GL999").exit_code == 2
